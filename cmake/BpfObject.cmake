@@ -2,7 +2,7 @@
 #
 # Compiles SOURCE (a *.bpf.c file) with clang for the BPF target using CO-RE against the committed
 # vmlinux/<arch>/vmlinux.h (never the build host's kernel), then runs `bpftool gen skeleton` to
-# produce <NAME>.skel.h. Exposes an INTERFACE target `<NAME>_skel` whose include directory holds
+# produce <NAME>.skel.h (skeleton struct `<NAME>_bpf`). Exposes an INTERFACE target `<NAME>_skel` whose include directory holds
 # the skeleton header.
 find_program(BPF_CLANG NAMES clang clang-14 REQUIRED)
 find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
@@ -35,7 +35,7 @@ function(bpf_object name src)
     VERBATIM)
   add_custom_command(
     OUTPUT ${skel}
-    COMMAND ${BPFTOOL} gen skeleton ${obj} name ${name} > ${skel}
+    COMMAND ${BPFTOOL} gen skeleton ${obj} name ${name}_bpf > ${skel}
     DEPENDS ${obj}
     COMMENT "BPF skeleton ${name}.skel.h"
     VERBATIM)

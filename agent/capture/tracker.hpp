@@ -1,0 +1,123 @@
+// The connection tracker: capture events in, ordered byte streams out (SPEC §2, §3).
+//
+// Per connection (conn_id from the kernel: a reused fd number gets a new id) and direction, the
+// tracker rebuilds the byte stream from event positions. Events may arrive out of order (two
+// threads writing one socket on two CPUs reserve ring space in a different order than stream
+// positions); they wait, bounded, until the hole is filled. A hole that is not filled — a lost
+// ring-buffer event, or bytes the kernel could not copy — is reported as a gap of exactly the
+// missing length, so a downstream parser can resynchronise instead of gluing unrelated bytes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/capture/abi.hpp"
+#include "agent/capture/event_source.hpp"
+
+namespace infertap {
+
+struct ConnCounters {
+  uint64_t events = 0;       // data events received (pieces, not syscalls)
+  uint64_t bytes_in = 0;     // ingress bytes delivered as data (read by the traced process)
+  uint64_t bytes_out = 0;    // egress bytes delivered as data (written by the traced process)
+  uint64_t gap_bytes = 0;    // bytes delivered as gaps, both directions
+};
+
+struct ConnInfo {
+  uint64_t conn_id = 0;
+  uint32_t tgid = 0;
+  uint32_t fd = 0;
+  Role role = Role::kUnknown;
+  uint16_t family = 0;  // AF_INET / AF_INET6; 0 until the open event was seen
+  Endpoint local, remote;
+  uint64_t cgroup_id = 0;
+  uint64_t open_ts_ns = 0;
+  bool addresses_known = false;  // false when the open event was lost
+  ConnCounters counters;
+};
+
+class StreamSink {
+ public:
+  virtual ~StreamSink() = default;
+  virtual void OnOpen(const ConnInfo& /*conn*/) {}
+  // Bytes in stream order. ts_ns is the kernel timestamp of the syscall that carried them.
+  virtual void OnData(const ConnInfo& conn, Direction dir, uint64_t ts_ns,
+                      std::span<const uint8_t> bytes) = 0;
+  // `len` bytes of the stream are missing here.
+  virtual void OnGap(const ConnInfo& conn, Direction dir, uint64_t ts_ns, uint64_t len) = 0;
+  // The connection is over (closed, or the capture ended). No more calls for it.
+  virtual void OnClose(const ConnInfo& conn, uint64_t ts_ns) = 0;
+};
+
+struct TrackerOptions {
+  // Out-of-order bytes held per direction before the hole is declared a gap (SPEC §3: 1 MiB).
+  size_t max_pending_bytes = 1 << 20;
+  // A hole older than this (kernel time, vs the newest event seen) is declared a gap.
+  uint64_t reorder_window_ns = 50'000'000;
+  // Connections tracked at once; beyond it new connections are dropped and counted.
+  size_t max_connections = 200'000;
+};
+
+struct TrackerStats {
+  uint64_t events = 0;           // well-formed events consumed
+  uint64_t data_bytes = 0;       // payload bytes delivered
+  uint64_t gap_bytes = 0;        // bytes delivered as gaps
+  uint64_t malformed = 0;        // events rejected by the bounds checks
+  uint64_t duplicate_bytes = 0;  // bytes seen twice (dropped)
+  uint64_t dropped_connections = 0;
+};
+
+class ConnectionTracker : public EventSink {
+ public:
+  ConnectionTracker(StreamSink& sink, TrackerOptions options = {});
+  ~ConnectionTracker() override;
+
+  void OnEvent(std::span<const uint8_t> record) override;
+  // Declares holes older than the reorder window as gaps. `now_ns` is CLOCK_MONOTONIC (live) or
+  // the newest event time (replay). Called periodically by the pipeline.
+  void Flush(uint64_t now_ns);
+  // Ends every connection (end of capture): pending holes become gaps, then OnClose.
+  void FinishAll(uint64_t ts_ns);
+
+  size_t connections() const { return conns_.size(); }
+  const TrackerStats& stats() const { return stats_; }
+  uint64_t newest_ts_ns() const { return newest_ts_; }
+
+ private:
+  struct Segment {
+    uint64_t ts_ns;
+    uint64_t len;
+    std::vector<uint8_t> bytes;  // first bytes.size() bytes of the range; the rest is a gap
+  };
+  struct DirState {
+    uint64_t next_pos = 0;
+    std::map<uint64_t, Segment> pending;  // by position
+    size_t pending_bytes = 0;
+  };
+  struct Conn {
+    ConnInfo info;
+    DirState dir[2];
+  };
+
+  Conn* GetOrCreate(const it_event_header& h, uint32_t fd, uint8_t role);
+  void OnData(const it_data_event& ev, std::span<const uint8_t> payload);
+  void OnOpen(const it_conn_event& ev);
+  void OnClose(const it_conn_event& ev);
+  void Deliver(Conn& c, Direction d, uint64_t ts, uint64_t len, std::span<const uint8_t> bytes);
+  void DrainPending(Conn& c, Direction d);
+  void ForceFirstHole(Conn& c, Direction d);
+  void CloseConn(Conn& c, uint64_t ts, const uint64_t* final_pos);
+
+  StreamSink& sink_;
+  TrackerOptions opt_;
+  TrackerStats stats_;
+  uint64_t newest_ts_ = 0;
+  std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
+};
+
+}  // namespace infertap

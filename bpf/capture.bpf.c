@@ -1,0 +1,593 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Socket payload capture on syscall tracepoints (SPEC §2).
+ *
+ * Why tracepoints: kprobes are not built into every kernel (not into the CI machines') and
+ * fentry/fexit can be refused; syscall tracepoints fire only for the syscalls we hook, unlike
+ * raw_tp/sys_enter which runs for every syscall in the system.
+ *
+ * Shape of every hook pair: the enter program decides with ONE map lookup whether the fd is a
+ * traced connection (fd_cache); only then does it record the arguments in `active`. The exit
+ * program is one failed lookup in `active` for everything else. Data is copied at exit, when the
+ * real return value is known (partial writes are common).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#include "infertap_abi.h"
+#include "maps.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+/* Set by the agent between open and load. */
+const volatile __u32 agent_tgid = 0;                       /* never traced */
+const volatile __u32 syscall_cap = IT_DEFAULT_SYSCALL_CAP; /* bytes captured per syscall */
+const volatile __u32 max_iovecs = 64;                      /* iovecs walked per syscall */
+const volatile __u64 wakeup_bytes = 64 * 1024;             /* ring fill level that wakes the agent */
+
+/* Written by the agent at run time (mmap'd .data): bumped on every change of `endpoints`. */
+__u64 filter_epoch = 1;
+/* Connection id allocator (global, atomic). */
+__u64 next_conn_id = 0;
+
+static __always_inline void stat_add(__u32 idx, __u64 v)
+{
+	__u64 *p = bpf_map_lookup_elem(&stats, &idx);
+	if (p)
+		*p += v;
+}
+
+static __always_inline __u64 fd_key(__u32 tgid, __u32 fd)
+{
+	return ((__u64)tgid << 32) | fd;
+}
+
+struct sock_view {
+	__u8 local[16];
+	__u8 remote[16];
+	__u16 lport;
+	__u16 rport;
+	__u16 family;
+};
+
+static __always_inline void map_v4(__u8 *dst, __u32 addr_be)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &addr_be, 4);
+}
+
+/* Resolves fd → struct sock for the current task. Returns 0 and fills *sv for TCP/IP sockets. */
+static __always_inline int resolve_sock(__u32 fd, struct sock_view *sv, int *not_traceable)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *f = NULL;
+	unsigned int max_fds;
+
+	*not_traceable = 0;
+	if (!fdt)
+		return -1;
+	max_fds = BPF_CORE_READ(fdt, max_fds);
+	if (fd >= max_fds)
+		return -1;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return -1; /* not open (yet): decide nothing, the syscall will fail */
+
+	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK) {
+		*not_traceable = 1;
+		return -1;
+	}
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk) {
+		*not_traceable = 1;
+		return -1;
+	}
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	if ((family != AF_INET && family != AF_INET6) || proto != IPPROTO_TCP) {
+		*not_traceable = 1;
+		return -1;
+	}
+	sv->family = family;
+	sv->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	sv->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		map_v4(sv->local, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
+		map_v4(sv->remote, BPF_CORE_READ(sk, __sk_common.skc_daddr));
+	} else {
+		BPF_CORE_READ_INTO(sv->local, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(sv->remote, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+	return 0;
+}
+
+/* Endpoint match: exact address first, then the wildcard address, for the given port. */
+static __always_inline __u32 match_endpoint(const __u8 *addr, __u16 port)
+{
+	struct it_endpoint_key k = {};
+	struct it_endpoint_value *v;
+
+	if (!port)
+		return 0;
+	__builtin_memcpy(k.addr, addr, 16);
+	k.port = port;
+	v = bpf_map_lookup_elem(&endpoints, &k);
+	if (v)
+		return v->roles;
+	__builtin_memset(k.addr, 0, 16);
+	v = bpf_map_lookup_elem(&endpoints, &k);
+	return v ? v->roles : 0;
+}
+
+static __always_inline void emit_conn_event(__u16 type, __u32 tgid, struct conn_state *c,
+					    const struct sock_view *sv)
+{
+	struct it_conn_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		stat_add(IT_STAT_LOST_EVENTS, 1);
+		return;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->hdr.type = type;
+	ev->hdr.version = IT_ABI_VERSION;
+	ev->hdr.tgid = tgid;
+	ev->hdr.conn_id = c->conn_id;
+	ev->hdr.ts_ns = bpf_ktime_get_ns();
+	ev->fd = c->fd;
+	ev->role = c->role;
+	if (sv) {
+		__builtin_memcpy(ev->local_addr, sv->local, 16);
+		__builtin_memcpy(ev->remote_addr, sv->remote, 16);
+		ev->local_port = sv->lport;
+		ev->remote_port = sv->rport;
+		ev->family = sv->family;
+	}
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->bytes_ingress = c->pos[IT_DIR_INGRESS];
+	ev->bytes_egress = c->pos[IT_DIR_EGRESS];
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/*
+ * The decision for (tgid, fd): NULL when not traced, else the connection state. One lookup in
+ * fd_cache for anything already decided; resolution through task → files → socket otherwise
+ * (that is also how sockets opened before the agent started are picked up).
+ */
+static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u64 *key_out)
+{
+	__u64 key = fd_key(tgid, fd);
+	__u64 epoch = filter_epoch;
+	struct fd_cache_val *cv;
+	struct conn_state *c;
+
+	*key_out = key;
+	cv = bpf_map_lookup_elem(&fd_cache, &key);
+	if (cv) {
+		if (cv->kind == FD_NOT_TRACEABLE)
+			return NULL;
+		if (cv->epoch == epoch) {
+			if (cv->kind == FD_UNTRACED)
+				return NULL;
+			c = bpf_map_lookup_elem(&conns, &key);
+			if (c)
+				return c;
+		}
+	}
+	struct fd_cache_val nv = {.epoch = epoch};
+	if (tgid == agent_tgid) {
+		nv.kind = FD_NOT_TRACEABLE;
+		bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
+		return NULL;
+	}
+
+	stat_add(IT_STAT_RESOLVES, 1);
+	struct sock_view sv = {};
+	int not_traceable = 0;
+	if (resolve_sock(fd, &sv, &not_traceable)) {
+		if (not_traceable) {
+			nv.kind = FD_NOT_TRACEABLE;
+			bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
+		}
+		return NULL;
+	}
+
+	__u32 roles = match_endpoint(sv.local, sv.lport) & IT_ROLE_SERVER;
+	if (!roles)
+		roles = match_endpoint(sv.remote, sv.rport) & IT_ROLE_CLIENT;
+
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!roles) {
+		nv.kind = FD_UNTRACED;
+		bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
+		if (c) { /* no longer traced after an endpoint change */
+			emit_conn_event(IT_EV_CLOSE, tgid, c, NULL);
+			bpf_map_delete_elem(&conns, &key);
+		}
+		return NULL;
+	}
+	nv.kind = FD_TRACED;
+	if (c) { /* still traced after an endpoint change: keep the connection going */
+		bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
+		return c;
+	}
+
+	struct conn_state ns = {};
+	ns.conn_id = __sync_fetch_and_add(&next_conn_id, 1) + 1;
+	ns.fd = fd;
+	ns.role = roles;
+	if (bpf_map_update_elem(&conns, &key, &ns, BPF_NOEXIST)) {
+		c = bpf_map_lookup_elem(&conns, &key); /* lost a race with another thread */
+		if (!c)
+			stat_add(IT_STAT_CONNS_FULL, 1);
+		return c;
+	}
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!c)
+		return NULL;
+	bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
+	emit_conn_event(IT_EV_OPEN, tgid, c, &sv);
+	return c;
+}
+
+/* Forget (tgid, fd): close(), dup2() over it, or a new socket appearing under that number. */
+static __always_inline void forget_fd(__u32 tgid, __u32 fd)
+{
+	__u64 key = fd_key(tgid, fd);
+	struct conn_state *c = bpf_map_lookup_elem(&conns, &key);
+	if (c) {
+		emit_conn_event(IT_EV_CLOSE, tgid, c, NULL);
+		bpf_map_delete_elem(&conns, &key);
+	}
+	bpf_map_delete_elem(&fd_cache, &key);
+}
+
+/* ---- enter side ----------------------------------------------------------------------------- */
+
+static __always_inline int enter_io(__u32 fd, __u64 ptr, __u32 count, __u8 sys, __u8 dir,
+				    __u8 vectored)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	__u64 key;
+
+	struct conn_state *c = lookup_conn(tgid, fd, &key);
+	if (!c)
+		return 0;
+	struct active_io a = {
+		.conn_key = key,
+		.ptr = ptr,
+		.count = count,
+		.sys = sys,
+		.dir = dir,
+		.vectored = vectored,
+	};
+	bpf_map_update_elem(&active, &pid_tgid, &a, BPF_ANY);
+	return 0;
+}
+
+#define ENTER_PROG(name, sys, dir, vectored)                                              \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                       \
+	int enter_##name(struct trace_event_raw_sys_enter *ctx)                           \
+	{                                                                                 \
+		return enter_io((__u32)ctx->args[0], (__u64)ctx->args[1],                 \
+				vectored == 1 ? (__u32)ctx->args[2] : 0, sys, dir, vectored); \
+	}
+
+ENTER_PROG(read, IT_SYS_READ, IT_DIR_INGRESS, 0)
+ENTER_PROG(write, IT_SYS_WRITE, IT_DIR_EGRESS, 0)
+ENTER_PROG(recvfrom, IT_SYS_RECVFROM, IT_DIR_INGRESS, 0)
+ENTER_PROG(sendto, IT_SYS_SENDTO, IT_DIR_EGRESS, 0)
+ENTER_PROG(readv, IT_SYS_READV, IT_DIR_INGRESS, 1)
+ENTER_PROG(writev, IT_SYS_WRITEV, IT_DIR_EGRESS, 1)
+ENTER_PROG(recvmsg, IT_SYS_RECVMSG, IT_DIR_INGRESS, 2)
+ENTER_PROG(sendmsg, IT_SYS_SENDMSG, IT_DIR_EGRESS, 2)
+
+/* sendfile(out_fd, in_fd, offset, count): the payload never passes through user memory, so
+ * only its length is reported (as a gap of that length in the egress stream). */
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
+{
+	return enter_io((__u32)ctx->args[0], 0, 0, IT_SYS_SENDFILE, IT_DIR_EGRESS, 0);
+}
+
+/* ---- exit side: copying payload ------------------------------------------------------------- */
+
+struct emit_ctx {
+	__u64 conn_id;
+	__u64 ts;
+	__u64 pos;      /* stream position of the next byte to emit */
+	__u64 cur_base; /* user address of the next byte in the current iovec */
+	__u64 cur_len;  /* bytes left in the current iovec */
+	__u64 iov;      /* user address of the iovec array (vectored) */
+	__u32 remaining; /* bytes still to capture (min(ret, cap) minus what is done) */
+	__u32 syscall_len;
+	__u32 iov_idx;
+	__u32 iov_cnt;
+	__u32 tgid;
+	__u32 fd;
+	__u8 dir;
+	__u8 role;
+	__u8 sys;
+	__u8 failed; /* a reservation or copy failed: the rest is reported as a gap */
+};
+
+static __always_inline void fill_data_hdr(struct it_data_event *ev, struct emit_ctx *e, __u32 len,
+					  __u32 cap_len, __u8 flags)
+{
+	ev->hdr.type = IT_EV_DATA;
+	ev->hdr.version = IT_ABI_VERSION;
+	ev->hdr.tgid = e->tgid;
+	ev->hdr.conn_id = e->conn_id;
+	ev->hdr.ts_ns = e->ts;
+	ev->pos = e->pos;
+	ev->len = len;
+	ev->cap_len = cap_len;
+	ev->syscall_len = e->syscall_len;
+	ev->fd = e->fd;
+	ev->direction = e->dir;
+	ev->role = e->role;
+	ev->syscall = e->sys;
+	ev->flags = flags;
+	ev->_pad = 0;
+}
+
+static __always_inline __u64 submit_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									      : BPF_RB_NO_WAKEUP;
+}
+
+/* One event of a fixed size class. Returns 0 on success. */
+#define EMIT_CLASS(CLASS)                                                                  \
+	static __always_inline int emit_class_##CLASS(struct emit_ctx *e, __u64 n)          \
+	{                                                                                  \
+		struct it_data_event *ev;                                                  \
+		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + CLASS, 0);                 \
+		if (!ev)                                                                   \
+			return -1;                                                         \
+		/* The barrier makes clang bound-check the very register it passes on */ \
+		asm volatile("" : "+r"(n));                                                \
+		if (n > CLASS)                                                             \
+			n = CLASS;                                                         \
+		if (bpf_probe_read_user(ev->data, n, (const void *)e->cur_base)) {         \
+			/* page not present: report the range as a gap, never as bytes */   \
+			fill_data_hdr(ev, e, n, 0, IT_DATA_F_GAP);                          \
+			stat_add(IT_STAT_GAP_BYTES, n);                                     \
+		} else {                                                                   \
+			fill_data_hdr(ev, e, n, n, 0);                                      \
+			stat_add(IT_STAT_BYTES, n);                                         \
+		}                                                                          \
+		bpf_ringbuf_submit(ev, submit_flags());                                    \
+		stat_add(IT_STAT_EVENTS, 1);                                               \
+		return 0;                                                                  \
+	}
+
+EMIT_CLASS(IT_CHUNK_SMALL)
+EMIT_CLASS(IT_CHUNK_MEDIUM)
+EMIT_CLASS(IT_CHUNK_MAX)
+
+/*
+ * The copy state lives in a per-CPU map, not on the stack: a bpf_loop callback given a stack
+ * pointer is verified against the caller's exact values, which multiplies the states past the
+ * verifier's limit; a map value is just "some scalars", verified once.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct emit_ctx);
+} emit_scratch SEC(".maps");
+
+/* bpf_loop body: emits one piece (or steps to the next iovec). Returns 1 to stop. */
+static long emit_step(__u32 i, void *arg)
+{
+	__u32 zero = 0;
+	struct emit_ctx *e = bpf_map_lookup_elem(&emit_scratch, &zero);
+
+	if (!e || !e->remaining || e->failed)
+		return 1;
+	if (!e->cur_len) {
+		struct iovec iv = {};
+		if (!e->iov || e->iov_idx >= e->iov_cnt || e->iov_idx >= max_iovecs)
+			return 1;
+		if (bpf_probe_read_user(&iv, sizeof(iv),
+					(const void *)(e->iov + (__u64)e->iov_idx * sizeof(iv))))
+			return 1;
+		e->iov_idx++;
+		e->cur_base = (__u64)iv.iov_base;
+		e->cur_len = iv.iov_len;
+		return 0;
+	}
+	__u64 n = e->remaining;
+	if (n > e->cur_len)
+		n = e->cur_len;
+	if (n > IT_CHUNK_MAX)
+		n = IT_CHUNK_MAX;
+
+	int err;
+	if (n <= IT_CHUNK_SMALL)
+		err = emit_class_IT_CHUNK_SMALL(e, n);
+	else if (n <= IT_CHUNK_MEDIUM)
+		err = emit_class_IT_CHUNK_MEDIUM(e, n);
+	else
+		err = emit_class_IT_CHUNK_MAX(e, n);
+	if (err) {
+		e->failed = 1;
+		return 1;
+	}
+	e->pos += n;
+	e->cur_base += n;
+	e->cur_len -= n;
+	e->remaining -= n;
+	return 0;
+}
+
+/* The bytes [pos, end) of the syscall that were not captured: one length-only event. */
+static __always_inline void emit_gap(struct emit_ctx *e, __u64 end, __u8 flags)
+{
+	if (end <= e->pos)
+		return;
+	__u32 len = end - e->pos;
+	struct it_data_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		/* Positions still advance: user space sees the hole as a gap. */
+		stat_add(IT_STAT_LOST_EVENTS, 1);
+		return;
+	}
+	fill_data_hdr(ev, e, len, 0, flags | IT_DATA_F_GAP);
+	bpf_ringbuf_submit(ev, submit_flags());
+	stat_add(IT_STAT_GAP_BYTES, len);
+}
+
+static __always_inline int exit_io(long ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct active_io *a = bpf_map_lookup_elem(&active, &pid_tgid);
+	if (!a)
+		return 0;
+	struct active_io io = *a;
+	bpf_map_delete_elem(&active, &pid_tgid);
+	if (ret <= 0)
+		return 0;
+
+	struct conn_state *c = bpf_map_lookup_elem(&conns, &io.conn_key);
+	if (!c)
+		return 0; /* closed by another thread meanwhile */
+
+	__u32 zero = 0;
+	struct emit_ctx *e = bpf_map_lookup_elem(&emit_scratch, &zero);
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->conn_id = c->conn_id;
+	e->ts = bpf_ktime_get_ns();
+	e->dir = io.dir & 1;
+	e->pos = __sync_fetch_and_add(&c->pos[e->dir], (__u64)ret);
+	e->syscall_len = ret;
+	e->tgid = pid_tgid >> 32;
+	e->fd = c->fd;
+	e->role = c->role;
+	e->sys = io.sys;
+	__u64 end = e->pos + (__u64)ret;
+
+	if (io.sys == IT_SYS_SENDFILE) {
+		emit_gap(e, end, IT_DATA_F_LENGTH_ONLY);
+		return 0;
+	}
+	e->remaining = ret < syscall_cap ? ret : syscall_cap;
+	if (io.vectored == 0) {
+		e->cur_base = io.ptr;
+		e->cur_len = ret;
+	} else if (io.vectored == 1) {
+		e->iov = io.ptr;
+		e->iov_cnt = io.count;
+	} else {
+		struct user_msghdr mh = {};
+		if (bpf_probe_read_user(&mh, sizeof(mh), (const void *)io.ptr) == 0) {
+			e->iov = (__u64)mh.msg_iov;
+			e->iov_cnt = mh.msg_iovlen;
+		}
+	}
+	/* Each piece is one step, plus one step per iovec switch; a short iovec can end a piece
+	 * early, so allow two steps per iovec on top of the full-size pieces. */
+	bpf_loop(syscall_cap / IT_CHUNK_MAX + 2 * max_iovecs + 2, emit_step, NULL, 0);
+	if (e->failed) {
+		stat_add(IT_STAT_LOST_EVENTS, 1);
+		if (end > e->pos)
+			stat_add(IT_STAT_LOST_BYTES, end - e->pos);
+		return 0; /* no event for the rest: the position jump tells user space */
+	}
+	emit_gap(e, end, 0);
+	return 0;
+}
+
+#define EXIT_PROG(name)                                          \
+	SEC("tracepoint/syscalls/sys_exit_" #name)               \
+	int exit_##name(struct trace_event_raw_sys_exit *ctx)    \
+	{                                                        \
+		return exit_io(ctx->ret);                        \
+	}
+
+EXIT_PROG(read)
+EXIT_PROG(write)
+EXIT_PROG(recvfrom)
+EXIT_PROG(sendto)
+EXIT_PROG(readv)
+EXIT_PROG(writev)
+EXIT_PROG(recvmsg)
+EXIT_PROG(sendmsg)
+EXIT_PROG(sendfile64)
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	forget_fd(tgid, (__u32)ctx->args[0]);
+	return 0;
+}
+
+/* dup2/dup3 close newfd implicitly. */
+SEC("tracepoint/syscalls/sys_enter_dup2")
+int enter_dup2(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	forget_fd(tgid, (__u32)ctx->args[1]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_dup3")
+int enter_dup3(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	forget_fd(tgid, (__u32)ctx->args[1]);
+	return 0;
+}
+
+/* A socket's remote end is only known after connect(): decide again on next use. */
+SEC("tracepoint/syscalls/sys_enter_connect")
+int enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 key = fd_key(tgid, (__u32)ctx->args[0]);
+	bpf_map_delete_elem(&fd_cache, &key);
+	return 0;
+}
+
+/* A freshly accepted fd must never inherit a stale decision for its number. */
+static __always_inline int exit_accept_common(long ret)
+{
+	if (ret < 0)
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	forget_fd(tgid, (__u32)ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_accept_common(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_accept_common(ctx->ret);
+}

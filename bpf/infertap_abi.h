@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one ABI shared by the kernel programs (bpf/ *.bpf.c files, compiled by clang for the BPF target)
+ * and user space (agent/, compiled by g++). Fixed-width types only, explicit padding, and static
+ * asserts on sizes and offsets that both compilers check. C++ conveniences live in
+ * agent/capture/abi.hpp; nothing here may depend on either side's headers beyond the integer
+ * types.
+ *
+ * Events travel through one BPF ring buffer. Every record starts with `struct it_event_header`;
+ * `type` says which struct follows. User space must check the record size against the struct
+ * size (and `cap_len` against the record size) before trusting any field: records come from the
+ * kernel but the capture file format reuses them, and files are untrusted input.
+ *
+ * Bump IT_ABI_VERSION on any change to these structs; capture files record it.
+ */
+#ifndef INFERTAP_ABI_H
+#define INFERTAP_ABI_H
+
+#ifdef __BPF__
+/* vmlinux.h provides __u8.. __u64 for the BPF side. */
+#else
+#include <linux/types.h>
+#endif
+
+#define IT_ABI_VERSION 1
+
+/* Event types (it_event_header.type). */
+enum it_event_type {
+	IT_EV_DATA = 1,  /* struct it_data_event: payload bytes of one syscall (or a piece of it) */
+	IT_EV_OPEN = 2,  /* struct it_conn_event: first sight of a traced connection */
+	IT_EV_CLOSE = 3, /* struct it_conn_event: close() of a traced connection's fd */
+};
+
+/* Direction as seen by the traced process. */
+enum it_direction {
+	IT_DIR_INGRESS = 0, /* bytes read by the traced process (read/recv*) */
+	IT_DIR_EGRESS = 1,  /* bytes written by the traced process (write/send*) */
+};
+
+/* Role of a traced connection (SPEC §2). Also used as a bit mask in the endpoint map. */
+enum it_role {
+	IT_ROLE_SERVER = 1, /* local endpoint is a traced model-server endpoint */
+	IT_ROLE_CLIENT = 2, /* remote endpoint is a traced model-server endpoint */
+};
+
+/* Which syscall family produced a data event (debugging, tests of every path). */
+enum it_syscall {
+	IT_SYS_READ = 1,
+	IT_SYS_WRITE = 2,
+	IT_SYS_READV = 3,
+	IT_SYS_WRITEV = 4,
+	IT_SYS_RECVFROM = 5,
+	IT_SYS_SENDTO = 6,
+	IT_SYS_RECVMSG = 7,
+	IT_SYS_SENDMSG = 8,
+	IT_SYS_SENDFILE = 9,
+	IT_SYS_RECVMMSG = 10,
+	IT_SYS_SENDMMSG = 11,
+};
+
+/*
+ * Payload size classes. A ring-buffer reservation has a constant size, so a data event is
+ * reserved in the smallest class that holds its piece of payload; larger syscalls are split into
+ * IT_CHUNK_MAX pieces (byte positions keep the order explicit).
+ */
+#define IT_CHUNK_SMALL 256
+#define IT_CHUNK_MEDIUM 1024
+#define IT_CHUNK_MAX 4096
+
+/* Per-syscall capture cap default: bytes past it are reported as a gap (never dropped silently). */
+#define IT_DEFAULT_SYSCALL_CAP (256 * 1024)
+
+/* Flags of it_data_event.flags. */
+#define IT_DATA_F_GAP 0x1      /* cap_len < len: the bytes [pos+cap_len, pos+len) were not captured */
+#define IT_DATA_F_LENGTH_ONLY 0x2 /* sendfile and friends: the kernel moved bytes we cannot see */
+
+struct it_event_header {
+	__u16 type;    /* enum it_event_type */
+	__u16 version; /* IT_ABI_VERSION */
+	__u32 tgid;    /* process (thread group) id of the traced process */
+	__u64 conn_id; /* unique per connection lifetime: a reused fd number gets a new id */
+	__u64 ts_ns;   /* CLOCK_MONOTONIC (bpf_ktime_get_ns) at syscall exit (data) or event time */
+};
+
+/*
+ * One syscall's data, or one piece of it. The event covers the byte range [pos, pos+len) of the
+ * direction's stream; the first cap_len bytes of that range follow the struct. cap_len < len
+ * means the rest of the range was not captured (a gap the tracker reports, not a loss).
+ */
+struct it_data_event {
+	struct it_event_header hdr;
+	__u64 pos;         /* position of the first byte in this direction's stream */
+	__u32 len;         /* bytes of the stream this event covers */
+	__u32 cap_len;     /* bytes of payload that follow (<= len, <= IT_CHUNK_MAX) */
+	__u32 syscall_len; /* the syscall's whole return value (all pieces together) */
+	__u32 fd;
+	__u8 direction; /* enum it_direction */
+	__u8 role;      /* enum it_role */
+	__u8 syscall;   /* enum it_syscall */
+	__u8 flags;     /* IT_DATA_F_* */
+	__u32 _pad;
+	__u8 data[]; /* cap_len bytes */
+};
+
+/*
+ * Addresses: IPv4 is stored as an IPv4-mapped IPv6 address (::ffff:a.b.c.d) so one 16-byte
+ * field serves both families; `family` says which the socket really is (AF_INET = 2,
+ * AF_INET6 = 10). Ports in host byte order.
+ */
+struct it_conn_event {
+	struct it_event_header hdr;
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u16 local_port;
+	__u16 remote_port;
+	__u16 family;
+	__u8 role; /* enum it_role */
+	__u8 _pad0;
+	__u32 fd;
+	__u32 _pad1;
+	__u64 cgroup_id;
+	__u64 bytes_ingress; /* close: stream positions reached (what the kernel saw) */
+	__u64 bytes_egress;
+};
+
+/*
+ * Endpoint filter (BPF hash map `endpoints`). Key: address (v4-mapped for IPv4; all zeros is the
+ * wildcard "any address") and port. Value: the roles to trace for it (IT_ROLE_* mask) and the
+ * index of the pool it belongs to (for the agent; the kernel does not use it).
+ */
+struct it_endpoint_key {
+	__u8 addr[16];
+	__u16 port; /* host byte order */
+	__u16 _pad0;
+	__u32 _pad1;
+};
+
+struct it_endpoint_value {
+	__u32 roles;
+	__u32 pool_index;
+};
+
+/* Per-CPU counters (BPF per-CPU array `stats`, one slot per enum value). */
+enum it_stat {
+	IT_STAT_EVENTS = 0,      /* data events submitted */
+	IT_STAT_BYTES = 1,       /* payload bytes submitted */
+	IT_STAT_LOST_EVENTS = 2, /* ring-buffer reserve failures (any event type) */
+	IT_STAT_LOST_BYTES = 3,  /* payload bytes whose event could not be reserved */
+	IT_STAT_CONNS_FULL = 4,  /* traced connections not tracked because the conn map was full */
+	IT_STAT_GAP_BYTES = 5,   /* bytes reported as gaps (cap, sendfile) */
+	IT_STAT_RESOLVES = 6,    /* fd → socket resolutions (fd cache misses) */
+	IT_STAT_MAX = 8,
+};
+
+#ifdef __cplusplus
+#define IT_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define IT_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
+IT_STATIC_ASSERT(sizeof(struct it_event_header) == 24, "it_event_header size");
+IT_STATIC_ASSERT(sizeof(struct it_data_event) == 56, "it_data_event size");
+IT_STATIC_ASSERT(__builtin_offsetof(struct it_data_event, pos) == 24, "it_data_event.pos");
+IT_STATIC_ASSERT(__builtin_offsetof(struct it_data_event, data) == 56, "it_data_event.data");
+IT_STATIC_ASSERT(sizeof(struct it_conn_event) == 96, "it_conn_event size");
+IT_STATIC_ASSERT(__builtin_offsetof(struct it_conn_event, local_port) == 56, "it_conn_event.local_port");
+IT_STATIC_ASSERT(__builtin_offsetof(struct it_conn_event, cgroup_id) == 72, "it_conn_event.cgroup_id");
+IT_STATIC_ASSERT(sizeof(struct it_endpoint_key) == 24, "it_endpoint_key size");
+IT_STATIC_ASSERT(sizeof(struct it_endpoint_value) == 8, "it_endpoint_value size");
+
+#endif /* INFERTAP_ABI_H */

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Maps of the capture programs. Each says what it tracks, its key and value, its bound, and what
+ * happens when it is full.
+ */
+#ifndef INFERTAP_MAPS_BPF_H
+#define INFERTAP_MAPS_BPF_H
+
+#include "infertap_abi.h"
+
+/*
+ * Events to user space. Size set by the agent before load (--ring-buffer-size, default 16 MiB).
+ * When full, reservations fail: counted in `stats` (IT_STAT_LOST_*) and the byte positions
+ * still advance, so user space sees a gap in the stream instead of mis-joined bytes.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 * 1024 * 1024);
+} events SEC(".maps");
+
+/*
+ * Traced model-server endpoints, fed by the agent. Key is struct it_endpoint_key (address, with
+ * all zeros meaning any address, and port); value is struct it_endpoint_value (roles to trace).
+ * Bound 4096 endpoints per node; the agent refuses to add more. Changing it requires bumping
+ * `filter_epoch` so cached decisions are re-evaluated.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct it_endpoint_key);
+	__type(value, struct it_endpoint_value);
+} endpoints SEC(".maps");
+
+/* fd_cache values: what an fd turned out to be the last time it was resolved. */
+enum fd_kind {
+	FD_NOT_TRACEABLE = 1, /* not a socket, or not a TCP/IP socket (pipes, files, unix sockets) */
+	FD_UNTRACED = 2,      /* a TCP socket that matched no endpoint at `epoch` */
+	FD_TRACED = 3,        /* a traced connection: its state is in `conns` under the same key */
+};
+
+struct fd_cache_val {
+	__u32 kind;
+	__u32 _pad;
+	__u64 epoch; /* filter_epoch when decided; UNTRACED and TRACED are re-decided when it moves */
+};
+
+/*
+ * The one-lookup fast path for every read/write in the system. Key is (tgid << 32 | fd); value
+ * is struct fd_cache_val. Entries are removed on close()/dup2()/dup3() of the fd and on
+ * accept()/connect(); LRU bounds the size (131072 entries): an evicted entry is simply resolved
+ * again on next use.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, __u64);
+	__type(value, struct fd_cache_val);
+} fd_cache SEC(".maps");
+
+/* State of one traced connection. */
+struct conn_state {
+	__u64 conn_id;
+	__u64 pos[2]; /* next byte position per direction (it_direction) */
+	__u32 fd;
+	__u8 role;
+	__u8 _pad[3];
+};
+
+/*
+ * Traced connections. Key is (tgid << 32 | fd); value is struct conn_state. Plain hash (not LRU)
+ * so a live connection is never evicted under pressure from untraced fds. Bound 65536: when
+ * full, new connections are not traced and IT_STAT_CONNS_FULL counts them.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct conn_state);
+} conns SEC(".maps");
+
+/* Arguments of an in-flight syscall on a traced connection, from enter to exit. */
+struct active_io {
+	__u64 conn_key; /* key in `conns` */
+	__u64 ptr;      /* user buffer, iovec array, or user_msghdr */
+	__u32 count;    /* iovec count (vectored syscalls) */
+	__u8 sys;       /* enum it_syscall */
+	__u8 dir;       /* enum it_direction */
+	__u8 vectored;  /* 0: ptr is a buffer; 1: ptr is an iovec array; 2: ptr is a user_msghdr */
+	__u8 _pad;
+};
+
+/*
+ * Key is the thread (pid_tgid); value is struct active_io. Only syscalls on traced connections
+ * get an entry, so the exit path of every other syscall is one failed lookup. Bound 16384
+ * threads in a traced syscall at once; when full the syscall is not captured and its bytes show
+ * up as a gap.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct active_io);
+} active SEC(".maps");
+
+/* Per-CPU counters, one slot per enum it_stat; user space sums the CPUs. Fixed size. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, IT_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+#endif /* INFERTAP_MAPS_BPF_H */
