@@ -1,0 +1,44 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both install what is missing
+# (scripts/install-deps.sh, apt-get + npm), configure and build first.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CTEST_ARGS ?=
+
+.PHONY: all deps configure build test test-unit test-e2e demo bench fuzz format clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Every tier: unit, replay, fuzz (corpus replay), e2e (root + real BPF). INFERTAP_REQUIRE_BPF=1
+# (set by .ci/run) turns a skipped BPF test into a failure.
+test: build
+	@cd $(BUILD) && ctest --output-on-failure --timeout 600 $(CTEST_ARGS)
+
+test-unit: build
+	@cd $(BUILD) && ctest --output-on-failure -L 'unit|replay|fuzz' $(CTEST_ARGS)
+
+test-e2e: build
+	@cd $(BUILD) && ctest --output-on-failure -L e2e $(CTEST_ARGS)
+
+demo: build
+	@bash scripts/demo.sh $(BUILD)
+
+bench: build
+	@bash bench/run.sh $(BUILD)
+
+fuzz:
+	@bash scripts/fuzz.sh
+
+format:
+	@git ls-files '*.cc' '*.hpp' '*.h' '*.c' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD)
