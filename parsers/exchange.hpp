@@ -1,0 +1,207 @@
+// Per-connection exchange assembler: the piece the agent calls for every traced connection.
+//
+// It receives the two ordered byte streams of one connection (client→server "request" bytes and
+// server→client "response" bytes, each piece stamped with the CLOCK_MONOTONIC time of the syscall
+// that carried it), parses them with two HttpParsers, pairs requests with responses in FIFO order
+// (HTTP/1.1 pipelining), interprets inference bodies (JSON, SSE, gzip/deflate) and reports one
+// RequestRecord per inference exchange (SPEC §3, §4, §6.2).
+//
+// Usage (the agent, one assembler per connection, all calls on one thread):
+//
+//   ExchangeAssembler a(config, observer);
+//   a.OnRequestBytes(ts, bytes);   // in stream order, any split
+//   a.OnResponseBytes(ts, bytes);
+//   a.OnRequestGap(ts, n);         // n bytes of a direction were lost in capture
+//   a.OnClose(ts);                 // connection closed/reset: finishes everything pending
+//
+// Callbacks to ExchangeObserver happen synchronously inside those calls.
+//
+// Record rules:
+//  - start_ns: ts of the bytes carrying the first byte of the request line. end_ns: ts of the
+//    bytes carrying the last byte of the response body (terminal chunk, Content-Length reached,
+//    last byte before a close that delimits the body), or of the close/gap that cut the exchange.
+//  - first_token_ns: ts of the bytes that completed the first SSE event with generated content
+//    (never the response headers: vLLM sends them before prefill).
+//  - error: the first error wins. An HTTP error status is known at the response headers, so it
+//    wins over an error event in the body and over a later cut. In a 2xx response, an error
+//    object/event in the body gives ModelServerError. A response cut by close or gap (or a
+//    request cut before its response) gives Incomplete.
+//  - target_model_name: request body `model`, else the response's `model`, else "".
+//  - Only POST to an inference path (/v1/completions, /v1/chat/completions, /v1/embeddings,
+//    /v1/responses, plus ExchangeConfig::extra_inference_paths; query string ignored) yields
+//    records. Every other exchange yields one OnIgnoredExchange when it ends.
+//
+// Loss and garbage: a gap or malformed bytes end the affected in-flight exchange as Incomplete,
+// and the direction resynchronises at the next message start. To keep later responses paired with
+// the right requests, a request cut by a gap stays queued as a placeholder that silently absorbs
+// its response; a response is never paired with a request that started after the response did.
+//
+// Memory per connection is bounded whatever the peer sends: header blocks (max_header_bytes),
+// one captured JSON body per direction (max_json_body_bytes; the rest is only counted), one SSE
+// event (max_sse_event_bytes), at most max_pipelined queued exchanges. Large buffers are released
+// after each body. No prompt or completion text outlives the parse buffers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "parsers/http_parser.hpp"
+#include "parsers/inflate.hpp"
+#include "parsers/openai.hpp"
+#include "parsers/record.hpp"
+#include "parsers/sse_parser.hpp"
+
+namespace infertap {
+
+struct ExchangeConfig {
+  size_t max_header_bytes = 64 * 1024;
+  size_t max_json_body_bytes = 1024 * 1024;
+  size_t max_sse_event_bytes = 1024 * 1024;
+  std::vector<std::string> extra_inference_paths;  // exact paths, e.g. "/v2/generate"
+  // Requests queued without a finished response (pipelining). Beyond this the oldest is ended
+  // Incomplete: a peer cannot grow the queue without bound.
+  size_t max_pipelined = 64;
+  // Decoded (gunzipped) bytes per body; past this tokens are left unknown (decompression bombs).
+  uint64_t max_decoded_bytes = 256ull * 1024 * 1024;
+  // JSON extractor to use; nullptr means one shared per thread (a simdjson parser grows to the
+  // largest document it saw, so one per connection would multiply that by the connections).
+  OpenAiExtractor* extractor = nullptr;
+};
+
+class ExchangeObserver {
+ public:
+  virtual ~ExchangeObserver() = default;
+  // The request (headers + body) of an inference exchange was fully received. Drives
+  // request_total, request_sizes and running_requests+1. `partial` has method, path, start_ns,
+  // request_bytes, target_model_name from the request body ("" if it had none: OnRecord may then
+  // carry the response's model). Called at most once per exchange and always before its OnRecord;
+  // not called at all when the exchange ended before its request was complete.
+  virtual void OnRequestReceived(const RequestRecord& partial) = 0;
+  // The exchange finished or was aborted; exactly once per inference exchange.
+  // rec.request_complete tells whether OnRequestReceived was called for it.
+  virtual void OnRecord(RequestRecord&& rec) = 0;
+  // A non-inference HTTP exchange ended (GET /metrics, /health, /v1/models...).
+  virtual void OnIgnoredExchange() = 0;
+  // Short fixed label: "http_invalid", "header_cap", "json_invalid", "sse_oversize", "gap",
+  // "body_cap", "decode_error", "orphan_response", "pipeline_cap".
+  virtual void OnParseError(std::string_view reason) = 0;
+};
+
+class ExchangeAssembler {
+ public:
+  ExchangeAssembler(const ExchangeConfig& config, ExchangeObserver& observer);
+  ExchangeAssembler(const ExchangeAssembler&) = delete;
+  ExchangeAssembler& operator=(const ExchangeAssembler&) = delete;
+
+  void OnRequestBytes(uint64_t ts_ns, std::span<const uint8_t> bytes);
+  void OnResponseBytes(uint64_t ts_ns, std::span<const uint8_t> bytes);
+  void OnRequestGap(uint64_t ts_ns, uint64_t len);
+  void OnResponseGap(uint64_t ts_ns, uint64_t len);
+  void OnClose(uint64_t ts_ns);
+
+  // Exchanges queued (requests seen, response not finished). For the inspection API and tests.
+  size_t pending() const { return queue_.size(); }
+
+ private:
+  struct Exchange {
+    enum class Kind { kPlaceholder, kInference, kOther };
+    Kind kind = Kind::kPlaceholder;
+    RequestRecord rec;
+    bool request_done = false;   // request complete or abandoned
+    bool response_done = false;  // response complete or abandoned
+    bool emitted = false;        // OnRecord / OnIgnoredExchange already called
+    bool body_error = false;     // error object/event seen in the response body
+    std::string response_model;
+  };
+
+  // Request direction.
+  class RequestSide : public HttpSink {
+   public:
+    explicit RequestSide(ExchangeAssembler& a) : a_(a) {}
+    void OnMessageBegin() override;
+    bool OnHeadersComplete(const HttpMessageHead& head) override;
+    void OnBody(std::span<const uint8_t> bytes) override;
+    void OnMessageComplete() override;
+    void OnError(std::string_view reason) override;
+
+   private:
+    ExchangeAssembler& a_;
+  };
+
+  // Response direction (HTTP and, for streams, SSE).
+  class ResponseSide : public HttpSink, public SseSink {
+   public:
+    explicit ResponseSide(ExchangeAssembler& a) : a_(a) {}
+    void OnMessageBegin() override;
+    bool OnHeadersComplete(const HttpMessageHead& head) override;
+    void OnBody(std::span<const uint8_t> bytes) override;
+    void OnMessageComplete() override;
+    void OnError(std::string_view reason) override;
+    void OnEvent(const SseEvent& event) override;
+    void OnOversize() override;
+
+   private:
+    ExchangeAssembler& a_;
+  };
+
+  // Bounded capture of a JSON body.
+  struct Capture {
+    std::string buf;
+    bool overflow = false;
+    void Append(std::span<const uint8_t> bytes, size_t cap);
+    void Release();
+  };
+
+  bool IsInferencePath(std::string_view target) const;
+  OpenAiExtractor& Extractor();
+  void SetError(Exchange& ex, ErrorCode code);
+  // Ends an exchange that was cut (gap, close, malformed bytes): Incomplete unless it already
+  // has an error, then emits it.
+  void Abort(Exchange& ex, uint64_t end_ns);
+  void Emit(Exchange& ex);
+  // Pops finished exchanges from the front of the queue.
+  void Reap();
+  Exchange* FirstAwaitingResponse();
+  void ResetResponseBody();
+  void ResetRequestBody();
+  void RequestBodyBytes(std::span<const uint8_t> decoded);
+  void ResponseBodyBytes(std::span<const uint8_t> decoded);
+  void FinishResponseBody();
+  void ApplyResponseInfo(Exchange& ex, const OpenAiResponseInfo& info);
+
+  const ExchangeConfig& config_;
+  ExchangeObserver& observer_;
+  RequestSide req_side_;
+  ResponseSide resp_side_;
+  HttpParser req_parser_;
+  HttpParser resp_parser_;
+  SseParser sse_;
+  std::deque<Exchange> queue_;  // FIFO; references stay valid across push_back/pop_front
+  uint64_t now_ns_ = 0;         // ts of the bytes being parsed right now
+
+  // Request-direction state of the message being parsed.
+  uint64_t req_begin_ns_ = 0;
+  Exchange* req_ex_ = nullptr;  // exchange whose request is being parsed
+  Capture req_json_;
+  Inflater req_inflate_;
+  bool req_decode_ = false;
+
+  // Response-direction state of the message being parsed.
+  uint64_t resp_begin_ns_ = 0;
+  uint64_t resp_last_ns_ = 0;    // ts of the last response body bytes
+  Exchange* resp_ex_ = nullptr;  // exchange being answered (nullptr: discard this response)
+  bool resp_interim_ = false;    // current response is a 1xx
+  bool resp_stream_ = false;
+  bool resp_decode_ = false;
+  bool resp_json_type_ = false;      // response Content-Type mentions json
+  bool resp_json_reported_ = false;  // one json_invalid per response is enough
+  Capture resp_json_;
+  Inflater resp_inflate_;
+};
+
+}  // namespace infertap
