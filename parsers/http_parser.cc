@@ -33,6 +33,10 @@ std::string TrimLower(std::string_view v) {
   return out;
 }
 
+// Bytes after which a message may start while resynchronising: a line end, or the '}' that
+// ends the JSON body of the message before (bodies need not end with a newline).
+bool StartsAfter(char c) { return c == '\n' || c == '}'; }
+
 HttpParser* Self(llhttp_t* p) { return static_cast<HttpParser*>(p->data); }
 
 }  // namespace
@@ -167,6 +171,9 @@ ParseState HttpParser::Feed(std::span<const uint8_t> bytes) {
 
 ParseState HttpParser::Execute(const char* data, size_t len) {
   bool invalid = false;
+  // While resynchronising, a message may also start where a syscall's data starts: after a gap
+  // the next message rarely follows a line end (JSON bodies end with '}', not '\n').
+  if (mode_ == Mode::kResync && probe_len_ == 0) at_line_start_ = true;
   while (len > 0) {
     if (mode_ == Mode::kOpaque) return ParseState::kEnd;
     if (mode_ == Mode::kResync) {
@@ -198,7 +205,7 @@ ParseState HttpParser::Execute(const char* data, size_t len) {
     sink_.OnError(reason);
     invalid = true;
     mode_ = Mode::kResync;
-    at_line_start_ = pos > data && pos[-1] == '\n';
+    at_line_start_ = pos > data && StartsAfter(pos[-1]);
     probe_len_ = 0;
     // The failing byte itself may not restart a message unless it begins a line; either way the
     // scan makes progress because a restart consumes at least the probe.
@@ -228,7 +235,7 @@ size_t HttpParser::Resync(const char* data, size_t len, ParseState* state) {
   for (size_t i = 0; i < len; ++i) {
     char c = data[i];
     if (!at_line_start_) {
-      if (c == '\n') at_line_start_ = true;
+      at_line_start_ = StartsAfter(c);
       continue;
     }
     // Leading CR/LF before a message is legal (RFC 9112 §2.2); stay at line start.
@@ -236,7 +243,7 @@ size_t HttpParser::Resync(const char* data, size_t len, ParseState* state) {
     probe_[probe_len_++] = c;
     if (!ProbeMatchesPrefix()) {
       probe_len_ = 0;
-      at_line_start_ = c == '\n';
+      at_line_start_ = StartsAfter(c);
       continue;
     }
     if (!ProbeIsComplete()) continue;

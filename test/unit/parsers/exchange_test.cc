@@ -1,0 +1,488 @@
+// Exchange assembler mechanics: timing, pairing, splits, gaps, garbage, caps.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "conn.hpp"
+
+namespace infertap {
+namespace {
+
+using test::Conn;
+using test::kMs;
+using test::ReadFixture;
+
+std::string StreamRequest() {
+  return test::PostJson("/v1/chat/completions",
+                        ReadFixture("wire/vllm_chat_request_stream_include_usage.json"));
+}
+
+// Splits the vLLM fixture response into its head and its HTTP chunks (one SSE event each).
+std::vector<std::string> FixtureStreamPieces() {
+  std::string all = ReadFixture("wire/vllm_chat_stream_include_usage.http");
+  std::vector<std::string> pieces;
+  size_t head_end = all.find("\r\n\r\n") + 4;
+  pieces.push_back(all.substr(0, head_end));
+  size_t pos = head_end;
+  while (pos < all.size()) {
+    size_t line_end = all.find("\r\n", pos);
+    size_t n = std::stoul(all.substr(pos, line_end - pos), nullptr, 16);
+    size_t end = line_end + 2 + n + 2;
+    if (n == 0) end = all.size();
+    pieces.push_back(all.substr(pos, end - pos));
+    pos = end;
+  }
+  return pieces;
+}
+
+uint64_t FixtureBodyBytes() {
+  uint64_t n = 0;
+  for (const auto& l : test::SseDataLines(ReadFixture("wire/vllm_chat_stream_include_usage.sse")))
+    n += 6 + l.size() + 2;
+  return n;
+}
+
+TEST(Exchange, VllmStreamTimingTokensAndSizes) {
+  Conn c;
+  std::string req = StreamRequest();
+  c.Req(1000 * kMs, req.substr(0, 40));
+  c.Req(1001 * kMs, req.substr(40));
+  ASSERT_EQ(c.rec.received.size(), 1u);
+  EXPECT_EQ(c.rec.received[0].target_model_name, "meta-llama/Llama-3.1-8B-Instruct");
+  EXPECT_TRUE(c.rec.records.empty());
+  auto pieces = FixtureStreamPieces();
+  ASSERT_EQ(pieces.size(), 15u);  // head, role, 9 content, finish, usage, [DONE], terminal
+  uint64_t ts = 1005 * kMs;
+  for (const auto& p : pieces) c.Resp(ts += 10 * kMs, p);
+  const RequestRecord& r = c.Only();
+  EXPECT_EQ(r.method, "POST");
+  EXPECT_EQ(r.path, "/v1/chat/completions");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(r.stream);
+  EXPECT_EQ(r.error, ErrorCode::kNone);
+  EXPECT_TRUE(r.request_complete);
+  EXPECT_TRUE(r.response_complete);
+  EXPECT_EQ(r.target_model_name, "meta-llama/Llama-3.1-8B-Instruct");
+  EXPECT_EQ(r.request_bytes, ReadFixture("wire/vllm_chat_request_stream_include_usage.json").size());
+  EXPECT_EQ(r.response_bytes, FixtureBodyBytes());
+  EXPECT_EQ(r.input_tokens, 12u);
+  EXPECT_EQ(r.output_tokens, 10u);
+  EXPECT_FALSE(r.cached_tokens);
+  EXPECT_EQ(r.chunks, 9u);  // the role chunk and the empty finish chunk carry no content
+  EXPECT_EQ(r.start_ns, 1000 * kMs);
+  // Headers at 1015 ms, role chunk at 1025, first content ("Hello") at 1035.
+  EXPECT_EQ(r.first_token_ns, 1035 * kMs);
+  EXPECT_EQ(r.end_ns, 1155 * kMs);  // the terminal chunk's write
+  EXPECT_DOUBLE_EQ(*r.ttft_s(), 0.035);
+  EXPECT_DOUBLE_EQ(r.duration_s(), 0.155);
+  EXPECT_TRUE(c.rec.errors.empty());
+  EXPECT_EQ(c.a.pending(), 0u);
+}
+
+TEST(Exchange, EverySplitPointOfAWholeExchange) {
+  std::string req = StreamRequest();
+  std::string resp = ReadFixture("wire/vllm_chat_stream_include_usage.http");
+  for (size_t k = 0; k <= resp.size(); ++k) {
+    Conn c;
+    size_t rk = k % (req.size() + 1);
+    c.Req(1, req.substr(0, rk));
+    c.Req(2, req.substr(rk));
+    c.Resp(3, resp.substr(0, k));
+    c.Resp(4, resp.substr(k));
+    ASSERT_EQ(c.rec.records.size(), 1u) << k;
+    const auto& r = c.rec.records[0];
+    ASSERT_EQ(r.output_tokens, 10u) << k;
+    ASSERT_EQ(r.input_tokens, 12u) << k;
+    ASSERT_EQ(r.chunks, 9u) << k;
+    ASSERT_EQ(r.response_bytes, FixtureBodyBytes()) << k;
+    ASSERT_EQ(r.end_ns, k == resp.size() ? 3u : 4u) << k;
+    ASSERT_TRUE(c.rec.errors.empty()) << k;
+  }
+}
+
+TEST(Exchange, OneByteAtATime) {
+  Conn c;
+  c.ReqPieces(1, StreamRequest(), 1);
+  c.RespPieces(2, ReadFixture("wire/vllm_chat_stream_include_usage.http"), 1);
+  const auto& r = c.Only();
+  EXPECT_EQ(r.output_tokens, 10u);
+  EXPECT_EQ(r.chunks, 9u);
+  EXPECT_EQ(r.response_bytes, FixtureBodyBytes());
+}
+
+TEST(Exchange, NonStreamFixture) {
+  Conn c;
+  c.Req(10, test::PostJson("/v1/chat/completions",
+                           ReadFixture("wire/vllm_chat_request_nonstream.json")));
+  c.Resp(30, ReadFixture("wire/vllm_chat_nonstream_response.http"));
+  const auto& r = c.Only();
+  EXPECT_FALSE(r.stream);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.response_bytes, 656u);
+  EXPECT_EQ(r.input_tokens, 12u);
+  EXPECT_EQ(r.output_tokens, 10u);
+  EXPECT_FALSE(r.first_token_ns);
+  EXPECT_EQ(r.chunks, 0u);
+  EXPECT_EQ(r.end_ns, 30u);
+}
+
+TEST(Exchange, ErrorStatusFixture) {
+  Conn c;
+  c.Req(10, test::PostJson("/v1/chat/completions", R"({"model":"m","messages":[]})"));
+  c.Resp(20, ReadFixture("wire/vllm_error_400_context_length.http"));
+  const auto& r = c.Only();
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.error, ErrorCode::kBadRequest);
+  EXPECT_EQ(r.response_bytes, 370u);
+  EXPECT_FALSE(r.input_tokens);
+}
+
+TEST(Exchange, KeepAliveSeveralExchangesAndIgnoredTraffic) {
+  Conn c;
+  uint64_t ts = 0;
+  for (int i = 0; i < 3; ++i) {
+    std::string model = "m" + std::to_string(i);
+    c.Req(ts += 10, test::PostJson("/v1/completions", R"({"model":")" + model + R"("})"));
+    c.Resp(ts += 10, test::JsonResponse(200, R"({"usage":{"prompt_tokens":)" +
+                                                 std::to_string(i + 1) +
+                                                 R"(,"completion_tokens":2}})"));
+    c.Req(ts += 10, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.Resp(ts += 10, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabcde");
+  }
+  ASSERT_EQ(c.rec.records.size(), 3u);
+  EXPECT_EQ(c.rec.ignored, 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(c.rec.records[i].target_model_name, "m" + std::to_string(i));
+    EXPECT_EQ(c.rec.records[i].input_tokens, uint64_t(i + 1));
+    EXPECT_EQ(c.rec.records[i].start_ns, uint64_t(10 + 40 * i));
+    EXPECT_EQ(c.rec.records[i].end_ns, uint64_t(20 + 40 * i));
+  }
+  EXPECT_EQ(c.a.pending(), 0u);
+}
+
+TEST(Exchange, PipelinedRequestsPairFifo) {
+  Conn c;
+  c.Req(10, test::PostJson("/v1/completions", R"({"model":"a"})") +
+                test::PostJson("/v1/embeddings", R"({"model":"b"})") +
+                "GET /health HTTP/1.1\r\n\r\n" +
+                test::PostJson("/v1/completions", R"({"model":"c"})"));
+  EXPECT_EQ(c.rec.received.size(), 3u);
+  EXPECT_EQ(c.a.pending(), 4u);
+  c.Resp(20, test::JsonResponse(200, R"({"usage":{"prompt_tokens":1}})") +
+                 test::JsonResponse(429, R"({"error":"busy"})"));
+  c.Resp(30, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok" +
+                 test::JsonResponse(200, R"({"usage":{"prompt_tokens":3}})"));
+  ASSERT_EQ(c.rec.records.size(), 3u);
+  EXPECT_EQ(c.rec.ignored, 1);
+  EXPECT_EQ(c.rec.records[0].target_model_name, "a");
+  EXPECT_EQ(c.rec.records[0].input_tokens, 1u);
+  EXPECT_EQ(c.rec.records[1].target_model_name, "b");
+  EXPECT_EQ(c.rec.records[1].error, ErrorCode::kResourceExhausted);
+  EXPECT_EQ(c.rec.records[2].target_model_name, "c");
+  EXPECT_EQ(c.rec.records[2].input_tokens, 3u);
+  EXPECT_EQ(c.rec.records[2].end_ns, 30u);
+}
+
+TEST(Exchange, ExpectContinueInterimIsSkipped) {
+  Conn c;
+  std::string body = R"({"model":"m","prompt":"x"})";
+  std::string req = test::PostJson("/v1/completions", body, "Expect: 100-continue\r\n");
+  size_t head = req.find("\r\n\r\n") + 4;
+  c.Req(10, req.substr(0, head));
+  c.Resp(11, "HTTP/1.1 100 Continue\r\n\r\n");
+  c.Req(12, req.substr(head));
+  c.Resp(20, test::JsonResponse(200, R"({"model":"m","usage":{"prompt_tokens":4,"completion_tokens":1}})"));
+  const auto& r = c.Only();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.start_ns, 10u);
+  EXPECT_EQ(r.request_bytes, body.size());
+  EXPECT_EQ(r.output_tokens, 1u);
+  EXPECT_TRUE(c.rec.errors.empty());
+}
+
+TEST(Exchange, HeadAnd204DoNotSwallowTheNextResponse) {
+  Conn c;
+  c.Req(1, "HEAD /v1/models HTTP/1.1\r\n\r\n");
+  c.Req(2, test::PostJson("/v1/completions", R"({"model":"m"})"));
+  c.Req(3, test::PostJson("/v1/completions", R"({"model":"n"})"));
+  c.Resp(4, "HTTP/1.1 200 OK\r\nContent-Length: 964\r\n\r\n");
+  c.Resp(5, "HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n");
+  c.Resp(6, test::JsonResponse(200, R"({"usage":{"completion_tokens":7}})"));
+  EXPECT_EQ(c.rec.ignored, 1);
+  ASSERT_EQ(c.rec.records.size(), 2u);
+  EXPECT_EQ(c.rec.records[0].status, 204);
+  EXPECT_EQ(c.rec.records[0].response_bytes, 0u);
+  EXPECT_EQ(c.rec.records[0].end_ns, 5u);
+  EXPECT_EQ(c.rec.records[1].output_tokens, 7u);
+  EXPECT_EQ(c.rec.records[1].target_model_name, "n");
+}
+
+TEST(Exchange, CloseDelimitedBodyEndsAtLastBytes) {
+  Conn c;
+  c.Req(1, test::PostJson("/v1/chat/completions", R"({"model":"m","stream":true})"));
+  c.Resp(2, "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
+  c.Resp(3, "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n");
+  c.Resp(4, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\n\n"
+            "data: [DONE]");
+  c.a.OnClose(9);
+  const auto& r = c.Only();
+  EXPECT_TRUE(r.response_complete);
+  EXPECT_EQ(r.error, ErrorCode::kNone);
+  EXPECT_EQ(r.end_ns, 4u);
+  EXPECT_EQ(r.first_token_ns, 3u);
+  EXPECT_EQ(r.output_tokens, 1u);
+  EXPECT_EQ(r.chunks, 1u);
+}
+
+TEST(Exchange, GzipBodies) {
+  Conn c;
+  std::string req_body = R"({"model":"gz","stream":true})";
+  std::string gz_req = test::Gzip(req_body);
+  c.Req(1, test::PostJson("/v1/chat/completions", gz_req, "Content-Encoding: gzip\r\n"));
+  std::string sse =
+      "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+      "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1}}\n\n"
+      "data: [DONE]\n\n";
+  std::string gz = test::Gzip(sse);
+  std::string resp =
+      "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\n"
+      "transfer-encoding: chunked\r\n\r\n" +
+      test::Chunk(gz.substr(0, 10)) + test::Chunk(gz.substr(10)) + test::LastChunk();
+  c.RespPieces(2, resp, 3);
+  const auto& r = c.Only();
+  EXPECT_EQ(r.target_model_name, "gz");
+  EXPECT_EQ(r.request_bytes, gz_req.size());
+  EXPECT_EQ(r.response_bytes, gz.size());  // on-the-wire body bytes, not decoded ones
+  EXPECT_EQ(r.input_tokens, 9u);
+  EXPECT_EQ(r.chunks, 1u);
+  EXPECT_TRUE(c.rec.errors.empty());
+}
+
+TEST(Exchange, CorruptGzipKeepsSizesAndTiming) {
+  Conn c;
+  c.Req(1, test::PostJson("/v1/completions", R"({"model":"m"})"));
+  std::string junk = "\x1f\x8b\x08 this is not deflate data at all";
+  c.Resp(5, test::JsonResponse(200, junk, "Content-Encoding: gzip\r\n"));
+  const auto& r = c.Only();
+  EXPECT_EQ(r.response_bytes, junk.size());
+  EXPECT_EQ(r.end_ns, 5u);
+  EXPECT_FALSE(r.input_tokens);
+  EXPECT_EQ(c.rec.CountErrors("decode_error"), 1);
+}
+
+TEST(Exchange, ResponseGapEndsIncompleteAndNextExchangeIsClean) {
+  Conn c;
+  c.Req(1, test::PostJson("/v1/chat/completions", R"({"model":"a","stream":true})"));
+  c.Resp(2, test::SseHead() + test::Chunk("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n"));
+  c.a.OnResponseGap(3, 500);
+  ASSERT_EQ(c.rec.records.size(), 1u);
+  EXPECT_EQ(c.rec.records[0].error, ErrorCode::kIncomplete);
+  EXPECT_EQ(c.rec.records[0].status, 200);
+  EXPECT_EQ(c.rec.records[0].end_ns, 3u);
+  EXPECT_EQ(c.rec.records[0].chunks, 1u);
+  EXPECT_FALSE(c.rec.records[0].response_complete);
+  // The rest of the lost stream, then the next exchange.
+  c.Resp(4, test::Chunk("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":99}}\n\n") +
+                test::LastChunk());
+  c.Req(5, test::PostJson("/v1/completions", R"({"model":"b"})"));
+  c.Resp(6, test::JsonResponse(200, R"({"usage":{"prompt_tokens":2,"completion_tokens":3}})"));
+  ASSERT_EQ(c.rec.records.size(), 2u);
+  EXPECT_EQ(c.rec.records[1].target_model_name, "b");
+  EXPECT_EQ(c.rec.records[1].input_tokens, 2u);
+  EXPECT_EQ(c.rec.records[1].error, ErrorCode::kNone);
+  EXPECT_EQ(c.rec.CountErrors("gap"), 1);
+}
+
+TEST(Exchange, RequestGapPlaceholderAbsorbsItsResponse) {
+  Conn c;
+  std::string req = test::PostJson("/v1/completions", R"({"model":"a","prompt":"xxxxxxxxxx"})");
+  c.Req(1, req.substr(0, req.size() - 10));
+  c.a.OnRequestGap(2, 5);
+  c.Req(3, req.substr(req.size() - 5));
+  ASSERT_EQ(c.rec.records.size(), 1u);
+  EXPECT_EQ(c.rec.records[0].error, ErrorCode::kIncomplete);
+  EXPECT_FALSE(c.rec.records[0].request_complete);
+  EXPECT_TRUE(c.rec.received.empty());
+  c.Resp(4, test::JsonResponse(200, R"({"usage":{"prompt_tokens":1111}})"));
+  EXPECT_EQ(c.rec.records.size(), 1u);
+  c.Req(5, test::PostJson("/v1/completions", R"({"model":"b"})"));
+  c.Resp(6, test::JsonResponse(200, R"({"usage":{"prompt_tokens":2}})"));
+  ASSERT_EQ(c.rec.records.size(), 2u);
+  EXPECT_EQ(c.rec.records[1].target_model_name, "b");
+  EXPECT_EQ(c.rec.records[1].input_tokens, 2u);
+}
+
+TEST(Exchange, RequestGapWhileIdleQueuesAStandIn) {
+  Conn c;
+  c.a.OnRequestGap(1, 300);  // a whole request lost
+  c.Req(2, test::PostJson("/v1/completions", R"({"model":"b"})"));
+  c.Resp(3, test::JsonResponse(200, R"({"usage":{"prompt_tokens":1111}})"));  // answers the lost one
+  c.Resp(4, test::JsonResponse(200, R"({"usage":{"prompt_tokens":2}})"));
+  ASSERT_EQ(c.rec.records.size(), 1u);
+  EXPECT_EQ(c.rec.records[0].input_tokens, 2u);
+}
+
+TEST(Exchange, ResponseNeverPairsWithALaterRequest) {
+  Conn c;
+  // Capture started mid-connection: a response arrives before any request was seen...
+  c.Req(10, test::PostJson("/v1/completions", R"({"model":"b"})"));
+  c.Resp(5, test::JsonResponse(200, R"({"usage":{"prompt_tokens":1111}})"));
+  EXPECT_TRUE(c.rec.records.empty());
+  EXPECT_EQ(c.rec.CountErrors("orphan_response"), 1);
+  c.Resp(11, test::JsonResponse(200, R"({"usage":{"prompt_tokens":2}})"));
+  ASSERT_EQ(c.rec.records.size(), 1u);
+  EXPECT_EQ(c.rec.records[0].input_tokens, 2u);
+}
+
+TEST(Exchange, CloseMidStreamKeepsUsageWrittenBeforeClose) {
+  Conn c;
+  c.Req(1, test::PostJson("/v1/chat/completions", R"({"model":"m","stream":true})"));
+  c.Resp(2, test::SseHead() + test::Chunk("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"));
+  // A usage event without its blank line, in a chunk whose CRLF never came.
+  std::string ev = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}";
+  char size[16];
+  std::snprintf(size, sizeof(size), "%zx\r\n", ev.size() + 2);
+  c.Resp(3, size + ev);
+  c.a.OnClose(7);
+  const auto& r = c.Only();
+  EXPECT_EQ(r.error, ErrorCode::kIncomplete);
+  EXPECT_EQ(r.input_tokens, 3u);
+  EXPECT_EQ(r.end_ns, 7u);
+  EXPECT_EQ(c.a.pending(), 0u);
+}
+
+TEST(Exchange, CloseWithoutResponseAndErrorStatusWinsOverCut) {
+  Conn c;
+  c.Req(1, test::PostJson("/v1/completions", R"({"model":"a"})"));
+  c.Req(2, test::PostJson("/v1/completions", R"({"model":"b"})"));
+  c.Resp(3, "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 100\r\n\r\n{\"err");
+  c.a.OnClose(9);
+  ASSERT_EQ(c.rec.records.size(), 2u);
+  EXPECT_EQ(c.rec.records[0].error, ErrorCode::kModelServerError);
+  EXPECT_EQ(c.rec.records[0].status, 500);
+  EXPECT_EQ(c.rec.records[0].response_bytes, 5u);
+  EXPECT_EQ(c.rec.records[1].error, ErrorCode::kIncomplete);
+  EXPECT_EQ(c.rec.records[1].status, 0);
+  EXPECT_EQ(c.rec.records[1].end_ns, 9u);
+}
+
+TEST(Exchange, EarlyResponseBeforeRequestBodyCompletes) {
+  Conn c;
+  std::string req = test::PostJson("/v1/completions", std::string(1000, ' ') + "{}");
+  c.Req(1, req.substr(0, 200));
+  c.Resp(2, test::JsonResponse(413, R"({"error":"too large"})", "connection: close\r\n"));
+  ASSERT_EQ(c.rec.records.size(), 1u);
+  EXPECT_EQ(c.rec.records[0].error, ErrorCode::kBadRequest);
+  EXPECT_FALSE(c.rec.records[0].request_complete);
+  c.Req(3, req.substr(200));
+  c.a.OnClose(4);
+  EXPECT_TRUE(c.rec.received.empty());
+  EXPECT_EQ(c.rec.records.size(), 1u);
+}
+
+TEST(Exchange, GarbageHoldsNoStateAndMakesNoRecords) {
+  Conn c;
+  std::mt19937 rng(42);
+  std::string junk(1 << 16, '\0');
+  for (int round = 0; round < 32; ++round) {  // 2 MiB per direction
+    for (char& ch : junk) ch = char(rng());
+    c.Req(uint64_t(round), junk);
+    c.Resp(uint64_t(round), junk);
+    EXPECT_LE(c.a.pending(), c.cfg.max_pipelined);
+  }
+  EXPECT_TRUE(c.rec.records.empty());
+  EXPECT_GT(c.rec.CountErrors("http_invalid"), 0);
+  // And the connection still works afterwards.
+  c.Req(100, "\r\n" + test::PostJson("/v1/completions", R"({"model":"ok"})"));
+  c.Resp(101, "\r\n" + test::JsonResponse(200, R"({"usage":{"prompt_tokens":1}})"));
+  ASSERT_EQ(c.rec.records.size(), 1u);
+  EXPECT_EQ(c.rec.records[0].target_model_name, "ok");
+}
+
+TEST(Exchange, GiantHeadersAreCapped) {
+  test::Conn c(ExchangeConfig{.max_header_bytes = 4096});
+  std::string big = "POST /v1/completions HTTP/1.1\r\nCookie: ";
+  c.Req(1, big);
+  for (int i = 0; i < 100; ++i) c.Req(2, std::string(1000, 'c'));
+  EXPECT_EQ(c.rec.CountErrors("header_cap"), 1);
+  c.Req(3, "\r\n\r\n" + test::PostJson("/v1/completions", R"({"model":"m"})"));
+  c.Resp(4, test::JsonResponse(200, "{}"));
+  ASSERT_EQ(c.rec.records.size(), 1u);
+  EXPECT_EQ(c.rec.records[0].target_model_name, "m");
+}
+
+TEST(Exchange, InferencePathSelection) {
+  test::Conn c(ExchangeConfig{.extra_inference_paths = {"/generate"}});
+  const char* paths[] = {"/v1/models", "/v1/chat/completions/x", "/v1/completions?debug=1",
+                         "/generate", "/v1/responses", "/metrics"};
+  for (const char* p : paths) {
+    c.Req(1, test::PostJson(p, "{}"));
+    c.Resp(2, test::JsonResponse(200, "{}"));
+  }
+  c.Req(3, "GET /v1/chat/completions HTTP/1.1\r\n\r\n");
+  c.Resp(4, test::JsonResponse(200, "{}"));
+  ASSERT_EQ(c.rec.records.size(), 3u);
+  EXPECT_EQ(c.rec.records[0].path, "/v1/completions");
+  EXPECT_EQ(c.rec.records[1].path, "/generate");
+  EXPECT_EQ(c.rec.records[2].path, "/v1/responses");
+  EXPECT_EQ(c.rec.ignored, 4);
+}
+
+TEST(Exchange, BodyCaps) {
+  test::Conn c(ExchangeConfig{.max_json_body_bytes = 256});
+  std::string body = R"({"model":"big","messages":[{"content":")" + std::string(10000, 'p') + "\"}]}";
+  c.Req(1, test::PostJson("/v1/chat/completions", body));
+  ASSERT_EQ(c.rec.received.size(), 1u);
+  EXPECT_EQ(c.rec.received[0].target_model_name, "big");  // found in the capped prefix
+  EXPECT_EQ(c.rec.received[0].request_bytes, body.size());
+  std::string resp = R"({"choices":[{"message":{"content":")" + std::string(5000, 'r') +
+                     R"("}}],"usage":{"prompt_tokens":1}})";
+  c.Resp(2, test::JsonResponse(200, resp));
+  const auto& r = c.Only();
+  EXPECT_EQ(r.response_bytes, resp.size());
+  EXPECT_FALSE(r.input_tokens);
+  EXPECT_EQ(c.rec.CountErrors("body_cap"), 2);
+}
+
+TEST(Exchange, PipelineCapBoundsTheQueue) {
+  test::Conn c(ExchangeConfig{.max_pipelined = 4});
+  for (int i = 0; i < 10; ++i) c.Req(uint64_t(i), test::PostJson("/v1/completions", "{}"));
+  EXPECT_LE(c.a.pending(), 4u);
+  EXPECT_EQ(c.rec.CountErrors("pipeline_cap"), 6);
+  EXPECT_EQ(c.rec.records.size(), 6u);
+  for (const auto& r : c.rec.records) EXPECT_EQ(r.error, ErrorCode::kIncomplete);
+}
+
+TEST(Exchange, InvalidJsonIsReportedButRecorded) {
+  Conn c;
+  c.Req(1, test::PostJson("/v1/completions", "{not json"));
+  c.Resp(2, test::SseHead() + test::Chunk("data: {broken\n\n") + test::Chunk("data: {also\n\n") +
+                test::LastChunk());
+  const auto& r = c.Only();
+  EXPECT_EQ(r.target_model_name, "");
+  EXPECT_EQ(r.error, ErrorCode::kNone);
+  EXPECT_EQ(c.rec.CountErrors("json_invalid"), 2);  // one for the request, one per response
+}
+
+TEST(Exchange, TargetModelFallsBackToResponseModel) {
+  Conn c;
+  c.Req(1, test::PostJson("/v1/embeddings", R"({"input":"x"})"));
+  ASSERT_EQ(c.rec.received.size(), 1u);
+  EXPECT_EQ(c.rec.received[0].target_model_name, "");
+  c.Resp(2, test::JsonResponse(200, ReadFixture("wire/vllm_embeddings_response.json")));
+  EXPECT_EQ(c.Only().target_model_name, "intfloat/e5-small-v2");
+}
+
+TEST(Exchange, UpgradeMakesTheConnectionOpaque) {
+  Conn c;
+  c.Req(1, "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+  c.Resp(2, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+  c.Req(3, test::PostJson("/v1/completions", "{}"));
+  c.Resp(4, test::JsonResponse(200, "{}"));
+  c.a.OnClose(5);
+  EXPECT_EQ(c.rec.ignored, 1);
+  EXPECT_TRUE(c.rec.records.empty());
+}
+
+}  // namespace
+}  // namespace infertap
