@@ -94,6 +94,10 @@ class ExchangeObserver {
 
 class ExchangeAssembler {
  public:
+  // `config` and `observer` are referenced, not copied: one config is normally shared by every
+  // connection of the agent and must outlive its assemblers. After OnClose() the assembler has
+  // no pending state; the agent destroys it (feeding it again is safe but starts from a parser
+  // that may still be resynchronising).
   ExchangeAssembler(const ExchangeConfig& config, ExchangeObserver& observer);
   ExchangeAssembler(const ExchangeAssembler&) = delete;
   ExchangeAssembler& operator=(const ExchangeAssembler&) = delete;

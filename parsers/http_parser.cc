@@ -9,7 +9,7 @@ namespace {
 // Message starts accepted while resynchronising. The trailing space (or "HTTP/1.") keeps random
 // words in a body from restarting the parser; the list is the methods an inference server or a
 // health checker plausibly receives.
-constexpr std::string_view kRequestStarts[] = {"POST ",   "GET ",   "PUT ",     "HEAD ",
+constexpr std::string_view kRequestStarts[] = {"POST ",   "GET ",   "PUT ",    "HEAD ",
                                                "DELETE ", "PATCH ", "OPTIONS "};
 constexpr std::string_view kResponseStarts[] = {"HTTP/1."};
 
@@ -220,14 +220,16 @@ ParseState HttpParser::Execute(const char* data, size_t len) {
 bool HttpParser::ProbeMatchesPrefix() const {
   std::string_view probe(probe_, probe_len_);
   auto check = [&](std::string_view cand) { return cand.substr(0, probe.size()) == probe; };
-  if (kind_ == Kind::kRequest) return std::any_of(std::begin(kRequestStarts), std::end(kRequestStarts), check);
+  if (kind_ == Kind::kRequest)
+    return std::any_of(std::begin(kRequestStarts), std::end(kRequestStarts), check);
   return std::any_of(std::begin(kResponseStarts), std::end(kResponseStarts), check);
 }
 
 bool HttpParser::ProbeIsComplete() const {
   std::string_view probe(probe_, probe_len_);
   auto check = [&](std::string_view cand) { return cand == probe; };
-  if (kind_ == Kind::kRequest) return std::any_of(std::begin(kRequestStarts), std::end(kRequestStarts), check);
+  if (kind_ == Kind::kRequest)
+    return std::any_of(std::begin(kRequestStarts), std::end(kRequestStarts), check);
   return std::any_of(std::begin(kResponseStarts), std::end(kResponseStarts), check);
 }
 

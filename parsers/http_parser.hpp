@@ -32,9 +32,9 @@ namespace infertap {
 // content_encoding, which are lower-cased for comparison.
 struct HttpMessageHead {
   bool is_request = false;
-  std::string method;  // requests: "POST", "GET", ...
-  std::string target;  // requests: request-target as sent (path + query), capped
-  int status = 0;      // responses: status code
+  std::string method;            // requests: "POST", "GET", ...
+  std::string target;            // requests: request-target as sent (path + query), capped
+  int status = 0;                // responses: status code
   std::string content_type;      // lower-case, parameters kept ("text/event-stream; charset=utf-8")
   std::string content_encoding;  // lower-case ("gzip", "deflate", "" when absent)
   bool chunked = false;
@@ -120,7 +120,7 @@ class HttpParser {
   llhttp_t parser_;
   Mode mode_ = Mode::kParsing;
   bool in_message_ = false;
-  bool user_error_ = false;       // a callback stopped llhttp on purpose (header cap)
+  bool user_error_ = false;  // a callback stopped llhttp on purpose (header cap)
   const char* error_reason_ = "http_invalid";
 
   // Per-message header state.

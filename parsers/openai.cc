@@ -17,7 +17,8 @@ std::optional<uint64_t> UintField(object o, std::string_view key) {
   if (e.get_uint64().get(v) == simdjson::SUCCESS) return v;
   // Some servers send token counts as floats (1.0e2); accept integral non-negative ones.
   double d;
-  if (e.get_double().get(d) == simdjson::SUCCESS && d >= 0 && d < 1.8e19 && d == double(uint64_t(d)))
+  if (e.get_double().get(d) == simdjson::SUCCESS && d >= 0 && d < 1.8e19 &&
+      d == double(uint64_t(d)))
     return uint64_t(d);
   return std::nullopt;
 }
@@ -163,8 +164,10 @@ std::optional<std::string> ScanTopLevelModel(std::string_view in) {
         char e = in[i++];
         if (out && out->size() < kMaxModelName) {
           // Model names with escapes other than these are not worth decoding here.
-          if (e == '"' || e == '\\' || e == '/') out->push_back(e);
-          else return false;
+          if (e == '"' || e == '\\' || e == '/')
+            out->push_back(e);
+          else
+            return false;
         }
         continue;
       }

@@ -8,15 +8,24 @@ namespace infertap {
 
 std::string_view ErrorCodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kNone: return "";
-    case ErrorCode::kBadRequest: return "BadRequest";
-    case ErrorCode::kUnauthorized: return "Unauthorized";
-    case ErrorCode::kForbidden: return "Forbidden";
-    case ErrorCode::kNotFound: return "NotFound";
-    case ErrorCode::kResourceExhausted: return "ResourceExhausted";
-    case ErrorCode::kServiceUnavailable: return "ServiceUnavailable";
-    case ErrorCode::kModelServerError: return "ModelServerError";
-    case ErrorCode::kIncomplete: return "Incomplete";
+    case ErrorCode::kNone:
+      return "";
+    case ErrorCode::kBadRequest:
+      return "BadRequest";
+    case ErrorCode::kUnauthorized:
+      return "Unauthorized";
+    case ErrorCode::kForbidden:
+      return "Forbidden";
+    case ErrorCode::kNotFound:
+      return "NotFound";
+    case ErrorCode::kResourceExhausted:
+      return "ResourceExhausted";
+    case ErrorCode::kServiceUnavailable:
+      return "ServiceUnavailable";
+    case ErrorCode::kModelServerError:
+      return "ModelServerError";
+    case ErrorCode::kIncomplete:
+      return "Incomplete";
   }
   return "";
 }
@@ -24,13 +33,20 @@ std::string_view ErrorCodeName(ErrorCode code) {
 ErrorCode ErrorCodeForStatus(int status) {
   switch (status) {
     case 400:
-    case 422: return ErrorCode::kBadRequest;
-    case 401: return ErrorCode::kUnauthorized;
-    case 403: return ErrorCode::kForbidden;
-    case 404: return ErrorCode::kNotFound;
-    case 429: return ErrorCode::kResourceExhausted;
-    case 503: return ErrorCode::kServiceUnavailable;
-    default: break;
+    case 422:
+      return ErrorCode::kBadRequest;
+    case 401:
+      return ErrorCode::kUnauthorized;
+    case 403:
+      return ErrorCode::kForbidden;
+    case 404:
+      return ErrorCode::kNotFound;
+    case 429:
+      return ErrorCode::kResourceExhausted;
+    case 503:
+      return ErrorCode::kServiceUnavailable;
+    default:
+      break;
   }
   if (status >= 500 && status <= 599) return ErrorCode::kModelServerError;
   if (status >= 400 && status <= 499) return ErrorCode::kBadRequest;
@@ -68,12 +84,28 @@ void AppendString(std::string& out, std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     char c = s[i];
     switch (c) {
-      case '"': out += "\\\""; ++i; continue;
-      case '\\': out += "\\\\"; ++i; continue;
-      case '\n': out += "\\n"; ++i; continue;
-      case '\r': out += "\\r"; ++i; continue;
-      case '\t': out += "\\t"; ++i; continue;
-      default: break;
+      case '"':
+        out += "\\\"";
+        ++i;
+        continue;
+      case '\\':
+        out += "\\\\";
+        ++i;
+        continue;
+      case '\n':
+        out += "\\n";
+        ++i;
+        continue;
+      case '\r':
+        out += "\\r";
+        ++i;
+        continue;
+      case '\t':
+        out += "\\t";
+        ++i;
+        continue;
+      default:
+        break;
     }
     if (uint8_t(c) < 0x20 || c == 0x7f) {
       char buf[8];
@@ -140,11 +172,15 @@ std::string RecordToJson(const RequestRecord& r, int64_t wall_offset_ns) {
   AppendKey(out, "ts");
   AppendString(out, Rfc3339(int64_t(r.start_ns) + wall_offset_ns));
   const std::pair<std::string_view, const std::string*> strings[] = {
-      {"node", &r.node},       {"pool", &r.pool},
-      {"namespace", &r.ns},    {"pod", &r.pod},
-      {"role", &r.role},       {"model_name", &r.model_name},
+      {"node", &r.node},
+      {"pool", &r.pool},
+      {"namespace", &r.ns},
+      {"pod", &r.pod},
+      {"role", &r.role},
+      {"model_name", &r.model_name},
       {"target_model_name", &r.target_model_name},
-      {"method", &r.method},   {"path", &r.path}};
+      {"method", &r.method},
+      {"path", &r.path}};
   for (const auto& [key, value] : strings) {
     AppendKey(out, key);
     AppendString(out, *value);

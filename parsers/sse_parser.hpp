@@ -29,9 +29,9 @@ namespace infertap {
 // One dispatched event. Views are valid only during the OnEvent call. `data` is always followed
 // by at least SseParser::kReadPadding readable bytes, so a SIMD JSON parser can read it in place.
 struct SseEvent {
-  std::string_view type;  // `event:` value, "" when absent (browsers call that "message")
-  std::string_view data;  // data lines joined with LF, without the trailing LF
-  std::string_view id;    // last `id:` seen on the stream (sticky, per the spec)
+  std::string_view type;    // `event:` value, "" when absent (browsers call that "message")
+  std::string_view data;    // data lines joined with LF, without the trailing LF
+  std::string_view id;      // last `id:` seen on the stream (sticky, per the spec)
   bool error_line = false;  // an `error:` line was part of this event (llama.cpp)
 };
 
@@ -73,8 +73,8 @@ class SseParser {
   std::string id_;
   bool has_data_ = false;
   bool error_line_ = false;
-  bool skipping_ = false;   // inside an oversize event: drop lines until a blank one
-  bool pending_cr_ = false; // last byte seen was CR: an LF right after it is not a new line
+  bool skipping_ = false;    // inside an oversize event: drop lines until a blank one
+  bool pending_cr_ = false;  // last byte seen was CR: an LF right after it is not a new line
   int64_t retry_ms_ = -1;
 };
 

@@ -46,10 +46,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ts += op / 6;
     size_t len = in.U16();
     switch (op % 6) {
-      case 0: a.OnRequestBytes(ts, in.Take(len)); break;
-      case 1: a.OnResponseBytes(ts, in.Take(len)); break;
-      case 2: a.OnRequestGap(ts, len); break;
-      case 3: a.OnResponseGap(ts, len); break;
+      case 0:
+        a.OnRequestBytes(ts, in.Take(len));
+        break;
+      case 1:
+        a.OnResponseBytes(ts, in.Take(len));
+        break;
+      case 2:
+        a.OnRequestGap(ts, len);
+        break;
+      case 3:
+        a.OnResponseGap(ts, len);
+        break;
       case 4:
         a.OnClose(ts);
         if (obs.in_flight != 0 || a.pending() != 0) __builtin_trap();  // close settles everything

@@ -32,9 +32,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t piece = size_t(in.Byte()) + 1;
   uint8_t gap_period = in.Byte();
   Sink sink;
-  infertap::HttpParser p(flags & 1 ? infertap::HttpParser::Kind::kResponse
-                                   : infertap::HttpParser::Kind::kRequest,
-                         4096, sink);
+  infertap::HttpParser p(
+      flags & 1 ? infertap::HttpParser::Kind::kResponse : infertap::HttpParser::Kind::kRequest,
+      4096, sink);
   unsigned n = 0;
   while (!in.empty()) {
     p.Feed(in.Take(piece));

@@ -14,7 +14,8 @@ struct Sink : infertap::SseSink {
     // A dispatched event never exceeds the cap, and its data is readable up to the padding.
     if (e.data.size() > cap) __builtin_trap();
     volatile char sink = 0;
-    for (size_t i = 0; i < infertap::SseParser::kReadPadding; ++i) sink = sink ^ e.data.data()[e.data.size() + i];
+    for (size_t i = 0; i < infertap::SseParser::kReadPadding; ++i)
+      sink = sink ^ e.data.data()[e.data.size() + i];
     (void)sink;
   }
   void OnOversize() override {}

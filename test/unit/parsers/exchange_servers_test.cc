@@ -122,11 +122,17 @@ TEST(Servers, VllmEmbeddings) {
 
 TEST(Servers, SglangNullUsageAndEmptyChoiceChunks) {
   std::string sse =
-      "data: {\"id\":\"1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"text\":\" A\"}],\"usage\":null}\n\n"
+      "data: {\"id\":\"1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"text\":\" "
+      "A\"}],\"usage\":null}\n\n"
       "data: {\"id\":\"1\",\"model\":\"m\",\"choices\":[],\"usage\":null}\n\n"
-      "data: {\"id\":\"1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"text\":\" B\"}],\"usage\":null}\n\n"
-      "data: {\"id\":\"1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"stop\"}],\"usage\":null}\n\n"
-      "data: {\"id\":\"1\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":4}}}\n\n"
+      "data: {\"id\":\"1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"text\":\" "
+      "B\"}],\"usage\":null}\n\n"
+      "data: "
+      "{\"id\":\"1\",\"model\":\"m\",\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":"
+      "\"stop\"}],\"usage\":null}\n\n"
+      "data: "
+      "{\"id\":\"1\",\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_"
+      "tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":4}}}\n\n"
       "data: [DONE]\n\n";
   Conn c;
   auto r = RunStream(sse, c, 5);
@@ -158,12 +164,14 @@ TEST(Servers, TgiOldDataWithoutSpaceAndKeepAliveComments) {
 TEST(Servers, TgiErrors) {
   Conn c;
   c.Req(1, test::PostJson("/v1/chat/completions", kStreamReq));
-  c.Resp(2, test::JsonResponse(422, R"({"error":"Input validation error","error_type":"validation"})"));
+  c.Resp(2, test::JsonResponse(422,
+                               R"({"error":"Input validation error","error_type":"validation"})"));
   EXPECT_EQ(c.Only().error, ErrorCode::kBadRequest);
   Conn s;
   auto r = RunStream(
       "data:{\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":null}\n\n"
-      "data:{\"error\":{\"message\":\"Request failed during generation\",\"http_status_code\":500}}\n\n",
+      "data:{\"error\":{\"message\":\"Request failed during "
+      "generation\",\"http_status_code\":500}}\n\n",
       s);
   EXPECT_EQ(r.error, ErrorCode::kModelServerError);
 }
@@ -175,7 +183,9 @@ TEST(Servers, LlamaCppSeveralEventsPerWriteErrorLineAndDoneWithoutBlankLine) {
   c.Resp(3,
          "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n"
          "data: {\"choices\":[{\"delta\":{\"content\":\"y\"}}]}\n\n"
-         "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":2},\"timings\":{\"predicted_ms\":3.2}}\n\n"
+         "data: "
+         "{\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":8,"
+         "\"completion_tokens\":2},\"timings\":{\"predicted_ms\":3.2}}\n\n"
          "data: [DONE]\n");
   c.a.OnClose(4);
   auto r = c.Only();
@@ -194,9 +204,9 @@ TEST(Servers, LlamaCppSeveralEventsPerWriteErrorLineAndDoneWithoutBlankLine) {
 }
 
 TEST(Servers, TritonDetailErrors) {
-  for (auto [status, want] : {std::pair{422, ErrorCode::kBadRequest},
-                              std::pair{400, ErrorCode::kBadRequest},
-                              std::pair{500, ErrorCode::kModelServerError}}) {
+  for (auto [status, want] :
+       {std::pair{422, ErrorCode::kBadRequest}, std::pair{400, ErrorCode::kBadRequest},
+        std::pair{500, ErrorCode::kModelServerError}}) {
     Conn c;
     c.Req(1, test::PostJson("/v1/completions", R"({"model":"ensemble"})"));
     c.Resp(2, test::JsonResponse(status, R"({"detail":"Unknown model: ensemble"})"));
@@ -210,7 +220,10 @@ TEST(Servers, OpenAiUsageNullThenUsageChunk) {
   for (const char* t : {"Hel", "lo"})
     sse += std::string("data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"delta\":{\"content\":\"") +
            t + "\"}}],\"usage\":null,\"obfuscation\":\"r4N7\"}\n\n";
-  sse += "data: {\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":0}}}\n\n";
+  sse +=
+      "data: "
+      "{\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_"
+      "tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":0}}}\n\n";
   sse += "data: [DONE]\n\n";
   Conn c;
   auto r = RunStream(sse, c, 11);
@@ -254,14 +267,19 @@ TEST(Servers, ReasoningAndToolCallsCountAsGenerated) {
   auto r = RunStream(
       "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n"
       "data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"think\"}}]}\n\n"
-      "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\"}}]}}]}\n\n",
+      "data: "
+      "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\"}}]}"
+      "}]}\n\n",
       c);
   EXPECT_EQ(r.chunks, 2u);
 }
 
 TEST(Servers, OpenAiErrorEventType) {
   Conn c;
-  auto r = RunStream("event: error\ndata: {\"message\":\"x\",\"type\":\"server_error\",\"code\":\"e\",\"param\":null}\n\n", c);
+  auto r = RunStream(
+      "event: error\ndata: "
+      "{\"message\":\"x\",\"type\":\"server_error\",\"code\":\"e\",\"param\":null}\n\n",
+      c);
   EXPECT_EQ(r.error, ErrorCode::kModelServerError);
 }
 

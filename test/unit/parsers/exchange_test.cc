@@ -1,6 +1,8 @@
 // Exchange assembler mechanics: timing, pairing, splits, gaps, garbage, caps.
 #include <gtest/gtest.h>
 
+#include <malloc.h>
+
 #include <random>
 
 #include "conn.hpp"
@@ -63,7 +65,8 @@ TEST(Exchange, VllmStreamTimingTokensAndSizes) {
   EXPECT_TRUE(r.request_complete);
   EXPECT_TRUE(r.response_complete);
   EXPECT_EQ(r.target_model_name, "meta-llama/Llama-3.1-8B-Instruct");
-  EXPECT_EQ(r.request_bytes, ReadFixture("wire/vllm_chat_request_stream_include_usage.json").size());
+  EXPECT_EQ(r.request_bytes,
+            ReadFixture("wire/vllm_chat_request_stream_include_usage.json").size());
   EXPECT_EQ(r.response_bytes, FixtureBodyBytes());
   EXPECT_EQ(r.input_tokens, 12u);
   EXPECT_EQ(r.output_tokens, 10u);
@@ -143,9 +146,9 @@ TEST(Exchange, KeepAliveSeveralExchangesAndIgnoredTraffic) {
   for (int i = 0; i < 3; ++i) {
     std::string model = "m" + std::to_string(i);
     c.Req(ts += 10, test::PostJson("/v1/completions", R"({"model":")" + model + R"("})"));
-    c.Resp(ts += 10, test::JsonResponse(200, R"({"usage":{"prompt_tokens":)" +
-                                                 std::to_string(i + 1) +
-                                                 R"(,"completion_tokens":2}})"));
+    c.Resp(ts += 10,
+           test::JsonResponse(200, R"({"usage":{"prompt_tokens":)" + std::to_string(i + 1) +
+                                       R"(,"completion_tokens":2}})"));
     c.Req(ts += 10, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     c.Resp(ts += 10, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabcde");
   }
@@ -191,7 +194,8 @@ TEST(Exchange, ExpectContinueInterimIsSkipped) {
   c.Req(10, req.substr(0, head));
   c.Resp(11, "HTTP/1.1 100 Continue\r\n\r\n");
   c.Req(12, req.substr(head));
-  c.Resp(20, test::JsonResponse(200, R"({"model":"m","usage":{"prompt_tokens":4,"completion_tokens":1}})"));
+  c.Resp(20, test::JsonResponse(
+                 200, R"({"model":"m","usage":{"prompt_tokens":4,"completion_tokens":1}})"));
   const auto& r = c.Only();
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.start_ns, 10u);
@@ -222,8 +226,9 @@ TEST(Exchange, CloseDelimitedBodyEndsAtLastBytes) {
   c.Req(1, test::PostJson("/v1/chat/completions", R"({"model":"m","stream":true})"));
   c.Resp(2, "HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
   c.Resp(3, "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n");
-  c.Resp(4, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\n\n"
-            "data: [DONE]");
+  c.Resp(4,
+         "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\n\n"
+         "data: [DONE]");
   c.a.OnClose(9);
   const auto& r = c.Only();
   EXPECT_TRUE(r.response_complete);
@@ -273,7 +278,8 @@ TEST(Exchange, CorruptGzipKeepsSizesAndTiming) {
 TEST(Exchange, ResponseGapEndsIncompleteAndNextExchangeIsClean) {
   Conn c;
   c.Req(1, test::PostJson("/v1/chat/completions", R"({"model":"a","stream":true})"));
-  c.Resp(2, test::SseHead() + test::Chunk("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n"));
+  c.Resp(2, test::SseHead() +
+                test::Chunk("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n"));
   c.a.OnResponseGap(3, 500);
   ASSERT_EQ(c.rec.records.size(), 1u);
   EXPECT_EQ(c.rec.records[0].error, ErrorCode::kIncomplete);
@@ -316,7 +322,8 @@ TEST(Exchange, RequestGapWhileIdleQueuesAStandIn) {
   Conn c;
   c.a.OnRequestGap(1, 300);  // a whole request lost
   c.Req(2, test::PostJson("/v1/completions", R"({"model":"b"})"));
-  c.Resp(3, test::JsonResponse(200, R"({"usage":{"prompt_tokens":1111}})"));  // answers the lost one
+  c.Resp(3,
+         test::JsonResponse(200, R"({"usage":{"prompt_tokens":1111}})"));  // answers the lost one
   c.Resp(4, test::JsonResponse(200, R"({"usage":{"prompt_tokens":2}})"));
   ASSERT_EQ(c.rec.records.size(), 1u);
   EXPECT_EQ(c.rec.records[0].input_tokens, 2u);
@@ -337,7 +344,8 @@ TEST(Exchange, ResponseNeverPairsWithALaterRequest) {
 TEST(Exchange, CloseMidStreamKeepsUsageWrittenBeforeClose) {
   Conn c;
   c.Req(1, test::PostJson("/v1/chat/completions", R"({"model":"m","stream":true})"));
-  c.Resp(2, test::SseHead() + test::Chunk("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"));
+  c.Resp(2, test::SseHead() +
+                test::Chunk("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"));
   // A usage event without its blank line, in a chunk whose CRLF never came.
   std::string ev = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}";
   char size[16];
@@ -414,7 +422,7 @@ TEST(Exchange, GiantHeadersAreCapped) {
 TEST(Exchange, InferencePathSelection) {
   test::Conn c(ExchangeConfig{.extra_inference_paths = {"/generate"}});
   const char* paths[] = {"/v1/models", "/v1/chat/completions/x", "/v1/completions?debug=1",
-                         "/generate", "/v1/responses", "/metrics"};
+                         "/generate",  "/v1/responses",          "/metrics"};
   for (const char* p : paths) {
     c.Req(1, test::PostJson(p, "{}"));
     c.Resp(2, test::JsonResponse(200, "{}"));
@@ -430,7 +438,8 @@ TEST(Exchange, InferencePathSelection) {
 
 TEST(Exchange, BodyCaps) {
   test::Conn c(ExchangeConfig{.max_json_body_bytes = 256});
-  std::string body = R"({"model":"big","messages":[{"content":")" + std::string(10000, 'p') + "\"}]}";
+  std::string body =
+      R"({"model":"big","messages":[{"content":")" + std::string(10000, 'p') + "\"}]}";
   c.Req(1, test::PostJson("/v1/chat/completions", body));
   ASSERT_EQ(c.rec.received.size(), 1u);
   EXPECT_EQ(c.rec.received[0].target_model_name, "big");  // found in the capped prefix
@@ -476,12 +485,58 @@ TEST(Exchange, TargetModelFallsBackToResponseModel) {
 TEST(Exchange, UpgradeMakesTheConnectionOpaque) {
   Conn c;
   c.Req(1, "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
-  c.Resp(2, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+  c.Resp(2,
+         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
   c.Req(3, test::PostJson("/v1/completions", "{}"));
   c.Resp(4, test::JsonResponse(200, "{}"));
   c.a.OnClose(5);
   EXPECT_EQ(c.rec.ignored, 1);
   EXPECT_TRUE(c.rec.records.empty());
+}
+
+}  // namespace
+}  // namespace infertap
+
+namespace infertap {
+namespace {
+
+// Heap bytes in use (glibc): lets the test assert that floods do not grow state.
+size_t HeapInUse() { return mallinfo2().uordblks; }
+
+TEST(ExchangeMemory, FloodsHoldConstantMemory) {
+  test::Conn c;
+  std::string seg(64 * 1024, 'x');
+  c.Req(1, test::PostJson("/v1/chat/completions", R"({"model":"m","stream":true})"));
+  c.Resp(2, test::SseHead());
+  size_t before = HeapInUse();
+  // 64 MiB of one endless SSE line inside a valid chunked stream.
+  for (int i = 0; i < 1024; ++i) c.Resp(3, test::Chunk(seg));
+  size_t after_sse = HeapInUse();
+  EXPECT_LT(after_sse, before + 4 * 1024 * 1024);
+  EXPECT_EQ(c.rec.CountErrors("sse_oversize"), 1);
+  c.Resp(4, test::LastChunk());
+  ASSERT_EQ(c.rec.records.size(), 1u);
+  EXPECT_EQ(c.rec.records[0].response_bytes, 1024u * seg.size());
+
+  // 64 MiB of a chunked non-stream body and 64 MiB of request body.
+  c.Req(5, "POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+  for (int i = 0; i < 1024; ++i) c.Req(6, test::Chunk(seg));
+  c.Req(7, test::LastChunk());
+  c.Resp(8, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n");
+  for (int i = 0; i < 1024; ++i) c.Resp(9, test::Chunk(seg));
+  EXPECT_LT(HeapInUse(), before + 4 * 1024 * 1024);
+  c.Resp(10, test::LastChunk());
+  ASSERT_EQ(c.rec.records.size(), 2u);
+  EXPECT_EQ(c.rec.records[1].request_bytes, 1024u * seg.size());
+
+  // An endless header line, then garbage with no line ends at all.
+  c.Req(11, "POST /v1/completions HTTP/1.1\r\nX: ");
+  for (int i = 0; i < 256; ++i) c.Req(12, seg);
+  for (int i = 0; i < 256; ++i) c.Resp(13, seg);
+  EXPECT_LT(HeapInUse(), before + 4 * 1024 * 1024);
+  c.a.OnClose(14);
+  // After the flood ends, the big capture buffers are released.
+  EXPECT_LT(HeapInUse(), before + 256 * 1024);
 }
 
 }  // namespace

@@ -111,9 +111,10 @@ TEST(HttpParser, HeadResponseHasNoBodyDespiteContentLength) {
 TEST(HttpParser, NoBodyFor1xx204And304) {
   Sink sink;
   HttpParser p(HttpParser::Kind::kResponse, 64 * 1024, sink);
-  p.Feed(Bytes("HTTP/1.1 100 Continue\r\n\r\n"
-               "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"
-               "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"));
+  p.Feed(
+      Bytes("HTTP/1.1 100 Continue\r\n\r\n"
+            "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"));
   p.Feed(Bytes(test::JsonResponse(200, "hello")));
   auto done = sink.Completed();
   ASSERT_EQ(done.size(), 4u);

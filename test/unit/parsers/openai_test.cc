@@ -53,12 +53,10 @@ TEST(OpenAi, NonStreamResponses) {
 
 TEST(OpenAi, ErrorShapes) {
   OpenAiExtractor x(1 << 20);
-  for (const char* f : {"wire/vllm_error_400_context_length.json",
-                        "wire/vllm_error_400_request_validation.json",
-                        "wire/vllm_error_401_unauthorized.json",
-                        "wire/vllm_error_404_model_not_found.json",
-                        "wire/vllm_legacy_pre0.10.1_error_400.json",
-                        "wire/vllm_legacy_pre0.10.1_error_404.json"}) {
+  for (const char* f :
+       {"wire/vllm_error_400_context_length.json", "wire/vllm_error_400_request_validation.json",
+        "wire/vllm_error_401_unauthorized.json", "wire/vllm_error_404_model_not_found.json",
+        "wire/vllm_legacy_pre0.10.1_error_400.json", "wire/vllm_legacy_pre0.10.1_error_404.json"}) {
     auto r = x.ParseResponse(ReadFixture(f));
     EXPECT_TRUE(r.valid) << f;
     EXPECT_TRUE(r.error) << f;
