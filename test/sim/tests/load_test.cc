@@ -1,0 +1,109 @@
+// infertap-load against infertap-sim: the summary must add up exactly.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "sim_harness.hpp"
+
+namespace infertap::sim::testing {
+namespace {
+
+nlohmann::json RunLoad(const std::string& args, int* exit_code) {
+  std::string cmd = std::string(INFERTAP_BINARY_DIR) + "/infertap-load --timeout 10 " + args;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int rc = pclose(p);
+  *exit_code = WEXITSTATUS(rc);
+  return nlohmann::json::parse(out, nullptr, false);
+}
+
+std::string Url(const SimProcess& sim, std::string_view path) {
+  return "--url http://127.0.0.1:" + std::to_string(sim.port()) + std::string(path);
+}
+
+TEST(LoadTest, StreamingTotalsEqualTokensTimesRequests) {
+  SimProcess sim({"--itl-ms", "1"});
+  int rc = 0;
+  auto s = RunLoad(Url(sim, "/v1/chat/completions") +
+                       " -c 4 -n 60 --tokens 7 --include-usage --prompt-words 3",
+                   &rc);
+  ASSERT_FALSE(s.is_discarded());
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(s["requests"], 60);
+  EXPECT_EQ(s["ok"], 60);
+  EXPECT_EQ(s["errors"], 0);
+  EXPECT_EQ(s["content_events"], 60 * 7);
+  EXPECT_EQ(s["tokens_received"], 60 * 7);
+  EXPECT_EQ(s["usage_completion_tokens"], 60 * 7);
+  EXPECT_EQ(s["usage_prompt_tokens"], 60 * 3);
+  EXPECT_EQ(s["one_event_per_chunk_violations"], 0);
+  EXPECT_GT(s["latency_s"]["p50"].get<double>(), 0.005);  // 6 inter-token gaps of 1 ms
+  EXPECT_GT(s["ttft_s"]["p50"].get<double>(), 0.0);
+  EXPECT_LE(s["ttft_s"]["p50"].get<double>(), s["latency_s"]["p50"].get<double>());
+  EXPECT_GT(s["bytes_received"].get<int64_t>(), 0);
+  EXPECT_GT(s["wire_bytes_received"].get<int64_t>(), s["bytes_received"].get<int64_t>());
+}
+
+TEST(LoadTest, NonStreamingCompletionsAndBodyBytes) {
+  SimProcess sim;
+  int rc = 0;
+  auto s = RunLoad(Url(sim, "/v1/completions") + " -c 2 -n 20 --tokens 5 --no-stream", &rc);
+  ASSERT_FALSE(s.is_discarded());
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(s["ok"], 20);
+  EXPECT_EQ(s["tokens_received"], 100);
+  EXPECT_EQ(s["content_events"], 0);
+  EXPECT_EQ(s["bytes_sent"].get<int64_t>() % 20, 0);  // identical bodies
+}
+
+TEST(LoadTest, CountsInjectedFaults) {
+  SimProcess sim;
+  int rc = 0;
+  auto s = RunLoad(Url(sim, "/v1/chat/completions") +
+                       " -c 2 -n 10 --tokens 5 -H 'x-sim-abort-after: 2'",
+                   &rc);
+  ASSERT_FALSE(s.is_discarded());
+  EXPECT_EQ(rc, 3);
+  EXPECT_EQ(s["ok"], 0);
+  EXPECT_EQ(s["io_errors"], 10);
+  s = RunLoad(Url(sim, "/v1/chat/completions") +
+                  " -c 2 -n 10 --tokens 5 -H 'x-sim-midstream-error-after: 2'",
+              &rc);
+  EXPECT_EQ(s["stream_errors"], 10);
+  EXPECT_EQ(s["content_events"], 20);
+  s = RunLoad(Url(sim, "/v1/chat/completions") + " -n 4 -H 'x-sim-status: 503'", &rc);
+  EXPECT_EQ(s["http_errors"], 4);
+  EXPECT_EQ(s["status"]["503"], 4);
+}
+
+TEST(LoadTest, EnginesParseAndCount) {
+  for (const char* engine : {"sglang", "tgi", "llamacpp"}) {
+    SimProcess sim({"--engine", engine});
+    int rc = 0;
+    auto s = RunLoad(Url(sim, "/v1/chat/completions") + " -c 2 -n 10 --tokens 4 --include-usage",
+                     &rc);
+    ASSERT_FALSE(s.is_discarded()) << engine;
+    EXPECT_EQ(rc, 0) << engine << s.dump();
+    EXPECT_EQ(s["content_events"], 40) << engine;
+    EXPECT_EQ(s["usage_completion_tokens"], 40) << engine;
+  }
+}
+
+TEST(LoadTest, OpenLoopRateAndResponsesApi) {
+  SimProcess sim;
+  int rc = 0;
+  auto s = RunLoad(Url(sim, "/v1/responses") + " -c 4 -n 20 --rate 200 --tokens 3", &rc);
+  ASSERT_FALSE(s.is_discarded());
+  EXPECT_EQ(rc, 0) << s.dump();
+  EXPECT_EQ(s["ok"], 20);
+  EXPECT_EQ(s["content_events"], 60);
+  EXPECT_EQ(s["usage_completion_tokens"], 60);
+  EXPECT_GE(s["duration_s"].get<double>(), 19 / 200.0);  // paced, not a burst
+}
+
+}  // namespace
+}  // namespace infertap::sim::testing
