@@ -110,8 +110,9 @@ static __always_inline int resolve_sock(__u32 fd, struct sock_view *sv, int *not
 		map_v4(sv->local, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
 		map_v4(sv->remote, BPF_CORE_READ(sk, __sk_common.skc_daddr));
 	} else {
-		BPF_CORE_READ_INTO(sv->local, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(sv->remote, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		/* Explicit sizes: BPF_CORE_READ_INTO would read sizeof(*array) == 1 byte here. */
+		bpf_core_read(sv->local, sizeof(sv->local), &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(sv->remote, sizeof(sv->remote), &sk->__sk_common.skc_v6_daddr);
 	}
 	return 0;
 }
