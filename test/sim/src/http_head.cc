@@ -5,8 +5,8 @@
 namespace infertap::sim {
 
 std::string ResponseHead(Engine engine, const HeadOptions& o, std::string_view date) {
-  std::string h = "HTTP/1.1 " + std::to_string(o.status) + " " +
-                  std::string(ReasonPhrase(o.status)) + "\r\n";
+  std::string h =
+      "HTTP/1.1 " + std::to_string(o.status) + " " + std::string(ReasonPhrase(o.status)) + "\r\n";
   std::string len = std::to_string(o.content_length);
   switch (engine) {
     case Engine::kVllm:
@@ -62,7 +62,7 @@ std::string HttpDate(std::time_t t) {
 
 std::string_view SseContentType(Engine engine) {
   return engine == Engine::kVllm || engine == Engine::kSglang ? "text/event-stream; charset=utf-8"
-                                                               : "text/event-stream";
+                                                              : "text/event-stream";
 }
 
 std::string_view JsonContentType(Engine engine) {
@@ -72,9 +72,12 @@ std::string_view JsonContentType(Engine engine) {
 std::string_view MetricsContentType(Engine engine) {
   switch (engine) {
     case Engine::kVllm:
-    case Engine::kSglang: return "text/plain; version=0.0.4; charset=utf-8";
-    case Engine::kTgi: return "text/plain; charset=utf-8";
-    case Engine::kLlamaCpp: return "text/plain; version=0.0.4";
+    case Engine::kSglang:
+      return "text/plain; version=0.0.4; charset=utf-8";
+    case Engine::kTgi:
+      return "text/plain; charset=utf-8";
+    case Engine::kLlamaCpp:
+      return "text/plain; version=0.0.4";
   }
   return "text/plain";
 }

@@ -15,7 +15,8 @@ std::string Lower(std::string_view s) {
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -124,8 +125,8 @@ ParseState RequestParser::ParseHead(std::string_view buf) {
   }
 
   std::string_view conn = req_.Header("connection");
-  req_.keep_alive = req_.version_minor == 1 ? !ListHasToken(conn, "close")
-                                            : ListHasToken(conn, "keep-alive");
+  req_.keep_alive =
+      req_.version_minor == 1 ? !ListHasToken(conn, "close") : ListHasToken(conn, "keep-alive");
   req_.expect_continue = req_.version_minor == 1 && IEquals(req_.Header("expect"), "100-continue");
 
   std::string_view te = req_.Header("transfer-encoding");

@@ -67,7 +67,8 @@ bool ParseUrl(const std::string& url, Options* o) {
     size_t close = hostport.find(']');
     if (close == std::string::npos) return false;
     o->host = hostport.substr(1, close - 1);
-    if (close + 1 < hostport.size() && hostport[close + 1] == ':') portstr = hostport.substr(close + 2);
+    if (close + 1 < hostport.size() && hostport[close + 1] == ':')
+      portstr = hostport.substr(close + 2);
   } else {
     size_t colon = hostport.rfind(':');
     o->host = hostport.substr(0, colon);
@@ -184,7 +185,7 @@ class Load {
   Totals t_;
   int64_t start_ = 0;
   int64_t end_ = 0;
-  int64_t issued_ = 0;       // requests started (or scheduled, open loop)
+  int64_t issued_ = 0;           // requests started (or scheduled, open loop)
   std::deque<int64_t> backlog_;  // open loop: scheduled start times without a free connection
   int64_t connect_failures_ = 0;
 };
@@ -194,7 +195,8 @@ bool Load::Resolve() {
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICSERV;
   addrinfo* res = nullptr;
-  if (getaddrinfo(o_.host.c_str(), std::to_string(o_.port).c_str(), &hints, &res) != 0) return false;
+  if (getaddrinfo(o_.host.c_str(), std::to_string(o_.port).c_str(), &hints, &res) != 0)
+    return false;
   std::memcpy(&addr_, res->ai_addr, res->ai_addrlen);
   addr_len_ = res->ai_addrlen;
   freeaddrinfo(res);
@@ -221,13 +223,15 @@ void Load::Open(Conn& c) {
 
 bool Load::MayIssue() const {
   if (o_.requests > 0 && issued_ >= o_.requests) return false;
-  if (o_.duration_s > 0 && MonoNs() >= start_ + static_cast<int64_t>(o_.duration_s * 1e9)) return false;
+  if (o_.duration_s > 0 && MonoNs() >= start_ + static_cast<int64_t>(o_.duration_s * 1e9))
+    return false;
   return true;
 }
 
 void Load::Mod(Conn& c) {
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLRDHUP | (c.out.size() > c.out_off || !c.connected ? uint32_t{EPOLLOUT} : 0u);
+  ev.events =
+      EPOLLIN | EPOLLRDHUP | (c.out.size() > c.out_off || !c.connected ? uint32_t{EPOLLOUT} : 0u);
   ev.data.ptr = &c;
   epoll_ctl(ep_, EPOLL_CTL_MOD, c.fd, &ev);
 }
@@ -426,13 +430,15 @@ int Load::Run() {
   ep_ = epoll_create1(EPOLL_CLOEXEC);
   for (int i = 0; i < o_.connections; ++i) conns_.push_back(std::make_unique<Conn>());
   start_ = MonoNs();
-  int64_t hard_stop = o_.duration_s > 0 ? start_ + static_cast<int64_t>((o_.duration_s + o_.timeout_s) * 1e9) : 0;
+  int64_t hard_stop =
+      o_.duration_s > 0 ? start_ + static_cast<int64_t>((o_.duration_s + o_.timeout_s) * 1e9) : 0;
   int64_t last_progress = start_;
   int64_t last_responses = -1;
   epoll_event evs[256];
   for (;;) {
     Pump();
-    bool in_flight = std::any_of(conns_.begin(), conns_.end(), [](auto& c) { return c->in_flight; });
+    bool in_flight =
+        std::any_of(conns_.begin(), conns_.end(), [](auto& c) { return c->in_flight; });
     if (!in_flight && backlog_.empty() && !MayIssue()) break;
     if (connect_failures_ > 100 && !in_flight) break;
     int64_t now = MonoNs();
@@ -441,7 +447,8 @@ int Load::Run() {
       last_progress = now;
     }
     // Bounded: give up when nothing completed for --timeout, or past duration + timeout.
-    if (now - last_progress > static_cast<int64_t>(o_.timeout_s * 1e9) || (hard_stop && now > hard_stop)) {
+    if (now - last_progress > static_cast<int64_t>(o_.timeout_s * 1e9) ||
+        (hard_stop && now > hard_stop)) {
       for (auto& c : conns_) {
         if (c->in_flight) Fail(*c, &Totals::io_errors);
       }
@@ -468,7 +475,7 @@ int Load::Run() {
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  size_t idx = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size()))) ;
+  size_t idx = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size())));
   return v[std::min(v.size() - 1, idx == 0 ? 0 : idx - 1)];
 }
 

@@ -117,10 +117,14 @@ std::string IdFor(Endpoint ep, uint64_t seq) {
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(z));
   switch (ep) {
-    case Endpoint::kChat: return std::string("chatcmpl-") + hex;
-    case Endpoint::kCompletions: return std::string("cmpl-") + hex;
-    case Endpoint::kEmbeddings: return std::string("embd-") + hex;
-    case Endpoint::kResponses: return std::string("resp_") + hex;
+    case Endpoint::kChat:
+      return std::string("chatcmpl-") + hex;
+    case Endpoint::kCompletions:
+      return std::string("cmpl-") + hex;
+    case Endpoint::kEmbeddings:
+      return std::string("embd-") + hex;
+    case Endpoint::kResponses:
+      return std::string("resp_") + hex;
   }
   return hex;
 }
@@ -165,7 +169,8 @@ Plan MakePlan(const HttpRequest& req, Endpoint endpoint, const SimConfig& cfg, u
 
   json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded() || !body.is_object()) {
-    plan.error = ValidationError(cfg.engine, "JSON decode error: request body is not a JSON object");
+    plan.error =
+        ValidationError(cfg.engine, "JSON decode error: request body is not a JSON object");
     return plan;
   }
   if (endpoint == Endpoint::kChat && !body.contains("messages")) {
@@ -180,10 +185,16 @@ Plan MakePlan(const HttpRequest& req, Endpoint endpoint, const SimConfig& cfg, u
   if (auto it = body.find("model"); it != body.end() && it->is_string()) requested = *it;
   bool served = std::find(cfg.models.begin(), cfg.models.end(), requested) != cfg.models.end();
   switch (cfg.engine) {
-    case Engine::kVllm: job.model = served ? requested : cfg.models[0]; break;
+    case Engine::kVllm:
+      job.model = served ? requested : cfg.models[0];
+      break;
     case Engine::kSglang:
-    case Engine::kLlamaCpp: job.model = requested.empty() ? cfg.models[0] : requested; break;
-    case Engine::kTgi: job.model = cfg.models[0]; break;
+    case Engine::kLlamaCpp:
+      job.model = requested.empty() ? cfg.models[0] : requested;
+      break;
+    case Engine::kTgi:
+      job.model = cfg.models[0];
+      break;
   }
 
   // Prompt tokens: x-sim-prompt-tokens, else whitespace-separated words of the prompt, min 1.
@@ -201,7 +212,8 @@ Plan MakePlan(const HttpRequest& req, Endpoint endpoint, const SimConfig& cfg, u
     if (!limit && endpoint == Endpoint::kChat) limit = BodyInt(body, "max_completion_tokens");
   }
   job.completion_tokens = cfg.default_tokens;
-  if (limit && *limit >= 0) job.completion_tokens = static_cast<int>(std::min<int64_t>(*limit, 1 << 24));
+  if (limit && *limit >= 0)
+    job.completion_tokens = static_cast<int>(std::min<int64_t>(*limit, 1 << 24));
   if (auto v = HeaderInt(req, "x-sim-tokens"); v && *v >= 0) {
     job.completion_tokens = static_cast<int>(std::min<int64_t>(*v, 1 << 24));
   }
@@ -236,8 +248,9 @@ Plan MakePlan(const HttpRequest& req, Endpoint endpoint, const SimConfig& cfg, u
   }
   if (cfg.strict_model && !requested.empty() && !served && status < 400) status = 404;
   if (status >= 400 && status <= 599) {
-    plan.error = ErrorBody(cfg.engine, status, job.legacy, requested.empty() ? job.model : requested,
-                           job.prompt_tokens, job.completion_tokens, cfg.max_model_len);
+    plan.error =
+        ErrorBody(cfg.engine, status, job.legacy, requested.empty() ? job.model : requested,
+                  job.prompt_tokens, job.completion_tokens, cfg.max_model_len);
   }
   return plan;
 }

@@ -1,9 +1,10 @@
 #include "response_reader.hpp"
 
+#include <simdjson.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <simdjson.h>
 
 namespace infertap::sim {
 namespace {
@@ -18,7 +19,8 @@ bool IStartsWith(std::string_view s, std::string_view prefix) {
 
 std::string_view TrimValue(std::string_view v) {
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == '\r')) v.remove_suffix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == '\r'))
+    v.remove_suffix(1);
   return v;
 }
 
@@ -38,8 +40,8 @@ ResponseReader::State ResponseReader::ParseHead(std::string_view head) {
   size_t pos = head.find("\r\n");
   while (pos != std::string_view::npos && pos + 2 < head.size()) {
     size_t eol = head.find("\r\n", pos + 2);
-    std::string_view line = head.substr(pos + 2, eol == std::string_view::npos ? head.npos
-                                                                                : eol - pos - 2);
+    std::string_view line =
+        head.substr(pos + 2, eol == std::string_view::npos ? head.npos : eol - pos - 2);
     pos = eol;
     size_t colon = line.find(':');
     if (colon == std::string_view::npos) continue;

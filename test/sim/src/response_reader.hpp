@@ -34,7 +34,16 @@ class ResponseReader {
   uint64_t chunks() const { return chunks_; }
 
  private:
-  enum class Phase { kHead, kFixed, kChunkSize, kChunkData, kChunkEnd, kTrailers, kUntilClose, kDone };
+  enum class Phase {
+    kHead,
+    kFixed,
+    kChunkSize,
+    kChunkData,
+    kChunkEnd,
+    kTrailers,
+    kUntilClose,
+    kDone
+  };
   State ParseHead(std::string_view head);
 
   std::string buf_;  // unconsumed head / chunk-size bytes
@@ -71,10 +80,10 @@ class SseScanner {
 
 // What one SSE event or JSON body says, for counting.
 struct Classified {
-  bool done = false;           // data: [DONE]
-  bool content = false;        // carries generated text
-  bool error = false;          // top-level "error" key or an error line
-  bool has_usage = false;      // a usage object with counts
+  bool done = false;       // data: [DONE]
+  bool content = false;    // carries generated text
+  bool error = false;      // top-level "error" key or an error line
+  bool has_usage = false;  // a usage object with counts
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   bool parse_failed = false;

@@ -40,8 +40,9 @@ int main(int argc, char** argv) {
       "infertap-sim: a vLLM-compatible model-server simulator (OpenAI HTTP/1.1 + SSE).\n"
       "Generates deterministic tokens (\"tok0 \", \"tok1 \", ...); per-request x-sim-* headers\n"
       "override timing and inject faults (see test/sim/README.md)."};
-  app.add_option("--listen", cfg.listen, "HOST:PORT to listen on, repeatable; [::1]:PORT for IPv6, "
-                                         "port 0 picks a free port (printed at startup)")
+  app.add_option("--listen", cfg.listen,
+                 "HOST:PORT to listen on, repeatable; [::1]:PORT for IPv6, "
+                 "port 0 picks a free port (printed at startup)")
       ->capture_default_str();
   app.add_option("--model", cfg.models,
                  "served model name, repeatable; the first is the base model, the others are "

@@ -422,22 +422,24 @@ void Worker::Dispatch(Conn& c, HttpRequest& req) {
       // Extra --model names appear as LoRA adapters of the base model (fixture
       // vllm_models_with_lora.json).
       data += "{\"id\":" + JsonQuote(id) + ",\"object\":\"model\",\"created\":" + created +
-              ",\"owned_by\":\"" + std::string(EngineName(cfg_.engine)) + "\",\"root\":" +
-              JsonQuote(i == 0 ? id : "/adapters/" + id) + ",\"parent\":" +
-              (i == 0 ? "null" : JsonQuote(cfg_.models[0])) + ",\"max_model_len\":" +
-              (i == 0 ? std::to_string(cfg_.max_model_len) : "null") +
+              ",\"owned_by\":\"" + std::string(EngineName(cfg_.engine)) +
+              "\",\"root\":" + JsonQuote(i == 0 ? id : "/adapters/" + id) +
+              ",\"parent\":" + (i == 0 ? "null" : JsonQuote(cfg_.models[0])) +
+              ",\"max_model_len\":" + (i == 0 ? std::to_string(cfg_.max_model_len) : "null") +
               ",\"permission\":[{\"id\":\"modelperm-" + std::to_string(1000 + i) +
               "\",\"object\":\"model_permission\",\"created\":" + created +
               ",\"allow_create_engine\":false,\"allow_sampling\":true,\"allow_logprobs\":true,"
               "\"allow_search_indices\":false,\"allow_view\":true,\"allow_fine_tuning\":false,"
               "\"organization\":\"*\",\"group\":null,\"is_blocking\":false}]}";
     }
-    SendSimple(c, 200, JsonContentType(cfg_.engine), "{\"object\":\"list\",\"data\":[" + data + "]}");
+    SendSimple(c, 200, JsonContentType(cfg_.engine),
+               "{\"object\":\"list\",\"data\":[" + data + "]}");
     return;
   } else if (path == "/sim/metrics-mode") {
     if (!route("POST")) return;
     std::string_view b = req.body;
-    while (!b.empty() && (b.back() == '\n' || b.back() == '\r' || b.back() == ' ')) b.remove_suffix(1);
+    while (!b.empty() && (b.back() == '\n' || b.back() == '\r' || b.back() == ' '))
+      b.remove_suffix(1);
     static constexpr std::pair<std::string_view, MetricsMode> kModes[] = {
         {"ok", MetricsMode::kOk},
         {"garbage", MetricsMode::kGarbage},
@@ -749,8 +751,7 @@ void Worker::Kill(Conn& c) {
 
 Server::Server(SimConfig cfg)
     : cfg_(std::move(cfg)),
-      admission_(cfg_.max_running,
-                 [](const Ticket& t) { t.worker->Deliver(t); }),
+      admission_(cfg_.max_running, [](const Ticket& t) { t.worker->Deliver(t); }),
       metrics_mode_(cfg_.metrics_mode) {}
 
 Server::~Server() {

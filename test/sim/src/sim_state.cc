@@ -128,11 +128,11 @@ std::string RenderMetrics(const SimConfig& cfg, const Admission& adm, const Stat
       std::string l = "model_name=\"" + model + "\"";
       Family(out, "sglang:num_running_reqs", "gauge", "The number of running requests.", l,
              PyFloat(running));
-      Family(out, "sglang:num_queue_reqs", "gauge",
-             "The number of requests in the waiting queue.", l, PyFloat(waiting));
+      Family(out, "sglang:num_queue_reqs", "gauge", "The number of requests in the waiting queue.",
+             l, PyFloat(waiting));
       Family(out, "sglang:token_usage", "gauge", "The token usage.", l, PyFloat(kv));
-      Family(out, "sglang:prompt_tokens_total", "counter", "Number of prefill tokens processed.",
-             l, PyFloat(prompt));
+      Family(out, "sglang:prompt_tokens_total", "counter", "Number of prefill tokens processed.", l,
+             PyFloat(prompt));
       Family(out, "sglang:generation_tokens_total", "counter",
              "Number of generation tokens processed.", l, PyFloat(gen));
       break;

@@ -33,8 +33,9 @@ std::string Done(const Job& j) { return Data(j, "[DONE]"); }
 
 // vLLM usage objects: streaming ones lack prompt_tokens_details, the final body has it.
 std::string VllmUsage(int prompt, int completion, bool details) {
-  std::string u = "{\"prompt_tokens\":" + Num(prompt) + ",\"total_tokens\":" +
-                  Num(prompt + completion) + ",\"completion_tokens\":" + Num(completion);
+  std::string u = "{\"prompt_tokens\":" + Num(prompt) +
+                  ",\"total_tokens\":" + Num(prompt + completion) +
+                  ",\"completion_tokens\":" + Num(completion);
   if (details) u += ",\"prompt_tokens_details\":null";
   return u + "}";
 }
@@ -104,12 +105,13 @@ std::vector<std::string> VllmFinish(const Job& j) {
     out.push_back(Data(j, s + "}"));
   } else if (j.completion_tokens == 0) {
     // No token carried the finish_reason: send it alone.
-    out.push_back(Data(j, VllmHead(j) +
-                              ",\"choices\":[{\"index\":0,\"text\":\"\",\"logprobs\":null,"
-                              "\"finish_reason\":" +
-                              JsonQuote(j.finish_reason) +
-                              ",\"stop_reason\":null,\"prompt_token_ids\":null,\"token_ids\":null}]" +
-                              VllmContinuous(j, 0) + "}"));
+    out.push_back(
+        Data(j, VllmHead(j) +
+                    ",\"choices\":[{\"index\":0,\"text\":\"\",\"logprobs\":null,"
+                    "\"finish_reason\":" +
+                    JsonQuote(j.finish_reason) +
+                    ",\"stop_reason\":null,\"prompt_token_ids\":null,\"token_ids\":null}]" +
+                    VllmContinuous(j, 0) + "}"));
   }
   if (j.include_usage) {
     out.push_back(Data(j, VllmHead(j) + ",\"choices\":[],\"usage\":" +
@@ -188,9 +190,9 @@ std::string SglangNonStream(const Job& j) {
   std::string choice =
       IsChat(j) ? "\"message\":" + SglangDelta("\"assistant\"", text) : "\"text\":" + text;
   return "{\"id\":" + JsonQuote(j.id) + ",\"object\":\"" +
-         (IsChat(j) ? "chat.completion" : "text_completion") + "\",\"created\":" +
-         Num(j.created) + ",\"model\":" + JsonQuote(j.model) + ",\"choices\":[{\"index\":0," +
-         choice + ",\"logprobs\":null,\"finish_reason\":" + JsonQuote(j.finish_reason) +
+         (IsChat(j) ? "chat.completion" : "text_completion") + "\",\"created\":" + Num(j.created) +
+         ",\"model\":" + JsonQuote(j.model) + ",\"choices\":[{\"index\":0," + choice +
+         ",\"logprobs\":null,\"finish_reason\":" + JsonQuote(j.finish_reason) +
          ",\"matched_stop\":null}],\"usage\":" +
          VllmUsage(j.prompt_tokens, j.completion_tokens, true) + "}";
 }
@@ -199,8 +201,8 @@ std::string SglangNonStream(const Job& j) {
 
 // TGI serialises an internally tagged enum, so `object` comes first and `id` is empty.
 std::string TgiHead(const Job& j, bool body) {
-  std::string_view obj = IsChat(j) ? (body ? "chat.completion" : "chat.completion.chunk")
-                                   : "text_completion";
+  std::string_view obj =
+      IsChat(j) ? (body ? "chat.completion" : "chat.completion.chunk") : "text_completion";
   return "{\"object\":\"" + std::string(obj) + "\",\"id\":\"\",\"created\":" + Num(j.created) +
          ",\"model\":" + JsonQuote(j.model) + ",\"system_fingerprint\":\"" +
          std::string(kTgiFingerprint) + "\"";
@@ -209,14 +211,15 @@ std::string TgiHead(const Job& j, bool body) {
 std::string TgiTokenChunk(const Job& j, int i) {
   bool last = i + 1 == j.completion_tokens;
   std::string fin = last ? JsonQuote(j.finish_reason) : "null";
-  std::string choice =
-      IsChat(j) ? "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":" +
-                      JsonQuote(TokenText(i)) + ",\"tool_calls\":null},\"logprobs\":null," +
-                      "\"finish_reason\":" + fin + "}"
-                : "{\"index\":0,\"text\":" + JsonQuote(TokenText(i)) +
-                      ",\"logprobs\":null,\"finish_reason\":" + fin + "}";
+  std::string choice = IsChat(j) ? "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":" +
+                                       JsonQuote(TokenText(i)) +
+                                       ",\"tool_calls\":null},\"logprobs\":null," +
+                                       "\"finish_reason\":" + fin + "}"
+                                 : "{\"index\":0,\"text\":" + JsonQuote(TokenText(i)) +
+                                       ",\"logprobs\":null,\"finish_reason\":" + fin + "}";
   // Completions always carry usage on the final chunk; chat only via a separate usage chunk.
-  std::string usage = (!IsChat(j) && last) ? TgiUsage(j.prompt_tokens, j.completion_tokens) : "null";
+  std::string usage =
+      (!IsChat(j) && last) ? TgiUsage(j.prompt_tokens, j.completion_tokens) : "null";
   return Data(j, TgiHead(j, false) + ",\"choices\":[" + choice + "],\"usage\":" + usage + "}");
 }
 
@@ -239,15 +242,15 @@ std::string TgiNonStream(const Job& j) {
   std::string choice = IsChat(j) ? "\"message\":{\"role\":\"assistant\",\"content\":" + text + "}"
                                  : "\"text\":" + text;
   return TgiHead(j, true) + ",\"choices\":[{\"index\":0," + choice +
-         ",\"logprobs\":null,\"finish_reason\":" + JsonQuote(j.finish_reason) + "}],\"usage\":" +
-         TgiUsage(j.prompt_tokens, j.completion_tokens) + "}";
+         ",\"logprobs\":null,\"finish_reason\":" + JsonQuote(j.finish_reason) +
+         "}],\"usage\":" + TgiUsage(j.prompt_tokens, j.completion_tokens) + "}";
 }
 
 // ---- llama.cpp -------------------------------------------------------------------------------
 
 std::string LlamaTail(const Job& j, bool chunk) {
-  std::string_view obj = IsChat(j) ? (chunk ? "chat.completion.chunk" : "chat.completion")
-                                   : "text_completion";
+  std::string_view obj =
+      IsChat(j) ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion";
   return ",\"created\":" + Num(j.created) + ",\"id\":" + JsonQuote(j.id) +
          ",\"model\":" + JsonQuote(j.model) + ",\"system_fingerprint\":\"" +
          std::string(kLlamaFingerprint) + "\",\"object\":\"" + std::string(obj) + "\"";
@@ -276,13 +279,13 @@ std::string LlamaTokenEvent(const Job& j, int i) {
 }
 
 std::string LlamaFinishEvent(const Job& j) {
-  std::string choice = IsChat(j) ? "{\"finish_reason\":" + JsonQuote(j.finish_reason) +
-                                       ",\"index\":0,\"delta\":{}}"
-                                 : "{\"text\":\"\",\"index\":0,\"logprobs\":null,"
-                                   "\"finish_reason\":" +
-                                       JsonQuote(j.finish_reason) + "}";
-  return Data(j, "{\"choices\":[" + choice + "]" + LlamaTail(j, true) + ",\"usage\":" +
-                     OpenAiUsage(j.prompt_tokens, j.completion_tokens) +
+  std::string choice =
+      IsChat(j) ? "{\"finish_reason\":" + JsonQuote(j.finish_reason) + ",\"index\":0,\"delta\":{}}"
+                : "{\"text\":\"\",\"index\":0,\"logprobs\":null,"
+                  "\"finish_reason\":" +
+                      JsonQuote(j.finish_reason) + "}";
+  return Data(j, "{\"choices\":[" + choice + "]" + LlamaTail(j, true) +
+                     ",\"usage\":" + OpenAiUsage(j.prompt_tokens, j.completion_tokens) +
                      ",\"timings\":" + LlamaTimings(j) + "}");
 }
 
@@ -293,9 +296,9 @@ std::string LlamaNonStream(const Job& j) {
                       ",\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":" + text + "}}"
                 : "{\"text\":" + text + ",\"index\":0,\"logprobs\":null,\"finish_reason\":" +
                       JsonQuote(j.finish_reason) + "}";
-  return "{\"choices\":[" + choice + "]" + LlamaTail(j, false) + ",\"usage\":" +
-         OpenAiUsage(j.prompt_tokens, j.completion_tokens) + ",\"timings\":" + LlamaTimings(j) +
-         "}";
+  return "{\"choices\":[" + choice + "]" + LlamaTail(j, false) +
+         ",\"usage\":" + OpenAiUsage(j.prompt_tokens, j.completion_tokens) +
+         ",\"timings\":" + LlamaTimings(j) + "}";
 }
 
 // ---- Responses API (vLLM shape for every engine) ---------------------------------------------
@@ -323,8 +326,8 @@ std::string OutputTextPart(std::string_view text_json) {
 }
 
 std::string MessageItem(const Job& j, bool done) {
-  std::string content = done ? "[" + OutputTextPart(JsonQuote(FullText(j.completion_tokens))) + "]"
-                             : "[]";
+  std::string content =
+      done ? "[" + OutputTextPart(JsonQuote(FullText(j.completion_tokens))) + "]" : "[]";
   return "{\"id\":\"" + ItemId(j) + "\",\"content\":" + content +
          ",\"role\":\"assistant\",\"status\":\"" + (done ? "completed" : "in_progress") +
          "\",\"type\":\"message\"}";
@@ -365,11 +368,13 @@ std::vector<std::string> ResponsesPreamble(const Job& j) {
   return {
       Event("response.created", "{\"response\":" + ResponseObject(j, false) +
                                     ",\"sequence_number\":0,\"type\":\"response.created\"}"),
-      Event("response.in_progress", "{\"response\":" + ResponseObject(j, false) +
-                                        ",\"sequence_number\":1,\"type\":\"response.in_progress\"}"),
-      Event("response.output_item.added",
-            "{\"item\":" + MessageItem(j, false) +
-                ",\"output_index\":0,\"sequence_number\":2,\"type\":\"response.output_item.added\"}"),
+      Event("response.in_progress",
+            "{\"response\":" + ResponseObject(j, false) +
+                ",\"sequence_number\":1,\"type\":\"response.in_progress\"}"),
+      Event(
+          "response.output_item.added",
+          "{\"item\":" + MessageItem(j, false) +
+              ",\"output_index\":0,\"sequence_number\":2,\"type\":\"response.output_item.added\"}"),
       Event("response.content_part.added",
             "{\"content_index\":0,\"item_id\":\"" + item +
                 "\",\"output_index\":0,\"part\":" + OutputTextPart("\"\"") +
@@ -436,11 +441,21 @@ std::string JsonQuote(std::string_view s) {
   out += '"';
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c >= 0x80) {
           // Bytes >= 0x80 are escaped one by one; good enough for ASCII-only model names and
@@ -477,7 +492,8 @@ std::vector<std::string> FirstTokenWrites(const Job& j) {
       if (j.completion_tokens > 0) out.push_back(VllmTokenChunk(j, 0));
       break;
     case Engine::kSglang:
-      if (IsChat(j)) out.push_back(SglangChunk(j, "\"delta\":" + SglangDelta("\"assistant\"", "\"\"")));
+      if (IsChat(j))
+        out.push_back(SglangChunk(j, "\"delta\":" + SglangDelta("\"assistant\"", "\"\"")));
       if (j.completion_tokens > 0) out.push_back(SglangTokenChunk(j, 0));
       break;
     case Engine::kTgi:
@@ -487,9 +503,10 @@ std::vector<std::string> FirstTokenWrites(const Job& j) {
       // llama.cpp writes the role event and the first token in one write.
       std::string w;
       if (IsChat(j)) {
-        w = Data(j, "{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"role\":"
-                    "\"assistant\",\"content\":null}}]" +
-                        LlamaTail(j, true) + "}");
+        w = Data(j,
+                 "{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"role\":"
+                 "\"assistant\",\"content\":null}}]" +
+                     LlamaTail(j, true) + "}");
       }
       if (j.completion_tokens > 0) w += LlamaTokenEvent(j, 0);
       if (!w.empty()) out.push_back(std::move(w));
@@ -502,10 +519,14 @@ std::vector<std::string> FirstTokenWrites(const Job& j) {
 std::vector<std::string> TokenWrites(const Job& j, int i) {
   if (j.endpoint == Endpoint::kResponses) return {ResponsesDelta(j, i)};
   switch (j.engine) {
-    case Engine::kVllm: return {VllmTokenChunk(j, i)};
-    case Engine::kSglang: return {SglangTokenChunk(j, i)};
-    case Engine::kTgi: return {TgiTokenChunk(j, i)};
-    case Engine::kLlamaCpp: return {LlamaTokenEvent(j, i)};
+    case Engine::kVllm:
+      return {VllmTokenChunk(j, i)};
+    case Engine::kSglang:
+      return {SglangTokenChunk(j, i)};
+    case Engine::kTgi:
+      return {TgiTokenChunk(j, i)};
+    case Engine::kLlamaCpp:
+      return {LlamaTokenEvent(j, i)};
   }
   return {};
 }
@@ -513,9 +534,12 @@ std::vector<std::string> TokenWrites(const Job& j, int i) {
 std::vector<std::string> FinishWrites(const Job& j) {
   if (j.endpoint == Endpoint::kResponses) return ResponsesFinish(j);
   switch (j.engine) {
-    case Engine::kVllm: return VllmFinish(j);
-    case Engine::kSglang: return SglangFinish(j);
-    case Engine::kTgi: return TgiFinish(j);
+    case Engine::kVllm:
+      return VllmFinish(j);
+    case Engine::kSglang:
+      return SglangFinish(j);
+    case Engine::kTgi:
+      return TgiFinish(j);
     case Engine::kLlamaCpp:
       // Finish (with usage and timings) and [DONE] leave in one write.
       return {LlamaFinishEvent(j) + Done(j)};
@@ -525,29 +549,34 @@ std::vector<std::string> FinishWrites(const Job& j) {
 
 std::vector<std::string> MidstreamErrorWrites(const Job& j, int emitted) {
   if (j.endpoint == Endpoint::kResponses) {
-    return {Event("error", "{\"type\":\"error\",\"code\":\"InternalServerError\",\"message\":"
-                           "\"Internal server error\",\"param\":null,\"sequence_number\":" +
-                               Num(kFirstDeltaSeq + emitted) + "}")};
+    return {Event("error",
+                  "{\"type\":\"error\",\"code\":\"InternalServerError\",\"message\":"
+                  "\"Internal server error\",\"param\":null,\"sequence_number\":" +
+                      Num(kFirstDeltaSeq + emitted) + "}")};
   }
   switch (j.engine) {
     case Engine::kVllm:
     case Engine::kSglang:
       // Python's json.dumps defaults: ", " and ": " separators, ASCII escapes.
       if (j.legacy) {
-        return {Data(j, "{\"error\": {\"object\": \"error\", \"message\": \"Internal server "
-                        "error\", \"type\": \"InternalServerError\", \"param\": null, \"code\": "
-                        "500}}"),
+        return {Data(j,
+                     "{\"error\": {\"object\": \"error\", \"message\": \"Internal server "
+                     "error\", \"type\": \"InternalServerError\", \"param\": null, \"code\": "
+                     "500}}"),
                 Done(j)};
       }
-      return {Data(j, "{\"error\": {\"message\": \"Internal server error\", \"type\": "
-                      "\"InternalServerError\", \"param\": null, \"code\": 500}}"),
+      return {Data(j,
+                   "{\"error\": {\"message\": \"Internal server error\", \"type\": "
+                   "\"InternalServerError\", \"param\": null, \"code\": 500}}"),
               Done(j)};
     case Engine::kTgi:
-      return {Data(j, "{\"error\":{\"message\":\"Request failed during generation: Server "
-                      "error: simulated failure\",\"http_status_code\":422}}")};
+      return {Data(j,
+                   "{\"error\":{\"message\":\"Request failed during generation: Server "
+                   "error: simulated failure\",\"http_status_code\":422}}")};
     case Engine::kLlamaCpp:
       // Older llama.cpp builds: a non-standard `error:` field line instead of `data:`.
-      return {"error: {\"code\":500,\"message\":\"simulated failure\",\"type\":\"server_error\"}\n\n"};
+      return {
+          "error: {\"code\":500,\"message\":\"simulated failure\",\"type\":\"server_error\"}\n\n"};
   }
   return {};
 }
@@ -556,35 +585,58 @@ std::string NonStreamBody(const Job& j) {
   if (j.endpoint == Endpoint::kEmbeddings) return EmbeddingsBody(j);
   if (j.endpoint == Endpoint::kResponses) return ResponseObject(j, true);
   switch (j.engine) {
-    case Engine::kVllm: return VllmNonStream(j);
-    case Engine::kSglang: return SglangNonStream(j);
-    case Engine::kTgi: return TgiNonStream(j);
-    case Engine::kLlamaCpp: return LlamaNonStream(j);
+    case Engine::kVllm:
+      return VllmNonStream(j);
+    case Engine::kSglang:
+      return SglangNonStream(j);
+    case Engine::kTgi:
+      return TgiNonStream(j);
+    case Engine::kLlamaCpp:
+      return LlamaNonStream(j);
   }
   return {};
 }
 
 std::string_view ReasonPhrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Request Entity Too Large";
-    case 422: return "Unprocessable Entity";
-    case 424: return "Failed Dependency";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Request Entity Too Large";
+    case 422:
+      return "Unprocessable Entity";
+    case 424:
+      return "Failed Dependency";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Unknown";
   }
 }
 
@@ -612,10 +664,14 @@ ErrorText VllmErrorText(int status, std::string_view model, int prompt, int comp
     case 404:
       return {"The model `" + std::string(model) + "` does not exist.", "NotFoundError",
               "\"model\""};
-    case 429: return {"Too many requests, please retry later.", "TooManyRequestsError"};
-    case 500: return {"Internal server error", "InternalServerError"};
-    case 503: return {"The server is currently unavailable.", "ServiceUnavailableError"};
-    default: return {"Simulated error", std::string(ReasonPhrase(status))};
+    case 429:
+      return {"Too many requests, please retry later.", "TooManyRequestsError"};
+    case 500:
+      return {"Internal server error", "InternalServerError"};
+    case 503:
+      return {"The server is currently unavailable.", "ServiceUnavailableError"};
+    default:
+      return {"Simulated error", std::string(ReasonPhrase(status))};
   }
 }
 
@@ -630,13 +686,12 @@ ErrorResponse ErrorBody(Engine engine, int status, bool legacy, std::string_view
       if (status == 401) return {401, "{\"error\":\"Unauthorized\"}"};
       if (legacy || engine == Engine::kSglang) {
         // Flat shape; the legacy server never filled `param`.
-        return {status, "{\"object\":\"error\",\"message\":" + JsonQuote(t.message) +
-                            ",\"type\":" + JsonQuote(t.type) + ",\"param\":null,\"code\":" +
-                            Num(status) + "}"};
+        return {status, "{\"object\":\"error\",\"message\":" + JsonQuote(t.message) + ",\"type\":" +
+                            JsonQuote(t.type) + ",\"param\":null,\"code\":" + Num(status) + "}"};
       }
-      return {status, "{\"error\":{\"message\":" + JsonQuote(t.message) + ",\"type\":" +
-                          JsonQuote(t.type) + ",\"param\":" + t.param + ",\"code\":" +
-                          Num(status) + "}}"};
+      return {status, "{\"error\":{\"message\":" + JsonQuote(t.message) +
+                          ",\"type\":" + JsonQuote(t.type) + ",\"param\":" + t.param +
+                          ",\"code\":" + Num(status) + "}}"};
     case Engine::kTgi: {
       std::string msg, type;
       switch (status) {
@@ -647,23 +702,52 @@ ErrorResponse ErrorBody(Engine engine, int status, bool legacy, std::string_view
                 Num(completion_tokens) + " `max_new_tokens`";
           type = "validation";
           break;
-        case 401: msg = "Unauthorized"; type = "authentication"; break;
-        case 424: msg = "Request failed during generation: simulated"; type = "generation"; break;
-        case 429: msg = "Model is overloaded"; type = "overloaded"; break;
-        case 500: msg = "Incomplete generation"; type = "incomplete_generation"; break;
-        default: msg = t.message; type = "unhealthy"; break;
+        case 401:
+          msg = "Unauthorized";
+          type = "authentication";
+          break;
+        case 424:
+          msg = "Request failed during generation: simulated";
+          type = "generation";
+          break;
+        case 429:
+          msg = "Model is overloaded";
+          type = "overloaded";
+          break;
+        case 500:
+          msg = "Incomplete generation";
+          type = "incomplete_generation";
+          break;
+        default:
+          msg = t.message;
+          type = "unhealthy";
+          break;
       }
       return {status, "{\"error\":" + JsonQuote(msg) + ",\"error_type\":" + JsonQuote(type) + "}"};
     }
     case Engine::kLlamaCpp: {
       std::string type;
       switch (status) {
-        case 400: type = "invalid_request_error"; break;
-        case 401: t.message = "Invalid API Key"; type = "authentication_error"; break;
-        case 404: type = "not_found_error"; break;
-        case 501: type = "not_supported_error"; break;
-        case 503: t.message = "Loading model"; type = "unavailable_error"; break;
-        default: type = "server_error"; break;
+        case 400:
+          type = "invalid_request_error";
+          break;
+        case 401:
+          t.message = "Invalid API Key";
+          type = "authentication_error";
+          break;
+        case 404:
+          type = "not_found_error";
+          break;
+        case 501:
+          type = "not_supported_error";
+          break;
+        case 503:
+          t.message = "Loading model";
+          type = "unavailable_error";
+          break;
+        default:
+          type = "server_error";
+          break;
       }
       return {status, "{\"error\":{\"code\":" + Num(status) + ",\"message\":" +
                           JsonQuote(t.message) + ",\"type\":" + JsonQuote(type) + "}}"};
@@ -674,10 +758,14 @@ ErrorResponse ErrorBody(Engine engine, int status, bool legacy, std::string_view
 
 std::string_view EngineName(Engine engine) {
   switch (engine) {
-    case Engine::kVllm: return "vllm";
-    case Engine::kSglang: return "sglang";
-    case Engine::kTgi: return "tgi";
-    case Engine::kLlamaCpp: return "llamacpp";
+    case Engine::kVllm:
+      return "vllm";
+    case Engine::kSglang:
+      return "sglang";
+    case Engine::kTgi:
+      return "tgi";
+    case Engine::kLlamaCpp:
+      return "llamacpp";
   }
   return "?";
 }

@@ -22,16 +22,16 @@ struct Job {
   Endpoint endpoint = Endpoint::kChat;
   bool stream = false;
   bool include_usage = false;
-  bool continuous_usage = false;  // vLLM: only honoured together with include_usage
-  bool legacy = false;            // vLLM <= 0.10.0 shapes (x-sim-error-format: legacy)
+  bool continuous_usage = false;   // vLLM: only honoured together with include_usage
+  bool legacy = false;             // vLLM <= 0.10.0 shapes (x-sim-error-format: legacy)
   bool tgi_data_no_space = false;  // TGI < 2.1 wrote `data:` without the space
   int completion_tokens = 16;
   int prompt_tokens = 1;
   int embedding_inputs = 1;
   int max_model_len = 131072;
-  int max_output_tokens = -1;      // Responses API echo; -1 = max_model_len - prompt_tokens
-  int64_t created = 0;             // unix seconds
-  std::string id;                  // e.g. chatcmpl-0123456789abcdef
+  int max_output_tokens = -1;  // Responses API echo; -1 = max_model_len - prompt_tokens
+  int64_t created = 0;         // unix seconds
+  std::string id;              // e.g. chatcmpl-0123456789abcdef
   std::string model;
   std::string finish_reason = "length";
   // Used only for llama.cpp `timings` (what the server would have measured).

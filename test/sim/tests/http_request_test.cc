@@ -1,7 +1,8 @@
 // In-process tests of the simulator's request parser and the client-side response reader.
+#include "http_request.hpp"
+
 #include <gtest/gtest.h>
 
-#include "http_request.hpp"
 #include "response_reader.hpp"
 #include "wire_format.hpp"
 
@@ -33,8 +34,7 @@ TEST(RequestParser, ByteByByteWithPipelinedTail) {
 
 TEST(RequestParser, HeadDoneReportedOnceForExpectContinue) {
   RequestParser p;
-  std::string buf =
-      "POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+  std::string buf = "POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
   EXPECT_EQ(p.Parse(buf), ParseState::kHeadDone);
   EXPECT_TRUE(p.request().expect_continue);
   EXPECT_EQ(p.Parse(buf), ParseState::kNeedMoreData);
@@ -88,7 +88,8 @@ TEST(RequestParser, KeepAliveRules) {
 TEST(ResponseReader, DechunksAndSkipsContinue) {
   std::string wire =
       "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-      "transfer-encoding: chunked\r\n\r\n7\r\ndata: 1\r\n6\r\n\n\ndata\r\n5\r\n: 2\n\n\r\n0\r\n\r\n";
+      "transfer-encoding: chunked\r\n\r\n7\r\ndata: 1\r\n6\r\n\n\ndata\r\n5\r\n: "
+      "2\n\n\r\n0\r\n\r\n";
   for (size_t split = 1; split < wire.size(); split += 7) {
     ResponseReader r;
     std::string body;

@@ -28,9 +28,9 @@ std::string Url(const SimProcess& sim, std::string_view path) {
 TEST(LoadTest, StreamingTotalsEqualTokensTimesRequests) {
   SimProcess sim({"--itl-ms", "1"});
   int rc = 0;
-  auto s = RunLoad(Url(sim, "/v1/chat/completions") +
-                       " -c 4 -n 60 --tokens 7 --include-usage --prompt-words 3",
-                   &rc);
+  auto s = RunLoad(
+      Url(sim, "/v1/chat/completions") + " -c 4 -n 60 --tokens 7 --include-usage --prompt-words 3",
+      &rc);
   ASSERT_FALSE(s.is_discarded());
   EXPECT_EQ(rc, 0);
   EXPECT_EQ(s["requests"], 60);
@@ -63,9 +63,8 @@ TEST(LoadTest, NonStreamingCompletionsAndBodyBytes) {
 TEST(LoadTest, CountsInjectedFaults) {
   SimProcess sim;
   int rc = 0;
-  auto s = RunLoad(Url(sim, "/v1/chat/completions") +
-                       " -c 2 -n 10 --tokens 5 -H 'x-sim-abort-after: 2'",
-                   &rc);
+  auto s = RunLoad(
+      Url(sim, "/v1/chat/completions") + " -c 2 -n 10 --tokens 5 -H 'x-sim-abort-after: 2'", &rc);
   ASSERT_FALSE(s.is_discarded());
   EXPECT_EQ(rc, 3);
   EXPECT_EQ(s["ok"], 0);
@@ -84,8 +83,8 @@ TEST(LoadTest, EnginesParseAndCount) {
   for (const char* engine : {"sglang", "tgi", "llamacpp"}) {
     SimProcess sim({"--engine", engine});
     int rc = 0;
-    auto s = RunLoad(Url(sim, "/v1/chat/completions") + " -c 2 -n 10 --tokens 4 --include-usage",
-                     &rc);
+    auto s =
+        RunLoad(Url(sim, "/v1/chat/completions") + " -c 2 -n 10 --tokens 4 --include-usage", &rc);
     ASSERT_FALSE(s.is_discarded()) << engine;
     EXPECT_EQ(rc, 0) << engine << s.dump();
     EXPECT_EQ(s["content_events"], 40) << engine;

@@ -42,8 +42,9 @@ TEST(SglangSim, ModelEchoFinishChunkExtraEmptyChoicesAndFlatErrors) {
 
   c.Send(Get("/metrics"));
   r = c.Read();
-  EXPECT_NE(r.body.find("sglang:num_queue_reqs{model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 0.0"),
-            std::string::npos);
+  EXPECT_NE(
+      r.body.find("sglang:num_queue_reqs{model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 0.0"),
+      std::string::npos);
   EXPECT_NE(r.body.find("sglang:num_running_reqs{"), std::string::npos);
   EXPECT_NE(r.body.find("sglang:token_usage{"), std::string::npos);
 }
@@ -75,9 +76,10 @@ TEST(TgiSim, ObjectFirstEmptyIdUsageNullKeepAliveAndErrors) {
               std::string::npos);  // TGI always names its own model
   }
   EXPECT_NE(r.chunks[3].find("\"finish_reason\":\"stop\""), std::string::npos);
-  EXPECT_NE(r.chunks[4].find("\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3,"
-                             "\"total_tokens\":5}"),
-            std::string::npos);
+  EXPECT_NE(
+      r.chunks[4].find("\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3,"
+                       "\"total_tokens\":5}"),
+      std::string::npos);
   // Completions: usage always on the final chunk, no include_usage needed.
   c.Send(Post("/v1/completions", "{\"prompt\":\"a b c\",\"stream\":true}", {"x-sim-tokens: 2"}));
   r = c.Read();
@@ -149,7 +151,9 @@ TEST(LlamaCppSim, FinishChunkCarriesUsageAndTimings) {
   c.Send(Post("/v1/chat/completions", StreamChat("x", false), {"x-sim-status: 503"}));
   r = c.Read();
   EXPECT_EQ(r.status, 503);
-  EXPECT_EQ(r.body, "{\"error\":{\"code\":503,\"message\":\"Loading model\",\"type\":\"unavailable_error\"}}");
+  EXPECT_EQ(
+      r.body,
+      "{\"error\":{\"code\":503,\"message\":\"Loading model\",\"type\":\"unavailable_error\"}}");
 
   c.Send(Get("/metrics"));
   r = c.Read();

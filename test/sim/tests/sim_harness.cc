@@ -96,14 +96,16 @@ Client::Client(int port, bool ipv6) {
     a.sin6_family = AF_INET6;
     a.sin6_port = htons(static_cast<uint16_t>(port));
     inet_pton(AF_INET6, "::1", &a.sin6_addr);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect6");
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      throw std::runtime_error("connect6");
   } else {
     fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect");
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      throw std::runtime_error("connect");
   }
 }
 
@@ -149,7 +151,8 @@ size_t TryParse(const std::string& buf, RawResponse* r) {
   bool has_length = false;
   while (pos != std::string::npos) {
     size_t eol = r->head.find("\r\n", pos + 2);
-    std::string line = r->head.substr(pos + 2, eol == std::string::npos ? std::string::npos : eol - pos - 2);
+    std::string line =
+        r->head.substr(pos + 2, eol == std::string::npos ? std::string::npos : eol - pos - 2);
     pos = eol;
     size_t colon = line.find(':');
     std::string name = line.substr(0, colon);
@@ -241,9 +244,9 @@ size_t Client::BytesWithin(int ms) {
 
 std::string Post(std::string_view path, std::string_view body,
                  const std::vector<std::string>& headers) {
-  std::string r = "POST " + std::string(path) + " HTTP/1.1\r\nhost: 127.0.0.1\r\n" +
-                  "content-type: application/json\r\ncontent-length: " +
-                  std::to_string(body.size()) + "\r\n";
+  std::string r =
+      "POST " + std::string(path) + " HTTP/1.1\r\nhost: 127.0.0.1\r\n" +
+      "content-type: application/json\r\ncontent-length: " + std::to_string(body.size()) + "\r\n";
   for (const auto& h : headers) r += h + "\r\n";
   return r + "\r\n" + std::string(body);
 }

@@ -31,7 +31,8 @@ std::string Expect(std::string ev, const std::string& id, const std::string& cre
   ev = ReplaceAll(ev, kFixtureId, id);
   ev = ReplaceAll(ev, kFixtureCreated, created);
   if (!content_from.empty()) {
-    ev = ReplaceAll(ev, "\"content\":\"" + content_from + "\"", "\"content\":\"" + content_to + "\"");
+    ev = ReplaceAll(ev, "\"content\":\"" + content_from + "\"",
+                    "\"content\":\"" + content_to + "\"");
   }
   return ev;
 }
@@ -117,10 +118,11 @@ TEST_F(VllmSimTest, StreamWithoutUsagePutsFingerprintOnFinishChunk) {
 
 TEST_F(VllmSimTest, ContinuousUsageMatchesFixture) {
   Client c(sim_->port());
-  c.Send(Post("/v1/chat/completions",
-              ChatBody(true,
-                       ",\"stream_options\":{\"include_usage\":true,\"continuous_usage_stats\":true}"),
-              {"x-sim-tokens: 9", "x-sim-prompt-tokens: 12"}));
+  c.Send(
+      Post("/v1/chat/completions",
+           ChatBody(true,
+                    ",\"stream_options\":{\"include_usage\":true,\"continuous_usage_stats\":true}"),
+           {"x-sim-tokens: 9", "x-sim-prompt-tokens: 12"}));
   RawResponse r = c.Read();
   ASSERT_TRUE(r.complete);
   auto fx = FixtureEvents("vllm_chat_stream_continuous_usage.sse");
@@ -154,21 +156,24 @@ TEST_F(VllmSimTest, NonStreamChatMatchesFixture) {
   std::string fx = ReadFixture("vllm_chat_nonstream_response.json");
   std::string id = JsonField(r.body, "id"), created = JsonField(r.body, "created");
   fx = ReplaceAll(ReplaceAll(fx, kFixtureId, id), kFixtureCreated, created);
-  fx = ReplaceAll(fx, "Hello! How can I help you today?", "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 tok8 tok9 ");
+  fx = ReplaceAll(fx, "Hello! How can I help you today?",
+                  "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7 tok8 tok9 ");
   EXPECT_EQ(r.body, fx);
 }
 
 TEST_F(VllmSimTest, TokenAccountingFromRequest) {
   Client c(sim_->port());
   // 2 words + 3 words of content; max_tokens 4 -> finish_reason "length".
-  c.Send(Post("/v1/chat/completions",
-              "{\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},{\"role\":\"user\","
-              "\"content\":[{\"type\":\"text\",\"text\":\"one  two\\nthree\"}]}],\"max_tokens\":4}"));
+  c.Send(
+      Post("/v1/chat/completions",
+           "{\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},{\"role\":\"user\","
+           "\"content\":[{\"type\":\"text\",\"text\":\"one  two\\nthree\"}]}],\"max_tokens\":4}"));
   RawResponse r = c.Read();
   ASSERT_TRUE(r.complete);
   EXPECT_NE(r.body.find("\"content\":\"tok0 tok1 tok2 tok3 \""), std::string::npos) << r.body;
-  EXPECT_NE(r.body.find("\"usage\":{\"prompt_tokens\":5,\"total_tokens\":9,\"completion_tokens\":4"),
-            std::string::npos)
+  EXPECT_NE(
+      r.body.find("\"usage\":{\"prompt_tokens\":5,\"total_tokens\":9,\"completion_tokens\":4"),
+      std::string::npos)
       << r.body;
   EXPECT_NE(r.body.find("\"finish_reason\":\"length\""), std::string::npos);
   EXPECT_EQ(r.body.find("one"), std::string::npos);  // never echoes the prompt
@@ -220,9 +225,9 @@ TEST_F(VllmSimTest, EmbeddingsUsage) {
   EXPECT_NE(r.body.find("\"model\":\"meta-llama/Llama-3.1-8B-Instruct\""), std::string::npos);
   EXPECT_NE(r.body.find("{\"index\":1,\"object\":\"embedding\""), std::string::npos);
   EXPECT_EQ(r.body.find("{\"index\":2,"), std::string::npos);
-  EXPECT_TRUE(r.body.ends_with(
-      "\"usage\":{\"prompt_tokens\":3,\"total_tokens\":3,\"completion_tokens\":0,"
-      "\"prompt_tokens_details\":null}}"))
+  EXPECT_TRUE(
+      r.body.ends_with("\"usage\":{\"prompt_tokens\":3,\"total_tokens\":3,\"completion_tokens\":0,"
+                       "\"prompt_tokens_details\":null}}"))
       << r.body;
 }
 
@@ -275,7 +280,8 @@ TEST_F(VllmSimTest, ErrorBodiesMatchFixtures) {
   EXPECT_EQ(r.status, 401);
   EXPECT_EQ(r.body, ReadFixture("vllm_error_401_unauthorized.json"));
   for (int status : {429, 500, 503}) {
-    c.Send(Post("/v1/completions", "{\"prompt\":\"x\"}", {"x-sim-status: " + std::to_string(status)}));
+    c.Send(
+        Post("/v1/completions", "{\"prompt\":\"x\"}", {"x-sim-status: " + std::to_string(status)}));
     r = c.Read();
     EXPECT_EQ(r.status, status);
     EXPECT_EQ(r.body.rfind("{\"error\":{\"message\":", 0), 0u) << r.body;
@@ -326,9 +332,10 @@ TEST_F(VllmSimTest, AbortAfterResetsWithoutTerminalChunk) {
 TEST_F(VllmSimTest, ExpectContinueBeforeBody) {
   Client c(sim_->port());
   std::string body = ChatBody(false);
-  c.Send("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-         "expect: 100-continue\r\nx-sim-tokens: 2\r\ncontent-length: " +
-         std::to_string(body.size()) + "\r\n\r\n");
+  c.Send(
+      "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+      "expect: 100-continue\r\nx-sim-tokens: 2\r\ncontent-length: " +
+      std::to_string(body.size()) + "\r\n\r\n");
   RawResponse interim = c.Read(2000);
   ASSERT_TRUE(interim.complete);
   EXPECT_EQ(interim.raw, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -340,7 +347,8 @@ TEST_F(VllmSimTest, ExpectContinueBeforeBody) {
 
 TEST_F(VllmSimTest, ChunkedRequestBody) {
   Client c(sim_->port());
-  std::string body = "{\"messages\":[{\"role\":\"user\",\"content\":\"a b c d\"}],\"max_tokens\":1}";
+  std::string body =
+      "{\"messages\":[{\"role\":\"user\",\"content\":\"a b c d\"}],\"max_tokens\":1}";
   std::string a = body.substr(0, 10), b = body.substr(10);
   char ha[16], hb[16];
   std::snprintf(ha, sizeof ha, "%zx", a.size());
@@ -390,10 +398,11 @@ TEST_F(VllmSimTest, ModelsList) {
   c.Send(Get("/v1/models"));
   RawResponse r = c.Read();
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.body.rfind("{\"object\":\"list\",\"data\":[{\"id\":\"meta-llama/Llama-3.1-8B-Instruct\""
-                         ",\"object\":\"model\"",
-                         0),
-            0u)
+  EXPECT_EQ(
+      r.body.rfind("{\"object\":\"list\",\"data\":[{\"id\":\"meta-llama/Llama-3.1-8B-Instruct\""
+                   ",\"object\":\"model\"",
+                   0),
+      0u)
       << r.body;
   EXPECT_NE(r.body.find("\"max_model_len\":8192"), std::string::npos);
 }
@@ -426,7 +435,8 @@ TEST(VllmSimMetrics, GaugesFollowInFlightStreams) {
   // Two running requests: 2 x (10 prompt + ~7 generated) of 100 tokens.
   size_t at = r.body.find("vllm:kv_cache_usage_perc" + labels);
   ASSERT_NE(at, std::string::npos);
-  double kv = std::stod(r.body.substr(at + std::string("vllm:kv_cache_usage_perc").size() + labels.size()));
+  double kv =
+      std::stod(r.body.substr(at + std::string("vllm:kv_cache_usage_perc").size() + labels.size()));
   EXPECT_GT(kv, 0.2);
   EXPECT_LT(kv, 0.8);
   // Each stream completes (the third after a slot frees up).
@@ -446,18 +456,21 @@ TEST(VllmSimMetrics, ClientDisconnectFreesSlot) {
   SimProcess sim({"--max-running", "1"});
   {
     Client s(sim.port());
-    s.Send(Post("/v1/chat/completions", ChatBody(true), {"x-sim-tokens: 1000", "x-sim-itl-ms: 10"}));
+    s.Send(
+        Post("/v1/chat/completions", ChatBody(true), {"x-sim-tokens: 1000", "x-sim-itl-ms: 10"}));
     ASSERT_GT(s.BytesWithin(100), 0u);
   }  // closed mid-stream
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   Client m(sim.port());
   m.Send(Get("/metrics"));
   RawResponse r = m.Read();
-  EXPECT_NE(r.body.find("vllm:num_requests_running{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 0.0"),
+  EXPECT_NE(r.body.find("vllm:num_requests_running{engine=\"0\",model_name=\"meta-llama/"
+                        "Llama-3.1-8B-Instruct\"} 0.0"),
             std::string::npos)
       << r.body;
-  EXPECT_NE(r.body.find("finished_reason=\"abort\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 1.0"),
-            std::string::npos);
+  EXPECT_NE(
+      r.body.find("finished_reason=\"abort\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 1.0"),
+      std::string::npos);
 }
 
 TEST(VllmSimMetrics, MetricsModes) {
@@ -472,7 +485,9 @@ TEST(VllmSimMetrics, MetricsModes) {
   auto t0 = std::chrono::steady_clock::now();
   c.Send(Get("/metrics"));
   r = c.Read();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_GE(ms, 280);
   EXPECT_NE(r.body.find("vllm:num_requests_running"), std::string::npos);
   c.Send(Post("/sim/metrics-mode", "down"));
@@ -490,7 +505,9 @@ TEST(VllmSimTiming, TtftAndItlApplied) {
   ASSERT_GT(c.BytesWithin(50), 0u);
   EXPECT_EQ(c.buffered().find("data:"), std::string::npos);
   RawResponse r = c.Read();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_TRUE(r.complete);
   EXPECT_GE(ms, 100 + 5 * 20);
   EXPECT_LT(ms, 1000);
@@ -498,10 +515,11 @@ TEST(VllmSimTiming, TtftAndItlApplied) {
 
 TEST(VllmSimCurl, CurlStreamsAllEvents) {
   SimProcess sim;
-  std::string cmd = "curl -sN --max-time 5 -H 'content-type: application/json' -H 'x-sim-tokens: 5' "
-                    "-d '{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true,"
-                    "\"stream_options\":{\"include_usage\":true}}' http://127.0.0.1:" +
-                    std::to_string(sim.port()) + "/v1/chat/completions";
+  std::string cmd =
+      "curl -sN --max-time 5 -H 'content-type: application/json' -H 'x-sim-tokens: 5' "
+      "-d '{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true,"
+      "\"stream_options\":{\"include_usage\":true}}' http://127.0.0.1:" +
+      std::to_string(sim.port()) + "/v1/chat/completions";
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
   std::string out;
