@@ -259,6 +259,11 @@ void Worker::AcceptAll(int lfd) {
 void Worker::OnConnEvent(int fd, uint32_t events) {
   if (fd < 0 || static_cast<size_t>(fd) >= conns_.size() || !conns_[fd]) return;
   Conn& c = *conns_[fd];
+  if (events & (EPOLLHUP | EPOLLERR)) {
+    // Reported even when we stopped reading (input cap): the connection is gone either way.
+    c.peer_eof = true;
+    if (c.busy || c.phase == Conn::Phase::kDraining) c.broken = true;
+  }
   if (events & EPOLLOUT) Flush(c);
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ReadInput(c);
   AfterEvent(c);
@@ -312,10 +317,11 @@ void Worker::ReadInput(Conn& c) {
 
 void Worker::UpdateMask(Conn& c) {
   if (c.broken) return;
-  uint32_t mask = EPOLLRDHUP;
+  uint32_t mask = 0;
   bool draining = c.phase == Conn::Phase::kDraining;
-  // Stop reading (level-triggered!) once enough pipelined input is buffered or the peer is done.
-  if (!c.peer_eof && (draining || c.in.size() < kMaxBufferedInput)) mask |= EPOLLIN;
+  // Stop reading (level-triggered!) once enough pipelined input is buffered or the peer is done;
+  // RDHUP goes with IN, or a half-closed peer would wake us in a loop.
+  if (!c.peer_eof && (draining || c.in.size() < kMaxBufferedInput)) mask |= EPOLLIN | EPOLLRDHUP;
   if (c.out.size() > c.out_off) mask |= EPOLLOUT;
   if (mask == c.epoll_mask) return;
   c.epoll_mask = mask;

@@ -106,3 +106,39 @@ TEST(LoadTest, OpenLoopRateAndResponsesApi) {
 
 }  // namespace
 }  // namespace infertap::sim::testing
+
+namespace infertap::sim::testing {
+namespace {
+
+// Several worker threads share the admission queue: slots handed across threads must all come
+// back, and every request must complete.
+TEST(LoadTest, ThreadsAndQueueDrainCompletely) {
+  SimProcess sim({"--threads", "4", "--max-running", "3", "--itl-ms", "1"});
+  int rc = 0;
+  auto s = RunLoad(Url(sim, "/v1/chat/completions") + " -c 16 -n 200 --tokens 5", &rc);
+  ASSERT_FALSE(s.is_discarded());
+  EXPECT_EQ(rc, 0) << s.dump();
+  EXPECT_EQ(s["ok"], 200);
+  EXPECT_EQ(s["content_events"], 1000);
+  Client m(sim.port());
+  m.Send(Get("/metrics"));
+  RawResponse r = m.Read();
+  const std::string l = "{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} ";
+  EXPECT_NE(r.body.find("vllm:num_requests_running" + l + "0.0\n"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("vllm:num_requests_waiting" + l + "0.0\n"), std::string::npos);
+  EXPECT_NE(r.body.find("vllm:generation_tokens_total" + l + "1000.0\n"), std::string::npos);
+}
+
+TEST(LoadTest, TtftHeaderAndCpuPerToken) {
+  SimProcess sim({"--cpu-per-token", "2ms"});
+  int rc = 0;
+  auto s =
+      RunLoad(Url(sim, "/v1/chat/completions") + " -n 3 --tokens 10 -H 'x-sim-ttft-ms: 40'", &rc);
+  ASSERT_FALSE(s.is_discarded());
+  EXPECT_EQ(rc, 0);
+  EXPECT_GE(s["ttft_s"]["p50"].get<double>(), 0.040);
+  EXPECT_GE(s["latency_s"]["p50"].get<double>(), 0.040 + 10 * 0.002);
+}
+
+}  // namespace
+}  // namespace infertap::sim::testing
