@@ -546,7 +546,12 @@ int main(int argc, char** argv) {
   app.add_option("-H,--header", o.headers, "extra request header 'name: value', repeatable");
   app.add_option("--timeout", o.timeout_s, "give up after this many seconds without progress")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
   if (!o.url.empty() && !ParseUrl(o.url, &o)) {
     std::fprintf(stderr, "infertap-load: bad --url '%s' (want http://HOST:PORT/PATH)\n",
                  o.url.c_str());

@@ -33,7 +33,6 @@ int64_t ParseDurationNs(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  using infertap::sim::Engine;
   using infertap::sim::MetricsMode;
   infertap::sim::SimConfig cfg;
   CLI::App app{
@@ -80,23 +79,17 @@ int main(int argc, char** argv) {
   app.add_option("--max-model-len", cfg.max_model_len, "context length shown in /v1/models")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  std::map<std::string, Engine> engines = {{"vllm", Engine::kVllm},
-                                           {"sglang", Engine::kSglang},
-                                           {"tgi", Engine::kTgi},
-                                           {"llamacpp", Engine::kLlamaCpp}};
-  app.add_option("--engine", cfg.engine, "wire format and /metrics names to imitate")
-      ->transform(CLI::CheckedTransformer(engines, CLI::ignore_case))
-      ->default_str("vllm");
-  std::map<std::string, MetricsMode> modes = {{"ok", MetricsMode::kOk},
-                                              {"garbage", MetricsMode::kGarbage},
-                                              {"slow", MetricsMode::kSlow},
-                                              {"down", MetricsMode::kDown}};
-  app.add_option("--metrics-mode", cfg.metrics_mode,
+  std::string engine = "vllm";
+  app.add_option("--engine", engine, "wire format and /metrics names to imitate")
+      ->check(CLI::IsMember({"vllm", "sglang", "tgi", "llamacpp"}))
+      ->capture_default_str();
+  std::string metrics_mode = "ok";
+  app.add_option("--metrics-mode", metrics_mode,
                  "GET /metrics behaviour: ok, garbage (200 with non-Prometheus text), slow "
                  "(answers after --metrics-delay-ms), down (connection reset). Changeable at run "
                  "time with POST /sim/metrics-mode")
-      ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case))
-      ->default_str("ok");
+      ->check(CLI::IsMember({"ok", "garbage", "slow", "down"}))
+      ->capture_default_str();
   app.add_option("--metrics-delay-ms", cfg.metrics_delay_ms, "delay of --metrics-mode slow")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
@@ -107,7 +100,19 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--seed", cfg.seed, "seed of --error-rate")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // Usage errors exit 2 like the infertap CLI (SPEC §10); --help exits 0.
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  infertap::sim::ParseEngine(engine, &cfg.engine);
+  const std::map<std::string, MetricsMode> modes = {{"ok", MetricsMode::kOk},
+                                                    {"garbage", MetricsMode::kGarbage},
+                                                    {"slow", MetricsMode::kSlow},
+                                                    {"down", MetricsMode::kDown}};
+  cfg.metrics_mode = modes.at(metrics_mode);
 
   cfg.cpu_per_token_ns = ParseDurationNs(cpu);
   if (cfg.cpu_per_token_ns < 0) {
