@@ -1,4 +1,5 @@
-// `infertap replay`: the capture pipeline offline, on a capture file.
+// `infertap replay`: the whole pipeline offline, on a capture file (or a pcap, SPEC §10). The
+// same tracker, parsers, records and metrics code as the live agent.
 #include <cstdio>
 #include <string>
 
@@ -6,32 +7,107 @@
 #include "agent/capture/summary.hpp"
 #include "agent/capture/tracker.hpp"
 #include "agent/cli/commands.hpp"
+#include "agent/cli/targets.hpp"
+#include "agent/metrics/metrics.hpp"
+#include "agent/pipeline/pipeline.hpp"
+#include "agent/common/version.hpp"
 
 namespace infertap::cli {
 namespace {
 
 struct ReplayArgs {
   std::string file;
+  TargetArgs targets;
+  AttributionArgs attribution;
   bool summary = false;
+  bool records = false;
+};
+
+// Fans one stream out to several sinks (pipeline + summary).
+class TeeSink : public StreamSink {
+ public:
+  TeeSink(StreamSink& a, StreamSink& b) : a_(a), b_(b) {}
+  void OnOpen(const ConnInfo& c) override {
+    a_.OnOpen(c);
+    b_.OnOpen(c);
+  }
+  void OnData(const ConnInfo& c, Direction d, uint64_t ts, std::span<const uint8_t> b) override {
+    a_.OnData(c, d, ts, b);
+    b_.OnData(c, d, ts, b);
+  }
+  void OnGap(const ConnInfo& c, Direction d, uint64_t ts, uint64_t len) override {
+    a_.OnGap(c, d, ts, len);
+    b_.OnGap(c, d, ts, len);
+  }
+  void OnClose(const ConnInfo& c, uint64_t ts) override {
+    a_.OnClose(c, ts);
+    b_.OnClose(c, ts);
+  }
+
+ private:
+  StreamSink& a_;
+  StreamSink& b_;
+};
+
+class JsonLinesPrinter : public RecordListener {
+ public:
+  explicit JsonLinesPrinter(int64_t wall_offset_ns) : wall_offset_ns_(wall_offset_ns) {}
+  void OnRecord(const RequestRecord& r) override {
+    std::string line = RecordToJson(r, wall_offset_ns_);
+    line += '\n';
+    std::fwrite(line.data(), 1, line.size(), stdout);
+  }
+
+ private:
+  int64_t wall_offset_ns_;
 };
 
 int RunReplay(const ReplayArgs& a) {
-  if (!a.summary) {
-    std::fprintf(stderr,
-                 "infertap replay: only --summary is implemented in this build (metrics and "
-                 "--records output are not implemented yet)\n");
+  if (a.summary && a.records) {
+    std::fprintf(stderr, "infertap replay: --summary and --records are exclusive\n");
     return 2;
   }
+  std::vector<TracedEndpoint> endpoints;
+  if (Status s = ResolveTargets(a.targets, &endpoints); !s) {
+    std::fprintf(stderr, "infertap replay: %s\n", s.message().c_str());
+    return 2;
+  }
+  PipelineOptions popts;
+  std::vector<EndpointAttribution> table;
+  if (Status s = ResolveAttribution(a.attribution, endpoints, &popts, &table); !s) {
+    std::fprintf(stderr, "infertap replay: %s\n", s.message().c_str());
+    return 2;
+  }
+
   Status st;
+  if (!LooksLikeCaptureFile(a.file)) {
+    std::unique_ptr<CaptureReader> probe = CaptureReader::Open(a.file, &st);
+    std::fprintf(stderr, "infertap replay: %s\n", st.message().c_str());
+    return 1;
+  }
   std::unique_ptr<CaptureReader> reader = CaptureReader::Open(a.file, &st);
   if (!reader) {
     std::fprintf(stderr, "infertap replay: %s\n", st.message().c_str());
     return 1;
   }
+
+  MetricsOptions mopts;
+  mopts.metric_prefix = a.attribution.metric_prefix;
+  mopts.max_models = a.attribution.max_models;
+  mopts.version = kVersion;
+  mopts.revision = kRevision;
+  Metrics metrics(mopts);
+  Pipeline pipeline(popts, &metrics);
+  pipeline.SetEndpoints(table);
+  JsonLinesPrinter printer(reader->WallOffsetNs());
+  if (a.records) pipeline.AddListener(&printer);
   SummarySink summary;
-  ConnectionTracker tracker(summary);
+  TeeSink tee(pipeline, summary);
+  ConnectionTracker tracker(tee);
+  uint64_t events = 0;
   for (;;) {
     PollResult r = reader->Poll(tracker, 0);
+    events += r.events;
     if (!r.status) {
       std::fprintf(stderr, "infertap replay: %s\n", r.status.message().c_str());
       return 1;
@@ -40,7 +116,14 @@ int RunReplay(const ReplayArgs& a) {
     if (r.at_end) break;
   }
   tracker.FinishAll(tracker.newest_ts_ns());
-  summary.Print(stdout);
+  metrics.AddCaptureEvents(tracker.stats().events, tracker.stats().data_bytes);
+  if (a.summary) {
+    summary.Print(stdout);
+  } else if (!a.records) {
+    const std::string text = metrics.Serialize();
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  }
+  std::fflush(stdout);
   return 0;
 }
 
@@ -48,9 +131,15 @@ int RunReplay(const ReplayArgs& a) {
 
 Runner RegisterReplay(CLI::App& app) {
   auto args = std::make_shared<ReplayArgs>();
-  auto* cmd = app.add_subcommand("replay", "Run the pipeline offline on a capture file");
+  auto* cmd = app.add_subcommand(
+      "replay",
+      "Run the whole pipeline offline on a capture file; prints the Prometheus exposition "
+      "(default), request records (--records) or connections (--summary)");
   cmd->add_option("FILE", args->file, "Capture file written by `infertap capture -o`")
       ->required();
+  AddTargetOptions(*cmd, args->targets);
+  AddAttributionOptions(*cmd, args->attribution);
+  cmd->add_flag("--records", args->records, "Print one JSON request record per line (SPEC §4)");
   cmd->add_flag("--summary", args->summary, "Print one JSON object per connection");
   return [args] { return RunReplay(*args); };
 }

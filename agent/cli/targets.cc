@@ -1,5 +1,11 @@
 #include "agent/cli/targets.hpp"
 
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "agent/metrics/metrics.hpp"
+
 namespace infertap::cli {
 
 const char* CaptureSideName(const std::string& side) { return side.c_str(); }
@@ -28,6 +34,46 @@ Status ResolveTargets(const TargetArgs& args, std::vector<TracedEndpoint>* out) 
     if (!ep) return Status::Error(err);
     out->push_back(TracedEndpoint{*ep, roles, 0});
   }
+  return Status::Ok();
+}
+
+void AddAttributionOptions(CLI::App& cmd, AttributionArgs& args) {
+  cmd.add_option("--pool", args.pool, "Pool name for the targets (label `name` of pool metrics)")
+      ->capture_default_str();
+  cmd.add_option("--model-alias", args.model_alias,
+                 "TARGET=MODEL: report requests for target model TARGET under model_name MODEL "
+                 "(repeatable)");
+  cmd.add_option("--node", args.node, "Node name in records (default: $NODE_NAME or hostname)");
+  cmd.add_option("--metric-prefix", args.metric_prefix,
+                 "Per-model metric family: inference_model or inference_objective")
+      ->check(CLI::IsMember({"inference_model", "inference_objective"}))
+      ->capture_default_str();
+  cmd.add_option("--max-models", args.max_models,
+                 "Distinct model label pairs before folding into __other__")
+      ->check(CLI::Range(size_t(1), size_t(1000000)))
+      ->capture_default_str();
+}
+
+Status ResolveAttribution(const AttributionArgs& args, const std::vector<TracedEndpoint>& eps,
+                          PipelineOptions* options, std::vector<EndpointAttribution>* table) {
+  if (args.pool.empty()) return Status::Error("--pool must not be empty");
+  for (const std::string& a : args.model_alias) {
+    const size_t eq = a.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == a.size())
+      return Status::Error("invalid --model-alias '" + a + "': expected TARGET=MODEL");
+    options->model_alias[a.substr(0, eq)] = a.substr(eq + 1);
+  }
+  options->node = args.node;
+  if (options->node.empty()) {
+    if (const char* n = std::getenv("NODE_NAME"); n && *n) {
+      options->node = n;
+    } else {
+      char host[256] = {};
+      if (gethostname(host, sizeof(host) - 1) == 0) options->node = host;
+    }
+  }
+  table->clear();
+  for (const TracedEndpoint& e : eps) table->push_back({e.endpoint, args.pool, "", ""});
   return Status::Ok();
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "agent/capture/bpf_capture.hpp"
+#include "agent/pipeline/pipeline.hpp"
 #include "agent/common/status.hpp"
 
 namespace infertap::cli {
@@ -18,8 +19,22 @@ struct TargetArgs {
   std::string side = "server";
 };
 
+// Attribution and metric naming shared by run and replay (SPEC §5, §6, §10).
+struct AttributionArgs {
+  std::string pool = "default";
+  std::vector<std::string> model_alias;  // TARGET=MODEL
+  std::string node;                      // default: $NODE_NAME, else the host name
+  std::string metric_prefix = "inference_model";
+  size_t max_models = 1000;
+};
+
 const char* CaptureSideName(const std::string& side);
 void AddTargetOptions(CLI::App& cmd, TargetArgs& args);
 Status ResolveTargets(const TargetArgs& args, std::vector<TracedEndpoint>* out);
+
+void AddAttributionOptions(CLI::App& cmd, AttributionArgs& args);
+// Builds pipeline options (aliases, node) and the endpoint → pool table from the flags.
+Status ResolveAttribution(const AttributionArgs& args, const std::vector<TracedEndpoint>& eps,
+                          PipelineOptions* options, std::vector<EndpointAttribution>* table);
 
 }  // namespace infertap::cli

@@ -1,0 +1,92 @@
+// The pipeline stage between the connection tracker and everything that consumes request
+// records (SPEC §1 data flow): ordered byte streams in, attributed records out.
+//
+//   ConnectionTracker ──StreamSink──▶ Pipeline ──▶ ExchangeAssembler (one per connection)
+//                                         │              │ records
+//                                         ▼              ▼
+//                                    attribution ──▶ Metrics + RecordListeners
+//
+// Runs on one thread (the capture loop's, or replay's). Not thread-safe by design: one owner.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/capture/tracker.hpp"
+#include "parsers/exchange.hpp"
+#include "parsers/record.hpp"
+
+namespace infertap {
+
+class Metrics;
+
+// Who serves behind an endpoint (SPEC §5): the pool it belongs to and, in a cluster, the pod.
+struct EndpointAttribution {
+  Endpoint endpoint;  // wildcard address (all zeros) matches any address on that port
+  std::string pool = "default";
+  std::string ns;
+  std::string pod;
+};
+
+struct PipelineOptions {
+  ExchangeConfig exchange;
+  std::string node;
+  // --model-alias TARGET=MODEL: client-facing model_name for a target_model_name.
+  std::map<std::string, std::string> model_alias;
+};
+
+class RecordListener {
+ public:
+  virtual ~RecordListener() = default;
+  virtual void OnRecord(const RequestRecord& record) = 0;
+};
+
+struct PipelineStats {
+  uint64_t records = 0;
+  uint64_t requests_received = 0;
+  uint64_t ignored_exchanges = 0;
+  uint64_t parse_errors = 0;
+};
+
+class Pipeline : public StreamSink {
+ public:
+  // `metrics` may be null (e.g. `replay --records`); listeners are not owned.
+  Pipeline(PipelineOptions options, Metrics* metrics);
+  ~Pipeline() override;
+
+  void AddListener(RecordListener* listener) { listeners_.push_back(listener); }
+  void SetEndpoints(std::vector<EndpointAttribution> endpoints);
+
+  void OnOpen(const ConnInfo& conn) override;
+  void OnData(const ConnInfo& conn, Direction dir, uint64_t ts_ns,
+              std::span<const uint8_t> bytes) override;
+  void OnGap(const ConnInfo& conn, Direction dir, uint64_t ts_ns, uint64_t len) override;
+  void OnClose(const ConnInfo& conn, uint64_t ts_ns) override;
+
+  size_t connections() const { return conns_.size(); }
+  const PipelineStats& stats() const { return stats_; }
+
+ private:
+  class ConnObserver;
+  struct ConnState;
+
+  ConnState& State(const ConnInfo& conn);
+  // True when the bytes of `dir` are the client→server (request) direction for this role.
+  static bool IsRequestDirection(Role role, Direction dir);
+  const EndpointAttribution* Attribute(const ConnInfo& conn) const;
+  void Decorate(const ConnState& st, RequestRecord& rec) const;
+
+  PipelineOptions opt_;
+  Metrics* metrics_;
+  std::vector<RecordListener*> listeners_;
+  std::vector<EndpointAttribution> endpoints_;
+  std::unordered_map<uint64_t, std::unique_ptr<ConnState>> conns_;
+  PipelineStats stats_;
+  friend class ConnObserver;
+};
+
+}  // namespace infertap
