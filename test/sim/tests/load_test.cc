@@ -129,6 +129,18 @@ TEST(LoadTest, ThreadsAndQueueDrainCompletely) {
   EXPECT_NE(r.body.find("vllm:generation_tokens_total" + l + "1000.0\n"), std::string::npos);
 }
 
+TEST(LoadTest, ErrorRateIsSeededAndApplied) {
+  SimProcess all({"--error-rate", "1"});
+  int rc = 0;
+  auto s = RunLoad(Url(all, "/v1/chat/completions") + " -n 5 --tokens 2", &rc);
+  EXPECT_EQ(s["status"]["500"], 5);
+  SimProcess half({"--error-rate", "0.5", "--seed", "7"});
+  s = RunLoad(Url(half, "/v1/chat/completions") + " -n 200 --tokens 1", &rc);
+  int64_t errors = s["http_errors"].get<int64_t>();
+  EXPECT_GT(errors, 60);
+  EXPECT_LT(errors, 140);
+}
+
 TEST(LoadTest, TtftHeaderAndCpuPerToken) {
   SimProcess sim({"--cpu-per-token", "2ms"});
   int rc = 0;
