@@ -437,7 +437,7 @@ TEST(VllmSimMetrics, GaugesFollowInFlightStreams) {
   ASSERT_NE(at, std::string::npos);
   double kv =
       std::stod(r.body.substr(at + std::string("vllm:kv_cache_usage_perc").size() + labels.size()));
-  EXPECT_GT(kv, 0.2);
+  EXPECT_GE(kv, 0.2);  // prompts alone: 2 x 10 of 100
   EXPECT_LT(kv, 0.8);
   // Each stream completes (the third after a slot frees up).
   for (auto& s : streams) {
