@@ -1,0 +1,373 @@
+#include "agent/replay/tcp_flows.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace infertap::pcap {
+namespace {
+
+// Charged per buffered segment on top of its bytes: bounds the map even when every segment is
+// tiny or entirely cut by the snaplen.
+constexpr size_t kSegmentOverhead = 64;
+
+int Idx(Direction d) { return static_cast<int>(d); }
+Direction Other(Direction d) {
+  return d == Direction::kIngress ? Direction::kEgress : Direction::kIngress;
+}
+
+bool Matches(const Endpoint& want, const Endpoint& ep) {
+  return want.port == ep.port && (want.is_wildcard() || want.addr == ep.addr);
+}
+
+bool Less(const Endpoint& x, const Endpoint& y) {
+  const int c = std::memcmp(x.addr.data(), y.addr.data(), x.addr.size());
+  return c != 0 ? c < 0 : x.port < y.port;
+}
+
+}  // namespace
+
+size_t TcpFlows::KeyHash::operator()(const Key& k) const {
+  // FNV-1a over both endpoints: cheap, and the key is not attacker-chosen in a way that matters
+  // for an offline replay with a flow cap.
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](const Endpoint& e) {
+    for (uint8_t b : e.addr) h = (h ^ b) * 1099511628211ull;
+    h = (h ^ (e.port & 0xff)) * 1099511628211ull;
+    h = (h ^ (e.port >> 8)) * 1099511628211ull;
+  };
+  mix(k.a);
+  mix(k.b);
+  return static_cast<size_t>(h);
+}
+
+TcpFlows::TcpFlows(std::vector<Endpoint> servers, StreamSink& sink, FlowOptions options)
+    : servers_(std::move(servers)), sink_(sink), opt_(options) {}
+
+TcpFlows::~TcpFlows() = default;
+
+size_t TcpFlows::open_flows() const {
+  return static_cast<size_t>(std::count_if(flows_.begin(), flows_.end(),
+                                           [](const auto& kv) { return !kv.second->closed; }));
+}
+
+TcpFlows::Key TcpFlows::MakeKey(const Endpoint& x, const Endpoint& y) {
+  return Less(x, y) ? Key{x, y} : Key{y, x};
+}
+
+bool TcpFlows::ChooseServer(const TcpSegment& seg, Endpoint* server) const {
+  if (!servers_.empty()) {
+    for (const Endpoint& s : servers_) {
+      if (Matches(s, seg.dst)) {
+        *server = seg.dst;
+        return true;
+      }
+    }
+    for (const Endpoint& s : servers_) {
+      if (Matches(s, seg.src)) {
+        *server = seg.src;
+        return true;
+      }
+    }
+    return false;
+  }
+  const bool syn = (seg.flags & kTcpSyn) != 0;
+  const bool ack = (seg.flags & kTcpAck) != 0;
+  if (syn && !ack) {
+    *server = seg.dst;
+  } else if (syn && ack) {
+    *server = seg.src;
+  } else {
+    // No handshake captured: servers listen on low, fixed ports and clients use ephemeral ones
+    // (Linux: 32768-60999), so the lower port is the best guess left.
+    *server = seg.src.port < seg.dst.port ? seg.src : seg.dst;
+  }
+  return true;
+}
+
+TcpFlows::Flow* TcpFlows::NewFlow(const Key& key, const TcpSegment& seg, const Endpoint& server,
+                                  uint64_t ts_ns) {
+  if (flows_.size() >= opt_.max_flows) {
+    std::erase_if(flows_, [](const auto& kv) { return kv.second->closed; });
+    if (flows_.size() >= opt_.max_flows) return nullptr;
+  }
+  auto flow = std::make_unique<Flow>();
+  Flow* f = flow.get();
+  f->server = server;
+  f->info.conn_id = next_conn_id_++;
+  f->info.role = Role::kServer;
+  f->info.family = seg.family;
+  f->info.local = server;
+  f->info.remote = seg.src == server ? seg.dst : seg.src;
+  f->info.open_ts_ns = ts_ns;
+  f->info.addresses_known = true;
+  flows_[key] = std::move(flow);
+  ++stats_.flows;
+  sink_.OnOpen(f->info);
+  return f;
+}
+
+void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns) {
+  const Key key = MakeKey(seg.src, seg.dst);
+  const bool syn_only = (seg.flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
+  auto it = flows_.find(key);
+  Flow* f = it == flows_.end() ? nullptr : it->second.get();
+
+  if (f && f->closed) {
+    // Late packets of a finished connection (the last ACK, a retransmitted FIN or data) belong to
+    // it, not to a new one; only a fresh SYN reuses the 4-tuple.
+    if (!syn_only) {
+      stats_.retransmitted_bytes += seg.payload_len;
+      return;
+    }
+    flows_.erase(it);
+    f = nullptr;
+  }
+  if (f && syn_only) {
+    const Direction d = seg.src == f->server ? Direction::kEgress : Direction::kIngress;
+    const DirState& s = f->dir[Idx(d)];
+    if (!(s.syn_seen && s.isn == seg.seq)) {
+      // A SYN with a new ISN on a live flow: the 4-tuple was reused and the capture missed the
+      // end of the previous connection. Finish that one before starting over.
+      CloseFlow(*f, ts_ns);
+      flows_.erase(key);
+      f = nullptr;
+    }
+  }
+  if (!f) {
+    Endpoint server;
+    if (!ChooseServer(seg, &server)) {
+      ++stats_.untraced_packets;
+      return;
+    }
+    // A bare ACK, FIN or RST of a connection never seen carries nothing worth a connection.
+    if ((seg.flags & kTcpSyn) == 0 && seg.payload_len == 0) return;
+    if ((seg.flags & kTcpRst) != 0) return;
+    f = NewFlow(key, seg, server, ts_ns);
+    if (!f) {
+      ++stats_.dropped_packets;
+      return;
+    }
+  }
+
+  const Direction d = seg.src == f->server ? Direction::kEgress : Direction::kIngress;
+  DirState& s = f->dir[Idx(d)];
+  if ((seg.flags & kTcpRst) != 0) {
+    // Whatever was in flight is lost for good; RST payload (RFC 5961 diagnostics) is not stream
+    // data.
+    CloseFlow(*f, ts_ns);
+    return;
+  }
+  uint32_t data_seq = seg.seq;
+  if ((seg.flags & kTcpSyn) != 0) {
+    if (!s.started) {
+      s.started = true;
+      s.syn_seen = true;
+      s.isn = seg.seq;
+      s.next_seq = seg.seq + 1;
+      s.next_pos = 0;
+    }
+    data_seq = seg.seq + 1;  // the SYN takes one sequence number; TFO data follows it
+  }
+  if (seg.payload_len > 0) OnPayload(*f, d, data_seq, seg, ts_ns);
+  if ((seg.flags & kTcpFin) != 0) {
+    if (!s.started) {
+      // Capture started mid-connection and this side never sent data: its stream is empty.
+      s.started = true;
+      s.next_seq = data_seq;
+    }
+    if (!s.fin_seen) {
+      const int64_t fin = PositionOf(s, data_seq) + seg.payload_len;
+      s.fin_seen = true;
+      s.fin_pos = static_cast<uint64_t>(std::max<int64_t>(fin, static_cast<int64_t>(s.next_pos)));
+    }
+  }
+  if ((seg.flags & kTcpAck) != 0) {
+    DirState& peer = f->dir[Idx(Other(d))];
+    if (!peer.acked_valid || static_cast<int32_t>(seg.ack - peer.acked) > 0) peer.acked = seg.ack;
+    peer.acked_valid = true;
+  }
+  UpdateDone(*f, d, ts_ns);
+  UpdateDone(*f, Other(d), ts_ns);
+  if (f->dir[0].done && f->dir[1].done) CloseFlow(*f, ts_ns);
+}
+
+int64_t TcpFlows::PositionOf(const DirState& s, uint32_t seq) {
+  // Signed 32-bit distance from the next expected sequence number: correct across the 2^32 wrap
+  // as long as the segment is within 2 GiB of it, which TCP's window guarantees.
+  return static_cast<int64_t>(s.next_pos) + static_cast<int32_t>(seq - s.next_seq);
+}
+
+void TcpFlows::OnPayload(Flow& f, Direction d, uint32_t seq, const TcpSegment& seg,
+                         uint64_t ts_ns) {
+  DirState& s = f.dir[Idx(d)];
+  if (!s.started) {
+    // No SYN captured for this side: its stream starts at the first data segment seen.
+    s.started = true;
+    s.next_seq = seq;
+    s.next_pos = 0;
+  }
+  std::span<const uint8_t> bytes = seg.payload;
+  uint64_t len = seg.payload_len;
+  if (s.done) {
+    stats_.retransmitted_bytes += len;
+    return;
+  }
+  int64_t pos = PositionOf(s, seq);
+  const int64_t next = static_cast<int64_t>(s.next_pos);
+  if (pos + static_cast<int64_t>(len) <= next) {
+    // Entirely old. A keep-alive probe is one garbage byte at next-1 (RFC 1122 4.2.3.6): not a
+    // retransmission of anything the peer needs, so not counted as one.
+    const bool keepalive = len == 1 && pos == next - 1;
+    if (!keepalive) stats_.retransmitted_bytes += len;
+    return;
+  }
+  if (pos < next) {
+    // Overlapping retransmission (repacketized): keep only the new tail.
+    const uint64_t skip = static_cast<uint64_t>(next - pos);
+    stats_.retransmitted_bytes += skip;
+    bytes = bytes.subspan(std::min<uint64_t>(skip, bytes.size()));
+    len -= skip;
+    pos = next;
+  }
+  const uint64_t upos = static_cast<uint64_t>(pos);
+  if (s.fin_seen) {
+    // Nothing exists past the FIN; bytes there are corrupt or a different connection's.
+    if (upos >= s.fin_pos) return;
+    len = std::min<uint64_t>(len, s.fin_pos - upos);
+    bytes = bytes.first(std::min<uint64_t>(bytes.size(), len));
+  }
+  if (upos == s.next_pos) {
+    Deliver(f, d, ts_ns, len, bytes);
+    DrainPending(f, d);
+    return;
+  }
+  // A hole before this segment: hold it (bounded) until the hole is filled or declared a gap.
+  auto [it, inserted] = s.pending.try_emplace(upos);
+  if (!inserted) {
+    if (it->second.len >= len) {
+      stats_.retransmitted_bytes += len;
+      return;
+    }
+    stats_.retransmitted_bytes += it->second.len;
+    s.pending_cost -= it->second.bytes.size() + kSegmentOverhead;
+  }
+  it->second.ts_ns = ts_ns;
+  it->second.len = len;
+  it->second.bytes.assign(bytes.begin(), bytes.end());
+  s.pending_cost += bytes.size() + kSegmentOverhead;
+  while (s.pending_cost > opt_.max_pending_bytes && !s.pending.empty()) ForceFirstHole(f, d);
+}
+
+void TcpFlows::Deliver(Flow& f, Direction d, uint64_t ts_ns, uint64_t len,
+                       std::span<const uint8_t> bytes) {
+  DirState& s = f.dir[Idx(d)];
+  const uint64_t data_len = std::min<uint64_t>(bytes.size(), len);
+  if (data_len > 0) {
+    ++f.info.counters.events;
+    if (d == Direction::kIngress)
+      f.info.counters.bytes_in += data_len;
+    else
+      f.info.counters.bytes_out += data_len;
+    stats_.bytes += data_len;
+    sink_.OnData(f.info, d, ts_ns, bytes.first(data_len));
+  }
+  // The snaplen cut this segment short: the rest existed on the wire but is unknown.
+  if (len > data_len) Gap(f, d, ts_ns, len - data_len);
+  s.next_pos += len;
+  s.next_seq += static_cast<uint32_t>(len);
+}
+
+void TcpFlows::Gap(Flow& f, Direction d, uint64_t ts_ns, uint64_t len) {
+  f.info.counters.gap_bytes += len;
+  stats_.gap_bytes += len;
+  sink_.OnGap(f.info, d, ts_ns, len);
+}
+
+void TcpFlows::DrainPending(Flow& f, Direction d) {
+  DirState& s = f.dir[Idx(d)];
+  while (!s.pending.empty()) {
+    auto it = s.pending.begin();
+    if (it->first > s.next_pos) return;
+    const uint64_t pos = it->first;
+    Segment seg = std::move(it->second);
+    s.pending_cost -= seg.bytes.size() + kSegmentOverhead;
+    s.pending.erase(it);
+    std::span<const uint8_t> bytes(seg.bytes);
+    uint64_t len = seg.len;
+    if (pos < s.next_pos) {
+      const uint64_t skip = s.next_pos - pos;
+      if (skip >= len) {
+        stats_.retransmitted_bytes += len;
+        continue;
+      }
+      stats_.retransmitted_bytes += skip;
+      bytes = bytes.subspan(std::min<uint64_t>(skip, bytes.size()));
+      len -= skip;
+    }
+    Deliver(f, d, seg.ts_ns, len, bytes);
+  }
+}
+
+void TcpFlows::ForceFirstHole(Flow& f, Direction d) {
+  DirState& s = f.dir[Idx(d)];
+  if (s.pending.empty()) return;
+  auto it = s.pending.begin();
+  if (it->first > s.next_pos) {
+    const uint64_t hole = it->first - s.next_pos;
+    Gap(f, d, it->second.ts_ns, hole);
+    s.next_pos += hole;
+    s.next_seq += static_cast<uint32_t>(hole);
+  }
+  DrainPending(f, d);
+}
+
+void TcpFlows::UpdateDone(Flow& f, Direction d, uint64_t ts_ns) {
+  DirState& s = f.dir[Idx(d)];
+  if (s.done || !s.fin_seen) return;
+  if (s.next_pos < s.fin_pos && s.acked_valid &&
+      PositionOf(s, s.acked) >= static_cast<int64_t>(s.fin_pos) + 1) {
+    // The peer acknowledged the FIN, so it received every byte before it: whatever is still
+    // missing here was lost by the capture, not the network, and will never be retransmitted.
+    while (!s.pending.empty()) ForceFirstHole(f, d);
+    if (s.next_pos < s.fin_pos) {
+      const uint64_t hole = s.fin_pos - s.next_pos;
+      Gap(f, d, ts_ns, hole);
+      s.next_pos += hole;
+      s.next_seq += static_cast<uint32_t>(hole);
+    }
+  }
+  if (s.next_pos >= s.fin_pos) {
+    s.done = true;
+    s.pending.clear();
+    s.pending_cost = 0;
+  }
+}
+
+void TcpFlows::CloseFlow(Flow& f, uint64_t ts_ns) {
+  if (f.closed) return;
+  for (Direction d : {Direction::kIngress, Direction::kEgress}) {
+    DirState& s = f.dir[Idx(d)];
+    while (!s.pending.empty()) ForceFirstHole(f, d);
+    if (s.fin_seen && s.fin_pos > s.next_pos) {
+      const uint64_t hole = s.fin_pos - s.next_pos;
+      Gap(f, d, ts_ns, hole);
+      s.next_pos += hole;
+      s.next_seq += static_cast<uint32_t>(hole);
+    }
+  }
+  f.closed = true;
+  sink_.OnClose(f.info, ts_ns);
+}
+
+void TcpFlows::FinishAll(uint64_t ts_ns) {
+  // Deterministic order (by connection id) so a replay prints the same thing every time.
+  std::vector<Flow*> open;
+  for (auto& [key, f] : flows_)
+    if (!f->closed) open.push_back(f.get());
+  std::sort(open.begin(), open.end(),
+            [](const Flow* x, const Flow* y) { return x->info.conn_id < y->info.conn_id; });
+  for (Flow* f : open) CloseFlow(*f, ts_ns);
+  flows_.clear();
+}
+
+}  // namespace infertap::pcap

@@ -1,0 +1,119 @@
+// TCP reassembly for captured packets: segments in, per-connection ordered byte streams out
+// through the same StreamSink the live capture feeds (SPEC §3, §10 `infertap replay`).
+//
+// A packet capture sees TCP, not syscalls: segments can be retransmitted (whole or overlapping),
+// reordered, lost by the capture, cut by the snaplen, and the capture can start in the middle of
+// a connection. This class turns that into exactly what the live tracker produces: bytes in stream
+// order, each byte once, and every byte that is known to exist but was not captured reported as a
+// gap of its exact length so the HTTP parser resynchronises instead of gluing unrelated bytes.
+//
+// Server side. With a `servers` list, a flow is traced (as role server) when one of its endpoints
+// matches a list entry (an all-zero address matches any address); other flows are ignored. With
+// an empty list it is inferred from the first packet of the flow that is seen:
+//   1. a SYN without ACK goes to the server;
+//   2. a SYN+ACK comes from the server (the SYN itself was not captured);
+//   3. otherwise (capture started mid-connection) the endpoint with the lower port is the server,
+//      and on equal ports the destination of that first packet.
+//
+// Directions are the server's view, like a live capture with role server: client→server bytes
+// are kIngress, server→client bytes kEgress.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/capture/tracker.hpp"
+#include "agent/replay/packet.hpp"
+
+namespace infertap::pcap {
+
+struct FlowOptions {
+  // Connections tracked at once (closed ones linger as small tombstones so their late ACKs and
+  // retransmissions are not mistaken for new connections; tombstones are evicted first).
+  size_t max_flows = 100'000;
+  // Out-of-order bytes held per direction (plus a fixed per-segment overhead, so a flood of tiny
+  // segments is bounded too) before the first hole is declared a gap.
+  size_t max_pending_bytes = 4 << 20;
+};
+
+struct FlowStats {
+  uint64_t flows = 0;                // connections opened (OnOpen calls)
+  uint64_t bytes = 0;                // payload bytes delivered via OnData
+  uint64_t gap_bytes = 0;            // bytes delivered via OnGap
+  uint64_t retransmitted_bytes = 0;  // payload bytes seen again and dropped (keep-alives excluded)
+  uint64_t untraced_packets = 0;     // TCP packets of flows that match no `servers` endpoint
+  uint64_t dropped_packets = 0;      // packets of new flows refused because max_flows was reached
+};
+
+class TcpFlows {
+ public:
+  TcpFlows(std::vector<Endpoint> servers, StreamSink& sink, FlowOptions options = {});
+  ~TcpFlows();
+
+  void OnSegment(const TcpSegment& seg, uint64_t ts_ns);
+  // End of capture: every open connection's holes become gaps, then OnClose, in conn_id order.
+  void FinishAll(uint64_t ts_ns);
+
+  const FlowStats& stats() const { return stats_; }
+  size_t open_flows() const;
+
+ private:
+  struct Segment {
+    uint64_t ts_ns = 0;
+    uint64_t len = 0;            // bytes of the stream this segment covers
+    std::vector<uint8_t> bytes;  // captured prefix; len - bytes.size() is a gap
+  };
+  struct DirState {
+    bool started = false;  // the stream's origin is known (SYN or first data segment)
+    uint32_t isn = 0;      // valid when syn_seen
+    bool syn_seen = false;
+    uint64_t next_pos = 0;  // stream position of the next byte to deliver
+    uint32_t next_seq = 0;  // its TCP sequence number (positions are 64-bit: no wraparound)
+    bool fin_seen = false;
+    uint64_t fin_pos = 0;  // stream length announced by the FIN
+    bool done = false;     // FIN seen and every byte before it delivered or declared a gap
+    bool acked_valid = false;
+    uint32_t acked = 0;                   // highest ACK number the peer sent for this stream
+    std::map<uint64_t, Segment> pending;  // out-of-order segments by position
+    size_t pending_cost = 0;
+  };
+  struct Flow {
+    ConnInfo info;
+    Endpoint server;
+    DirState dir[2];  // by Direction
+    bool closed = false;
+  };
+  struct Key {
+    Endpoint a, b;  // ordered so both directions of a flow share one key
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const;
+  };
+
+  static Key MakeKey(const Endpoint& x, const Endpoint& y);
+  // The server endpoint for a new flow whose first seen packet is `seg`; false if untraced.
+  bool ChooseServer(const TcpSegment& seg, Endpoint* server) const;
+  Flow* NewFlow(const Key& key, const TcpSegment& seg, const Endpoint& server, uint64_t ts_ns);
+  void OnPayload(Flow& f, Direction d, uint32_t seq, const TcpSegment& seg, uint64_t ts_ns);
+  void Deliver(Flow& f, Direction d, uint64_t ts_ns, uint64_t len, std::span<const uint8_t> bytes);
+  void Gap(Flow& f, Direction d, uint64_t ts_ns, uint64_t len);
+  void DrainPending(Flow& f, Direction d);
+  void ForceFirstHole(Flow& f, Direction d);
+  void UpdateDone(Flow& f, Direction d, uint64_t ts_ns);
+  void CloseFlow(Flow& f, uint64_t ts_ns);
+  // Position in the 64-bit stream of sequence number `seq` (may precede next_pos).
+  static int64_t PositionOf(const DirState& s, uint32_t seq);
+
+  std::vector<Endpoint> servers_;
+  StreamSink& sink_;
+  FlowOptions opt_;
+  FlowStats stats_;
+  uint64_t next_conn_id_ = 1;
+  std::unordered_map<Key, std::unique_ptr<Flow>, KeyHash> flows_;
+};
+
+}  // namespace infertap::pcap
