@@ -203,6 +203,17 @@ PollResult BpfCapture::Poll(EventSink& sink, int timeout_ms) {
   return res;
 }
 
+Status BpfCapture::SetAttached(bool attached) {
+  if (!attached) {
+    capture_bpf__detach(skel_);
+    return Status::Ok();
+  }
+  if (int err = capture_bpf__attach(skel_); err)
+    return Status::FromErrno("cannot attach the capture tracepoints (" + LastLibbpfMessage() + ")",
+                             err);
+  return Status::Ok();
+}
+
 KernelStats BpfCapture::ReadStats() const {
   KernelStats out;
   const int fd = bpf_map__fd(skel_->maps.stats);

@@ -51,6 +51,9 @@ class BpfCapture : public EventSource {
   PollResult Poll(EventSink& sink, int timeout_ms) override;
   int64_t WallOffsetNs() const override { return wall_offset_ns_; }
   KernelStats ReadStats() const;
+  // Detaches/re-attaches the programs, keeping maps and the loaded programs (benchmarks
+  // alternate attached and detached runs without paying the verifier each time).
+  Status SetAttached(bool attached);
   size_t attached_programs() const { return links_; }
 
  private:

@@ -1,0 +1,241 @@
+// Per-syscall overhead of the capture programs (SPEC §13), measured as ratios in one run.
+//
+// Three configurations, alternated round by round (A/B/C, C/A/B, ...) so drift hits all alike:
+//   none     no BPF program attached
+//   floor    empty programs on exactly infertap's hooks (bpf/floor.bpf.c): what the kernel's
+//            tracepoint machinery alone costs
+//   infertap the real capture programs, filter set to an endpoint the loop does not use
+// Each measurement runs in a fresh child process (the agent never traces its own process) pinned
+// to one CPU: a tight loop of 64-byte write()+read() on a pipe, and on an untraced loopback TCP
+// pair. A fourth measurement writes on a traced TCP socket (64 B and 4 KiB) with infertap
+// attached, against the same loop on an untraced socket, to give the cost per captured syscall.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "agent/capture/bpf_capture.hpp"
+#include "floor.skel.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void Pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  sched_setaffinity(0, sizeof(set), &set);
+}
+
+// Connected loopback pair; the listener binds `port` so the filter can (not) match it.
+bool TcpPair(uint16_t port, int* client, int* server) {
+  int l = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof(a)) || listen(l, 1)) return false;
+  *client = socket(AF_INET, SOCK_STREAM, 0);
+  if (connect(*client, reinterpret_cast<sockaddr*>(&a), sizeof(a))) return false;
+  *server = accept(l, nullptr, nullptr);
+  close(l);
+  setsockopt(*client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  setsockopt(*server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return *server >= 0;
+}
+
+enum class Loop { kPipe, kTcpUntraced, kTcpTraced };
+
+// Runs in a child: returns ns per iteration (one write + one read).
+double MeasureInChild(Loop loop, size_t size, long iters, uint16_t port, int cpu) {
+  int res[2];
+  if (pipe(res)) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    Pin(cpu);
+    int wfd, rfd;
+    if (loop == Loop::kPipe) {
+      int p[2];
+      if (pipe(p)) _exit(1);
+      rfd = p[0];
+      wfd = p[1];
+    } else {
+      int c, s;
+      if (!TcpPair(port, &c, &s)) _exit(1);
+      wfd = s;  // the server-side socket: traced when `port` is in the filter
+      rfd = c;
+    }
+    std::vector<char> buf(size, 'x');
+    // Warm-up: first use of an fd resolves it once in the kernel.
+    for (int i = 0; i < 1000; ++i) {
+      if (write(wfd, buf.data(), size) != ssize_t(size)) _exit(1);
+      size_t got = 0;
+      while (got < size) got += size_t(read(rfd, buf.data(), size - got));
+    }
+    const auto t0 = Clock::now();
+    for (long i = 0; i < iters; ++i) {
+      if (write(wfd, buf.data(), size) != ssize_t(size)) _exit(1);
+      size_t got = 0;
+      while (got < size) {
+        ssize_t n = read(rfd, buf.data(), size - got);
+        if (n <= 0) _exit(1);
+        got += size_t(n);
+      }
+    }
+    const double ns =
+        std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / double(iters);
+    if (write(res[1], &ns, sizeof(ns)) != sizeof(ns)) _exit(1);
+    _exit(0);
+  }
+  close(res[1]);
+  double ns = -1;
+  if (read(res[0], &ns, sizeof(ns)) != sizeof(ns)) ns = -1;
+  close(res[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return ns;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+struct CountingSink : infertap::EventSink {
+  std::atomic<uint64_t> events{0};
+  void OnEvent(std::span<const uint8_t>) override { events++; }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"infertap per-syscall overhead benchmark (SPEC §13); needs root"};
+  int rounds = 9;
+  long iters = 200000;
+  bool json = false;
+  app.add_option("--rounds", rounds, "A/B/C rounds (median reported)")->capture_default_str();
+  app.add_option("--iters", iters, "loop iterations per measurement")->capture_default_str();
+  app.add_flag("--json", json, "print one JSON object instead of text");
+  CLI11_PARSE(app, argc, argv);
+
+  if (infertap::Status s = infertap::CheckCapturePrivileges(); !s) {
+    std::fprintf(stderr, "bench: %s\n", s.message().c_str());
+    return 1;
+  }
+  bool mounted = false;
+  if (infertap::Status s = infertap::EnsureTracefs(&mounted); !s) {
+    std::fprintf(stderr, "bench: %s\n", s.message().c_str());
+    return 1;
+  }
+  const int loop_cpu = 0;
+  Pin(1);  // this process and its ring-buffer drain thread stay off the measured CPU
+
+  floor_bpf* floor = floor_bpf__open_and_load();
+  if (!floor) {
+    std::fprintf(stderr, "bench: cannot load the floor programs\n");
+    return 1;
+  }
+  infertap::Status st;
+  auto cap = infertap::BpfCapture::Start({}, &st);
+  if (!cap) {
+    std::fprintf(stderr, "bench: %s\n", st.message().c_str());
+    return 1;
+  }
+  const uint16_t traced_port = 47001, untraced_port = 47002;
+  std::string err;
+  auto ep = infertap::ParseEndpoint("127.0.0.1:" + std::to_string(traced_port), &err);
+  cap->SetEndpoints({{*ep, IT_ROLE_SERVER, 0}});
+  cap->SetAttached(false);
+
+  CountingSink sink;
+  std::atomic<bool> stop{false};
+  std::thread drain([&] {
+    while (!stop) cap->Poll(sink, 20);
+  });
+
+  enum Cfg { kNone, kFloor, kInfertap };
+  auto set_cfg = [&](Cfg c) {
+    floor_bpf__detach(floor);
+    cap->SetAttached(false);
+    if (c == kFloor && floor_bpf__attach(floor)) std::fprintf(stderr, "bench: floor attach failed\n");
+    if (c == kInfertap) cap->SetAttached(true);
+  };
+
+  std::vector<double> pipe_t[3], tcp_t[3], traced64, untraced64, traced4k, untraced4k;
+  for (int r = 0; r < rounds; ++r) {
+    for (int k = 0; k < 3; ++k) {
+      const Cfg c = Cfg((r + k) % 3);  // rotate the order every round
+      set_cfg(c);
+      pipe_t[c].push_back(MeasureInChild(Loop::kPipe, 64, iters, 0, loop_cpu));
+      tcp_t[c].push_back(MeasureInChild(Loop::kTcpUntraced, 64, iters, untraced_port, loop_cpu));
+    }
+    set_cfg(kInfertap);
+    // Traced vs untraced socket, both with infertap attached, alternated.
+    untraced64.push_back(MeasureInChild(Loop::kTcpUntraced, 64, iters, untraced_port, loop_cpu));
+    traced64.push_back(MeasureInChild(Loop::kTcpTraced, 64, iters, traced_port, loop_cpu));
+    traced4k.push_back(MeasureInChild(Loop::kTcpTraced, 4096, iters / 4, traced_port, loop_cpu));
+    untraced4k.push_back(
+        MeasureInChild(Loop::kTcpUntraced, 4096, iters / 4, untraced_port, loop_cpu));
+  }
+  set_cfg(kNone);
+  stop = true;
+  drain.join();
+  const infertap::KernelStats ks = cap->ReadStats();
+  floor_bpf__destroy(floor);
+
+  // Each iteration is one write + one read: per-syscall figures divide by two.
+  auto per_syscall = [](double ns_per_iter) { return ns_per_iter / 2; };
+  const double pn = Median(pipe_t[kNone]), pf = Median(pipe_t[kFloor]),
+               pi = Median(pipe_t[kInfertap]);
+  const double tn = Median(tcp_t[kNone]), tf = Median(tcp_t[kFloor]),
+               ti = Median(tcp_t[kInfertap]);
+  const double pipe_floor_add = per_syscall(pf - pn), pipe_inf_add = per_syscall(pi - pn);
+  const double tcp_floor_add = per_syscall(tf - tn), tcp_inf_add = per_syscall(ti - tn);
+  // On the traced socket only the write is captured: one captured syscall per iteration.
+  const double cap64 = Median(traced64) - Median(untraced64);
+  const double cap4k = Median(traced4k) - Median(untraced4k);
+
+  if (json) {
+    std::printf(
+        "{\"rounds\":%d,\"iters\":%ld,\"pipe_ns_per_iter\":{\"none\":%.1f,\"floor\":%.1f,"
+        "\"infertap\":%.1f},\"tcp_ns_per_iter\":{\"none\":%.1f,\"floor\":%.1f,\"infertap\":%.1f},"
+        "\"pipe_added_ns_per_syscall\":{\"floor\":%.1f,\"infertap\":%.1f,\"ratio\":%.3f},"
+        "\"tcp_added_ns_per_syscall\":{\"floor\":%.1f,\"infertap\":%.1f,\"ratio\":%.3f},"
+        "\"pipe_slowdown\":{\"floor\":%.3f,\"infertap\":%.3f},"
+        "\"captured_syscall_added_ns\":{\"64B\":%.1f,\"4KiB\":%.1f},"
+        "\"kernel_events\":%llu,\"kernel_lost_events\":%llu,\"events_drained\":%llu}\n",
+        rounds, iters, pn, pf, pi, tn, tf, ti, pipe_floor_add, pipe_inf_add,
+        pipe_inf_add / pipe_floor_add, tcp_floor_add, tcp_inf_add, tcp_inf_add / tcp_floor_add,
+        pf / pn, pi / pn, cap64, cap4k, (unsigned long long)ks.events,
+        (unsigned long long)ks.lost_events, (unsigned long long)sink.events.load());
+  } else {
+    std::printf("pipe 64B write+read, ns/iter: none %.1f  floor %.1f  infertap %.1f\n", pn, pf, pi);
+    std::printf("tcp  64B write+read, ns/iter: none %.1f  floor %.1f  infertap %.1f\n", tn, tf, ti);
+    std::printf("added per untraced syscall: pipe floor %.1f ns, infertap %.1f ns (ratio %.3f)\n",
+                pipe_floor_add, pipe_inf_add, pipe_inf_add / pipe_floor_add);
+    std::printf("added per untraced syscall: tcp  floor %.1f ns, infertap %.1f ns (ratio %.3f)\n",
+                tcp_floor_add, tcp_inf_add, tcp_inf_add / tcp_floor_add);
+    std::printf("added per captured syscall over untraced: 64 B %.1f ns, 4 KiB %.1f ns\n", cap64,
+                cap4k);
+    std::printf("kernel events %llu, lost %llu, drained %llu\n", (unsigned long long)ks.events,
+                (unsigned long long)ks.lost_events, (unsigned long long)sink.events.load());
+  }
+  return 0;
+}
