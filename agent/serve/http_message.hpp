@@ -1,0 +1,85 @@
+// HTTP/1.1 request heads and responses for the agent's own small servers (SPEC §9): /metrics,
+// /healthz, /readyz and the local inspection API. Only what those endpoints need: GET/HEAD
+// requests without bodies, fixed or streamed (chunked) responses.
+//
+// The head parser is strict on purpose: anything it does not understand is a 400, never a guess,
+// because these ports face scrapers, probes and whatever else can reach the node.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace infertap::serve {
+
+struct HttpRequest {
+  std::string method;     // "GET", "HEAD", ... (case-sensitive, RFC 9110)
+  std::string target;     // as sent: "/v1/records?format=sse"
+  std::string path;       // target before '?'
+  std::string query;      // target after '?', without it
+  int minor_version = 1;  // HTTP/1.<minor>
+  std::vector<std::pair<std::string, std::string>> headers;  // in order, names as sent
+
+  // First header with this name (case-insensitive), or nullptr.
+  const std::string* Header(std::string_view name) const;
+  // Number of headers with this name (case-insensitive).
+  size_t HeaderCount(std::string_view name) const;
+  // Value of `key` in the query string ("format=sse&x" → QueryParam("format") == "sse"), without
+  // percent-decoding (our parameters are plain words). Empty when absent.
+  std::string QueryParam(std::string_view key) const;
+  // HTTP/1.1 defaults to keep-alive, HTTP/1.0 to close; the Connection header overrides.
+  bool KeepAlive() const;
+};
+
+enum class HeadParse {
+  kNeedMore,  // no complete head yet ("\r\n\r\n" not seen)
+  kOk,        // *req filled, *consumed = bytes of the head
+  kInvalid,   // malformed: answer 400 and close
+  kTooLarge,  // head longer than max_head_bytes: answer 431 and close
+};
+
+// Parses one request head from the start of `in`. Bare "\n" line ends are accepted (RFC 9112
+// §2.2 allows it); obs-fold, control characters and non-token names are rejected.
+HeadParse ParseRequestHead(std::string_view in, size_t max_head_bytes, HttpRequest* req,
+                           size_t* consumed);
+
+// Case-insensitive ASCII comparison for header names and auth schemes.
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
+// Produces the bytes of a streamed response body, pulled by the server thread. A producer on
+// another thread signals new data through the `wake` callback given to Start().
+class StreamSource {
+ public:
+  virtual ~StreamSource() = default;
+  // Server thread, once, before any Pull(). `wake` may be called from any thread, any number of
+  // times, until this source is destroyed; it makes the server call Pull() soon. The server
+  // destroys the source (on its thread, or in Stop()) when the connection ends.
+  virtual void Start(std::function<void()> wake) = 0;
+  // Server thread. Appends up to about `max_bytes` of body bytes to *out (the server adds the
+  // chunked framing). Returns false when the stream is finished.
+  virtual bool Pull(std::string* out, size_t max_bytes) = 0;
+  // Server thread, when nothing was sent for the heartbeat interval: bytes that keep proxies from
+  // timing the stream out and make a vanished client show up as a write error.
+  virtual std::string Heartbeat() = 0;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+  std::string body;
+  // When set, `body` is ignored and the body is streamed with chunked transfer encoding until the
+  // source ends or the client goes away.
+  std::shared_ptr<StreamSource> stream;
+
+  static HttpResponse Text(int status, std::string body);
+};
+
+// "Not Found" for 404 etc.; "Unknown" for codes we never send.
+std::string_view ReasonPhrase(int status);
+
+}  // namespace infertap::serve
