@@ -51,6 +51,72 @@ static __always_inline __u64 fd_key(__u32 tgid, __u32 fd)
 	return ((__u64)tgid << 32) | fd;
 }
 
+/* ---- the direct-mapped fast cache (see maps.bpf.h) ------------------------------------------ */
+
+static __always_inline int fast_packable(__u32 tgid, __u32 fd)
+{
+	return tgid < (1u << 22) && fd < (1u << 20);
+}
+
+static __always_inline __u32 fast_slot(__u32 tgid, __u32 fd)
+{
+	return ((tgid * 0x9E3779B1u) ^ (fd * 0x85EBCA6Bu)) & (FAST_SLOTS - 1);
+}
+
+static __always_inline __u64 fast_tag(__u32 tgid, __u32 fd)
+{
+	return ((__u64)tgid << 42) | ((__u64)fd << 22);
+}
+
+#define FAST_TAG_MASK (~((1ull << 22) - 1))
+#define FAST_EPOCH_MASK ((1ull << 20) - 1)
+
+/* Returns 1 when the cached decision says "not traced" for (tgid, fd) at `epoch`. */
+static __always_inline int fast_says_untraced(__u32 tgid, __u32 fd, __u64 epoch)
+{
+	if (!fast_packable(tgid, fd))
+		return 0;
+	__u32 slot = fast_slot(tgid, fd);
+	__u64 *w = bpf_map_lookup_elem(&fast_cache, &slot);
+	if (!w)
+		return 0;
+	__u64 v = *w;
+	if ((v & FAST_TAG_MASK) != fast_tag(tgid, fd))
+		return 0;
+	__u32 kind = (v >> 20) & 3;
+	if (kind == FD_NOT_TRACEABLE)
+		return 1;
+	return kind == FD_UNTRACED && (v & FAST_EPOCH_MASK) == (epoch & FAST_EPOCH_MASK);
+}
+
+static __always_inline void fast_store(__u32 tgid, __u32 fd, __u32 kind, __u64 epoch)
+{
+	if (!fast_packable(tgid, fd))
+		return;
+	__u32 slot = fast_slot(tgid, fd);
+	__u64 *w = bpf_map_lookup_elem(&fast_cache, &slot);
+	if (w)
+		*w = fast_tag(tgid, fd) | ((__u64)(kind & 3) << 20) | (epoch & FAST_EPOCH_MASK);
+}
+
+static __always_inline void fast_forget(__u32 tgid, __u32 fd)
+{
+	if (!fast_packable(tgid, fd))
+		return;
+	__u32 slot = fast_slot(tgid, fd);
+	__u64 *w = bpf_map_lookup_elem(&fast_cache, &slot);
+	if (w && (*w & FAST_TAG_MASK) == fast_tag(tgid, fd))
+		*w = 0;
+}
+
+static __always_inline void inflight_add(__s64 d)
+{
+	__u32 zero = 0;
+	__s64 *n = bpf_map_lookup_elem(&inflight, &zero);
+	if (n)
+		__sync_fetch_and_add(n, d);
+}
+
 struct sock_view {
 	__u8 local[16];
 	__u8 remote[16];
@@ -177,13 +243,19 @@ static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u6
 	struct conn_state *c;
 
 	*key_out = key;
+	if (fast_says_untraced(tgid, fd, epoch))
+		return NULL;
 	cv = bpf_map_lookup_elem(&fd_cache, &key);
 	if (cv) {
-		if (cv->kind == FD_NOT_TRACEABLE)
+		if (cv->kind == FD_NOT_TRACEABLE) {
+			fast_store(tgid, fd, FD_NOT_TRACEABLE, epoch);
 			return NULL;
+		}
 		if (cv->epoch == epoch) {
-			if (cv->kind == FD_UNTRACED)
+			if (cv->kind == FD_UNTRACED) {
+				fast_store(tgid, fd, FD_UNTRACED, epoch);
 				return NULL;
+			}
 			c = bpf_map_lookup_elem(&conns, &key);
 			if (c)
 				return c;
@@ -193,6 +265,7 @@ static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u6
 	if (tgid == agent_tgid) {
 		nv.kind = FD_NOT_TRACEABLE;
 		bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
+		fast_store(tgid, fd, FD_NOT_TRACEABLE, epoch);
 		return NULL;
 	}
 
@@ -203,6 +276,7 @@ static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u6
 		if (not_traceable) {
 			nv.kind = FD_NOT_TRACEABLE;
 			bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
+			fast_store(tgid, fd, FD_NOT_TRACEABLE, epoch);
 		}
 		return NULL;
 	}
@@ -215,6 +289,7 @@ static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u6
 	if (!roles) {
 		nv.kind = FD_UNTRACED;
 		bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
+		fast_store(tgid, fd, FD_UNTRACED, epoch);
 		if (c) { /* no longer traced after an endpoint change */
 			emit_conn_event(IT_EV_CLOSE, tgid, c, NULL);
 			bpf_map_delete_elem(&conns, &key);
@@ -255,6 +330,7 @@ static __always_inline void forget_fd(__u32 tgid, __u32 fd)
 		bpf_map_delete_elem(&conns, &key);
 	}
 	bpf_map_delete_elem(&fd_cache, &key);
+	fast_forget(tgid, fd);
 }
 
 /* ---- enter side ----------------------------------------------------------------------------- */
@@ -262,22 +338,25 @@ static __always_inline void forget_fd(__u32 tgid, __u32 fd)
 static __always_inline int enter_io(__u32 fd, __u64 ptr, __u32 count, __u8 sys, __u8 dir,
 				    __u8 vectored)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u64 key;
 
 	struct conn_state *c = lookup_conn(tgid, fd, &key);
 	if (!c)
 		return 0;
-	struct active_io a = {
-		.conn_key = key,
-		.ptr = ptr,
-		.count = count,
-		.sys = sys,
-		.dir = dir,
-		.vectored = vectored,
-	};
-	bpf_map_update_elem(&active, &pid_tgid, &a, BPF_ANY);
+	struct active_io *a = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0,
+						   BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!a)
+		return 0; /* no memory: the bytes show up as a gap (positions do not move) */
+	if (!a->valid)
+		inflight_add(1);
+	a->conn_key = key;
+	a->ptr = ptr;
+	a->count = count;
+	a->sys = sys;
+	a->dir = dir;
+	a->vectored = vectored;
+	a->valid = 1;
 	return 0;
 }
 
@@ -457,20 +536,24 @@ static __always_inline void emit_gap(struct emit_ctx *e, __u64 end, __u8 flags)
 
 static __always_inline int exit_io(long ret)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct active_io *a = bpf_map_lookup_elem(&active, &pid_tgid);
-	if (!a)
+	__u32 zero = 0;
+	__s64 *n = bpf_map_lookup_elem(&inflight, &zero);
+	if (!n || *n <= 0)
+		return 0; /* no traced syscall in flight anywhere: the common case */
+	struct active_io *a = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0, 0);
+	if (!a || !a->valid)
 		return 0;
 	struct active_io io = *a;
-	bpf_map_delete_elem(&active, &pid_tgid);
+	a->valid = 0;
+	inflight_add(-1);
 	if (ret <= 0)
 		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
 	struct conn_state *c = bpf_map_lookup_elem(&conns, &io.conn_key);
 	if (!c)
 		return 0; /* closed by another thread meanwhile */
 
-	__u32 zero = 0;
 	struct emit_ctx *e = bpf_map_lookup_elem(&emit_scratch, &zero);
 	if (!e)
 		return 0;
@@ -566,8 +649,10 @@ SEC("tracepoint/syscalls/sys_enter_connect")
 int enter_connect(struct trace_event_raw_sys_enter *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 key = fd_key(tgid, (__u32)ctx->args[0]);
+	__u32 fd = (__u32)ctx->args[0];
+	__u64 key = fd_key(tgid, fd);
 	bpf_map_delete_elem(&fd_cache, &key);
+	fast_forget(tgid, fd);
 	return 0;
 }
 

@@ -86,21 +86,51 @@ struct active_io {
 	__u8 sys;       /* enum it_syscall */
 	__u8 dir;       /* enum it_direction */
 	__u8 vectored;  /* 0: ptr is a buffer; 1: ptr is an iovec array; 2: ptr is a user_msghdr */
-	__u8 _pad;
+	__u8 valid;     /* set at enter, cleared at exit */
 };
 
 /*
- * Key is the thread (pid_tgid); value is struct active_io. Only syscalls on traced connections
- * get an entry, so the exit path of every other syscall is one failed lookup. Bound 16384
- * threads in a traced syscall at once; when full the syscall is not captured and its bytes show
- * up as a gap.
+ * Per-thread (task storage): the traced syscall this thread is in, from enter to exit. Task
+ * storage instead of a hash keyed by pid_tgid: no element allocation per syscall, and the entry
+ * is freed with the thread. Only threads that ever touched a traced connection get one.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct active_io);
 } active SEC(".maps");
+
+/*
+ * Threads between enter and exit of a traced syscall, system-wide. The exit programs of every
+ * read/write on the machine check this first: while it is zero (no traced syscall in flight) they
+ * return without any per-thread lookup. A thread killed inside a traced syscall never runs its
+ * exit, leaving the count high: that only disables the shortcut, never loses data.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __s64);
+} inflight SEC(".maps");
+
+/*
+ * Direct-mapped front cache of fd_cache for the negative decisions only (not traceable, or an
+ * untraced TCP socket at the current epoch). An array lookup is inlined by the verifier, so the
+ * common case — a read/write on a pipe, file or untraced socket — costs no helper call. Each slot
+ * packs the whole decision into one 64-bit word (written and read atomically, so concurrent CPUs
+ * can never see half of one decision and half of another):
+ *   bits 63..42 tgid (22 bits) | 41..22 fd (20 bits) | 21..20 kind | 19..0 epoch (20 bits)
+ * tgids or fds too large to pack skip this cache. Collisions simply fall through to fd_cache.
+ * 65536 slots, 512 KiB.
+ */
+#define FAST_SLOTS 65536
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FAST_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} fast_cache SEC(".maps");
 
 /* Per-CPU counters, one slot per enum it_stat; user space sums the CPUs. Fixed size. */
 struct {
