@@ -1,9 +1,11 @@
 #include "agent/serve/tls.hpp"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -50,11 +52,18 @@ Status TlsContext::Load(const std::string& cert_file, const std::string& key_fil
     return Status::Error("cannot load TLS certificate " + cert_file + ": " +
                          DrainOpenSslErrors("not a PEM certificate"));
   }
-  if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+  // Read the key on its own first, so "not a key" and "not this certificate's key" get
+  // different messages (SSL_CTX_use_PrivateKey reports both as one failure).
+  FILE* kf = std::fopen(key_file.c_str(), "r");
+  EVP_PKEY* key = kf != nullptr ? PEM_read_PrivateKey(kf, nullptr, nullptr, nullptr) : nullptr;
+  if (kf != nullptr) std::fclose(kf);
+  if (key == nullptr) {
     return Status::Error("cannot load TLS key " + key_file + ": " +
                          DrainOpenSslErrors("not a PEM private key"));
   }
-  if (SSL_CTX_check_private_key(ctx) != 1) {
+  int used = SSL_CTX_use_PrivateKey(ctx, key);
+  EVP_PKEY_free(key);
+  if (used != 1 || SSL_CTX_check_private_key(ctx) != 1) {
     return Status::Error("TLS key " + key_file + " does not match certificate " + cert_file + ": " +
                          DrainOpenSslErrors("mismatch"));
   }
