@@ -76,6 +76,7 @@ struct HttpServer::Impl {
     Clock::time_point last_write_progress;
     Clock::time_point last_stream_send;
     std::shared_ptr<StreamSource> stream;
+    bool stream_more = false;  // the last pull stopped at the output cap
     std::shared_ptr<std::atomic<bool>> wake_pending;
     uint32_t events = 0;  // current epoll interest
 
@@ -558,11 +559,14 @@ struct HttpServer::Impl {
             CloseConn(c);
             return;
           }
-          if (!FillStream(c) || !Flush(c)) {
+          FillStream(c);
+          if (!Flush(c)) {
             CloseConn(c);
             return;
           }
           if (c.state == State::kWriting) continue;  // the stream ended
+          // The socket took everything and the source had more than the cap: pull again.
+          if (c.stream_more && c.pending() == 0) continue;
           if (io == Io::kData) continue;
           break;
         }
@@ -572,11 +576,17 @@ struct HttpServer::Impl {
     if (conns.count(id)) UpdateInterest(c);
   }
 
-  // Pulls from the stream while the output is below the cap. false on nothing (never fails now;
-  // kept boolean so a source error can close the connection later).
-  bool FillStream(Conn& c) {
+  // Pulls from the stream while the output is below the cap. Sets c.stream_more when it stopped
+  // at the cap: the source may hold more, and no wake will come for it (producers signal only
+  // when they go from empty to non-empty), so UpdateInterest keeps EPOLLOUT on until it is pulled.
+  void FillStream(Conn& c) {
     if (c.wake_pending) c.wake_pending->store(false);
-    while (c.pending() < opt.stream_output_cap) {
+    c.stream_more = false;
+    while (true) {
+      if (c.pending() >= opt.stream_output_cap) {
+        c.stream_more = true;
+        break;
+      }
       std::string chunk;
       bool more = c.stream->Pull(&chunk, opt.stream_output_cap - c.pending());
       if (!chunk.empty()) AppendStreamBytes(c, chunk);
@@ -586,11 +596,10 @@ struct HttpServer::Impl {
         c.state = State::kWriting;
         // Without chunked framing (HTTP/1.0) only the close marks the end.
         c.close_after_write = c.close_after_write || !c.chunked;
-        return true;
+        return;
       }
       if (chunk.empty()) break;
     }
-    return true;
   }
 
   void AppendStreamBytes(Conn& c, const std::string& bytes) {
@@ -746,7 +755,7 @@ struct HttpServer::Impl {
           want = c.pending() > 0 ? uint32_t{EPOLLOUT} : 0u;
           break;
         case State::kStreaming:
-          want = EPOLLIN | (c.pending() > 0 ? uint32_t{EPOLLOUT} : 0u);
+          want = EPOLLIN | (c.pending() > 0 || c.stream_more ? uint32_t{EPOLLOUT} : 0u);
           break;
       }
       if (c.tls_wants_write) want |= EPOLLOUT;

@@ -14,10 +14,12 @@
 
 namespace infertap::serve::testing {
 
-// Connected blocking socket to 127.0.0.1:port (or ::1 when v6), or -1.
-inline int Connect(uint16_t port, bool v6 = false) {
+// Connected blocking socket to 127.0.0.1:port (or ::1 when v6), or -1. A non-zero `rcvbuf` is
+// set before connecting (setting it later does not shrink the advertised window reliably).
+inline int Connect(uint16_t port, bool v6 = false, int rcvbuf = 0) {
   int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
+  if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   int rc;
   if (v6) {
     sockaddr_in6 a{};
