@@ -388,6 +388,7 @@ struct HttpServer::Impl {
     }
     // Destroying the source unsubscribes it from its producer; after that no wake can name it.
     c.stream.reset();
+    head_only_of_.erase(c.id);
     conns.erase(c.id);
     s_conns = conns.size();
   }

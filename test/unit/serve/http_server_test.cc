@@ -111,6 +111,26 @@ TEST_F(ServerTest, GarbageGets400AndServerKeepsServing) {
   EXPECT_GE(server_->stats().bad_requests, 5u);
 }
 
+TEST_F(ServerTest, RandomBytesNeverHangOrCrash) {
+  // Deterministic noise, some of it shaped like HTTP: every connection gets an answer or a close.
+  uint32_t seed = 12345;
+  auto next = [&] { return seed = seed * 1103515245u + 12345u; };
+  const std::string prefixes[] = {"", "GET ", "GET /hello HTTP/1.1\r\n", "HEAD / HTTP/1.0\r\n"};
+  for (int i = 0; i < 200; ++i) {
+    std::string data = prefixes[next() % 4];
+    size_t len = next() % 300;
+    for (size_t j = 0; j < len; ++j) data.push_back(static_cast<char>(next() >> 16));
+    data += "\r\n\r\n";
+    std::string r = Exchange(port_, data, 2s);
+    ASSERT_EQ(r.find("<timeout>"), std::string::npos) << i;
+    int status = StatusOf(r);
+    EXPECT_TRUE(status == 400 || status == 431 || status == 404 || status == 200 || status == 405 ||
+                status == 413)
+        << i << ": " << r.substr(0, 80);
+  }
+  EXPECT_EQ(StatusOf(Get(port_, "/hello")), 200);
+}
+
 TEST_F(ServerTest, OversizedHeadGets431) {
   std::string big =
       "GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(64 * 1024, 'a') + "\r\n\r\n";
