@@ -12,7 +12,7 @@ debs=(
   libbpf-dev bpftool libelf-dev zlib1g-dev    # BPF loader + skeletons
   node-llhttp                                 # llhttp C sources (/usr/share/llhttp)
   prometheus-cpp-dev libcli11-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
-  libsimdjson-dev libcurl4-openssl-dev libpcap-dev nlohmann-json3-dev libspdlog-dev
+  libsimdjson-dev libcurl4-openssl-dev libpcap-dev nlohmann-json3-dev libspdlog-dev libssl-dev openssl
   iproute2 curl nginx-light prometheus tmux procps
   python3 gnuplot-nox
 )
