@@ -9,6 +9,7 @@ namespace infertap::cli {
 
 using Runner = std::function<int()>;
 
+Runner RegisterRun(CLI::App& app);
 Runner RegisterCapture(CLI::App& app);
 Runner RegisterReplay(CLI::App& app);
 Runner RegisterVersion(CLI::App& app);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
 
   std::map<CLI::App*, infertap::cli::Runner> runners;
   auto add = [&](infertap::cli::Runner r) { runners[app.get_subcommands({}).back()] = r; };
+  add(infertap::cli::RegisterRun(app));
   add(infertap::cli::RegisterCapture(app));
   add(infertap::cli::RegisterReplay(app));
   add(infertap::cli::RegisterVersion(app));

@@ -11,6 +11,7 @@
 #include "agent/metrics/metrics.hpp"
 #include "agent/pipeline/pipeline.hpp"
 #include "agent/common/version.hpp"
+#include "agent/replay/pcap_replay.hpp"
 
 namespace infertap::cli {
 namespace {
@@ -80,15 +81,17 @@ int RunReplay(const ReplayArgs& a) {
   }
 
   Status st;
-  if (!LooksLikeCaptureFile(a.file)) {
-    std::unique_ptr<CaptureReader> probe = CaptureReader::Open(a.file, &st);
-    std::fprintf(stderr, "infertap replay: %s\n", st.message().c_str());
-    return 1;
-  }
-  std::unique_ptr<CaptureReader> reader = CaptureReader::Open(a.file, &st);
-  if (!reader) {
-    std::fprintf(stderr, "infertap replay: %s\n", st.message().c_str());
-    return 1;
+  const bool is_pcap = !LooksLikeCaptureFile(a.file) && LooksLikePcap(a.file);
+  std::unique_ptr<CaptureReader> reader;
+  if (!is_pcap) {
+    reader = CaptureReader::Open(a.file, &st);
+    if (!reader) {
+      std::fprintf(stderr, "infertap replay: %s%s\n", st.message().c_str(),
+                   st.message().find("bad magic") != std::string::npos
+                       ? " and not a pcap/pcapng file either"
+                       : "");
+      return 1;
+    }
   }
 
   MetricsOptions mopts;
@@ -96,27 +99,42 @@ int RunReplay(const ReplayArgs& a) {
   mopts.max_models = a.attribution.max_models;
   mopts.version = kVersion;
   mopts.revision = kRevision;
+  // A pcap replayed without --target traces every flow: they all belong to --pool.
+  if (a.targets.targets.empty()) popts.default_pool = a.attribution.pool;
   Metrics metrics(mopts);
   Pipeline pipeline(popts, &metrics);
   pipeline.SetEndpoints(table);
-  JsonLinesPrinter printer(reader->WallOffsetNs());
+  // pcap timestamps are already wall-clock time.
+  JsonLinesPrinter printer(reader ? reader->WallOffsetNs() : 0);
   if (a.records) pipeline.AddListener(&printer);
   SummarySink summary;
   TeeSink tee(pipeline, summary);
-  ConnectionTracker tracker(tee);
-  uint64_t events = 0;
-  for (;;) {
-    PollResult r = reader->Poll(tracker, 0);
-    events += r.events;
-    if (!r.status) {
-      std::fprintf(stderr, "infertap replay: %s\n", r.status.message().c_str());
+  if (is_pcap) {
+    // --target says which side is the model server; without it the reader infers it (SYN).
+    std::vector<Endpoint> servers;
+    if (!a.targets.targets.empty())
+      for (const TracedEndpoint& e : endpoints) servers.push_back(e.endpoint);
+    PcapStats ps;
+    Status rs = PcapReplay().Replay(a.file, servers, tee, &ps);
+    if (!rs) {
+      std::fprintf(stderr, "infertap replay: %s\n", rs.message().c_str());
       return 1;
     }
-    tracker.Flush(tracker.newest_ts_ns());
-    if (r.at_end) break;
+    metrics.AddCaptureEvents(ps.tcp_packets, ps.bytes);
+  } else {
+    ConnectionTracker tracker(tee);
+    for (;;) {
+      PollResult r = reader->Poll(tracker, 0);
+      if (!r.status) {
+        std::fprintf(stderr, "infertap replay: %s\n", r.status.message().c_str());
+        return 1;
+      }
+      tracker.Flush(tracker.newest_ts_ns());
+      if (r.at_end) break;
+    }
+    tracker.FinishAll(tracker.newest_ts_ns());
+    metrics.AddCaptureEvents(tracker.stats().events, tracker.stats().data_bytes);
   }
-  tracker.FinishAll(tracker.newest_ts_ns());
-  metrics.AddCaptureEvents(tracker.stats().events, tracker.stats().data_bytes);
   if (a.summary) {
     summary.Print(stdout);
   } else if (!a.records) {
@@ -133,9 +151,11 @@ Runner RegisterReplay(CLI::App& app) {
   auto args = std::make_shared<ReplayArgs>();
   auto* cmd = app.add_subcommand(
       "replay",
-      "Run the whole pipeline offline on a capture file; prints the Prometheus exposition "
+      "Run the whole pipeline offline on a capture or pcap file; prints the Prometheus exposition "
       "(default), request records (--records) or connections (--summary)");
-  cmd->add_option("FILE", args->file, "Capture file written by `infertap capture -o`")
+  cmd->add_option("FILE", args->file,
+                  "Capture file written by `infertap capture -o`, or a pcap/pcapng file (TCP is "
+                  "reassembled per flow; --target marks the model-server side)")
       ->required();
   AddTargetOptions(*cmd, args->targets);
   AddAttributionOptions(*cmd, args->attribution);

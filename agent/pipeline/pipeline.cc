@@ -1,5 +1,7 @@
 #include "agent/pipeline/pipeline.hpp"
 
+#include <deque>
+
 #include "agent/metrics/metrics.hpp"
 
 namespace infertap {
@@ -26,6 +28,9 @@ class Pipeline::ConnObserver : public ExchangeObserver {
 
 struct Pipeline::ConnState {
   ConnInfo info;
+  // Keys of requests received and not finished, in order (exchanges finish FIFO on a
+  // connection). Counted at the key the request had when it arrived.
+  std::deque<InFlightKey> open_requests;
   const EndpointAttribution* attribution = nullptr;
   std::unique_ptr<ConnObserver> observer;
   std::unique_ptr<ExchangeAssembler> assembler;
@@ -85,6 +90,8 @@ void Pipeline::Decorate(const ConnState& st, RequestRecord& rec) const {
     rec.pool = st.attribution->pool;
     rec.ns = st.attribution->ns;
     rec.pod = st.attribution->pod;
+  } else {
+    rec.pool = opt_.default_pool;
   }
   auto alias = opt_.model_alias.find(rec.target_model_name);
   rec.model_name = alias != opt_.model_alias.end() ? alias->second : rec.target_model_name;
@@ -92,14 +99,21 @@ void Pipeline::Decorate(const ConnState& st, RequestRecord& rec) const {
 
 void Pipeline::ConnObserver::OnRequestReceived(const RequestRecord& partial) {
   ++p_.stats_.requests_received;
-  if (!p_.metrics_) return;
   RequestRecord rec = partial;
   p_.Decorate(st_, rec);
-  p_.metrics_->OnRequestReceived(rec);
+  InFlightKey key{rec.pool, rec.model_name, rec.target_model_name};
+  ++p_.in_flight_[key];
+  st_.open_requests.push_back(std::move(key));
+  if (p_.metrics_) p_.metrics_->OnRequestReceived(rec);
 }
 
 void Pipeline::ConnObserver::OnRecord(RequestRecord&& rec) {
   ++p_.stats_.records;
+  if (rec.request_complete && !st_.open_requests.empty()) {
+    auto it = p_.in_flight_.find(st_.open_requests.front());
+    if (it != p_.in_flight_.end() && --it->second <= 0) p_.in_flight_.erase(it);
+    st_.open_requests.pop_front();
+  }
   p_.Decorate(st_, rec);
   if (p_.metrics_) p_.metrics_->OnRecord(rec);
   for (RecordListener* l : p_.listeners_) l->OnRecord(rec);

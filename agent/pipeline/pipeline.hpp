@@ -37,6 +37,14 @@ struct PipelineOptions {
   std::string node;
   // --model-alias TARGET=MODEL: client-facing model_name for a target_model_name.
   std::map<std::string, std::string> model_alias;
+  // Pool of connections that match no endpoint (replay of a pcap without --target); "" = none.
+  std::string default_pool;
+};
+
+// Requests received and not yet finished, per (pool, model_name, target_model_name).
+struct InFlightKey {
+  std::string pool, model_name, target_model_name;
+  auto operator<=>(const InFlightKey&) const = default;
 };
 
 class RecordListener {
@@ -68,6 +76,7 @@ class Pipeline : public StreamSink {
   void OnClose(const ConnInfo& conn, uint64_t ts_ns) override;
 
   size_t connections() const { return conns_.size(); }
+  const std::map<InFlightKey, int64_t>& in_flight() const { return in_flight_; }
   const PipelineStats& stats() const { return stats_; }
 
  private:
@@ -86,6 +95,7 @@ class Pipeline : public StreamSink {
   std::vector<EndpointAttribution> endpoints_;
   std::unordered_map<uint64_t, std::unique_ptr<ConnState>> conns_;
   PipelineStats stats_;
+  std::map<InFlightKey, int64_t> in_flight_;
   friend class ConnObserver;
 };
 
