@@ -159,7 +159,8 @@ void AgentClient::StartRecords() {
   records_ = std::make_unique<Transfer>();
   records_->records = true;
   // ?format=json asks for JSON lines explicitly instead of relying on the default.
-  records_->easy = Transfer::NewEasy(base_url_ + "/v1/records?format=json", records_.get(), records_->errbuf);
+  records_->easy =
+      Transfer::NewEasy(base_url_ + "/v1/records?format=json", records_.get(), records_->errbuf);
   curl_easy_setopt(records_->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(records_->easy, CURLOPT_LOW_SPEED_TIME, kRecordsSilenceS);
   curl_easy_setopt(records_->easy, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -230,7 +231,9 @@ std::vector<std::string> AgentClient::TakeRecordLines() {
   return out;
 }
 
-bool AgentClient::records_open() const { return records_ && records_->running && records_->answered; }
+bool AgentClient::records_open() const {
+  return records_ && records_->running && records_->answered;
+}
 
 std::optional<std::string> AgentClient::TakeRecordsFailure() {
   auto f = std::move(records_failure_);

@@ -82,8 +82,7 @@ std::string FormatWindow(double s) { return s < 9.95 ? Fmt("%.1fs", s) : Fmt("%.
 
 std::string TitleLine(const TopModel& m, size_t width) {
   std::string node = m.state() && !m.state()->node.empty() ? Printable(m.state()->node) : "-";
-  std::string left =
-      "infertap top  node " + node + "  agent " + Printable(m.info().agent_url);
+  std::string left = "infertap top  node " + node + "  agent " + Printable(m.info().agent_url);
   std::string clock = Printable(m.info().clock);
   if (!clock.empty() && left.size() + 2 + clock.size() <= width) {
     return left + std::string(width - left.size() - clock.size(), ' ') + clock;
@@ -192,9 +191,8 @@ std::vector<std::string> RenderFrameLines(const TopModel& model, int width_in, i
     return w;
   };
   while (!visible.empty() && numeric_width() + kMinNameWidth > width) {
-    auto lowest = std::min_element(visible.begin(), visible.end(), [](auto* a, auto* b) {
-      return a->drop_rank < b->drop_rank;
-    });
+    auto lowest = std::min_element(visible.begin(), visible.end(),
+                                   [](auto* a, auto* b) { return a->drop_rank < b->drop_rank; });
     visible.erase(lowest);
   }
   size_t name_width =
@@ -206,10 +204,9 @@ std::vector<std::string> RenderFrameLines(const TopModel& model, int width_in, i
     return RightTrim(Truncate(line, width));
   };
 
-  std::vector<std::string> body = {TitleLine(model, width), TotalsLine(model, width), "",
-                                   table_line("POOL / MODEL", [](const Column& c) {
-                                     return std::string(c.title);
-                                   })};
+  std::vector<std::string> body = {
+      TitleLine(model, width), TotalsLine(model, width), "",
+      table_line("POOL / MODEL", [](const Column& c) { return std::string(c.title); })};
   const size_t header_lines = body.size();
   std::vector<TopRow> rows = model.Rows();
   std::vector<std::string> row_lines;

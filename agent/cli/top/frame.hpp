@@ -36,11 +36,11 @@ std::vector<std::string> RenderFrameLines(const TopModel& model, int width, int 
 std::string RenderFrame(const TopModel& model, int width, int height);
 
 // Cell formats, exposed for tests. Each returns "-" for nullopt and fits the column it feeds.
-std::string FormatRate(std::optional<double> per_s);       // 6 wide: 3.0  250  12345  123k
-std::string FormatSeconds(std::optional<double> s);        // 6 wide: 0.080s 12.35s 123.5s 1234s
-std::string FormatPercent(std::optional<double> ratio);    // 5 wide: 0.0% 12.5% 100%
+std::string FormatRate(std::optional<double> per_s);     // 6 wide: 3.0  250  12345  123k
+std::string FormatSeconds(std::optional<double> s);      // 6 wide: 0.080s 12.35s 123.5s 1234s
+std::string FormatPercent(std::optional<double> ratio);  // 5 wide: 0.0% 12.5% 100%
 std::string FormatCount(std::optional<int64_t> n, int width);
-std::string FormatDuration(double seconds);                 // uptime: 12s 5m03s 2h05m 3d04h
+std::string FormatDuration(double seconds);  // uptime: 12s 5m03s 2h05m 3d04h
 // Printable ASCII only: control bytes and non-ASCII bytes become '?'.
 std::string Printable(std::string_view text);
 // Cuts to `width` bytes, marking a cut with a trailing '~'.

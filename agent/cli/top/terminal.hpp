@@ -3,11 +3,12 @@
 // without terminfo).
 #pragma once
 
+#include <signal.h>
+#include <termios.h>
+
 #include <initializer_list>
 #include <string>
 #include <vector>
-
-#include <termios.h>
 
 namespace infertap::cli {
 

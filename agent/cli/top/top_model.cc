@@ -118,7 +118,8 @@ std::vector<TopRow> TopModel::Rows() const {
       TopRow row = Aggregate(samples);
       row.pool = pool;
       row.model = model;
-      if (auto it = in_flight.find({pool, model}); it != in_flight.end()) row.in_flight = it->second;
+      if (auto it = in_flight.find({pool, model}); it != in_flight.end())
+        row.in_flight = it->second;
       if (row.in_flight) pool_row.in_flight = pool_row.in_flight.value_or(0) + *row.in_flight;
       model_rows.push_back(std::move(row));
     }

@@ -45,8 +45,8 @@ struct TopRow {
 // What the frame shows besides the table; set by the caller (clock and URL are not the model's).
 struct FrameInfo {
   std::string agent_url;
-  std::string clock;   // e.g. "18:04:05", already formatted in local time
-  std::string status;  // "" or a problem to show in the footer ("agent unreachable: ...")
+  std::string clock;        // e.g. "18:04:05", already formatted in local time
+  std::string status;       // "" or a problem to show in the footer ("agent unreachable: ...")
   bool interactive = true;  // footer says "q quit"
 };
 

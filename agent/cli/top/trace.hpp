@@ -34,7 +34,8 @@ int RunTrace(const TraceOptions& options);
 // One human line, without '\n'. Columns (widths fixed; a longer pool or model is cut with '~'):
 //   time 12 | pool 12 | model 24 | status 3 | stream/unary 6 | duration 7 | "ttft" ttft 7 |
 //   "in" input tokens 6 | "out" output tokens 6 | "err" error_code or "-"
-//   18:04:05.123 default      llama                    200 stream  1.234s ttft  0.080s in     12 out     64 err -
+//   18:04:05.123 default      llama                    200 stream  1.234s ttft  0.080s in     12
+//   out     64 err -
 // The time is the request start (`ts`) in local time; "-" marks an unknown value.
 std::string FormatTraceLine(const TopRecord& record);
 // "2025-01-02T18:04:05.123456789Z" (or with a ±HH:MM offset) → local "18:04:05.123";
