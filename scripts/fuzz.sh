@@ -12,7 +12,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/fuzz-build"
-TARGETS=(http sse openai exchange)
+TARGETS=(http sse openai exchange promtext)
 CXX="${CXX_FUZZ:-clang++}"
 CC="${CC_FUZZ:-clang}"
 SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
@@ -45,8 +45,12 @@ if [[ ! -f "$LLHTTP_LIB" ]]; then
 fi
 
 bin="$OUT/fuzz_$target"
-srcs=("$ROOT"/parsers/{exchange,http_parser,inflate,openai,record,sse_parser}.cc
-      "$ROOT/test/fuzz/fuzz_$target.cc")
+if [[ "$target" == promtext ]]; then
+  srcs=("$ROOT/parsers/promtext/promtext.cc" "$ROOT/test/fuzz/fuzz_promtext.cc")
+else
+  srcs=("$ROOT"/parsers/{exchange,http_parser,inflate,openai,record,sse_parser}.cc
+        "$ROOT/test/fuzz/fuzz_$target.cc")
+fi
 newest=$(ls -t "${srcs[@]}" "$ROOT"/parsers/*.hpp "$ROOT"/test/fuzz/*.hpp | head -1)
 if [[ ! -x "$bin" || "$newest" -nt "$bin" ]]; then
   echo "building $bin" >&2

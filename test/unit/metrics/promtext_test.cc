@@ -297,7 +297,7 @@ TEST(PromText, FailureIsSticky) {
 
 // The fuzz seed corpus replayed as a test: expected outcome per file, and split invariance.
 TEST(PromText, SeedCorpusReplay) {
-  const std::string dir = std::string(INFERTAP_SOURCE_DIR) + "/parsers/promtext/corpus";
+  const std::string dir = std::string(INFERTAP_SOURCE_DIR) + "/test/fuzz/corpus/promtext";
   size_t files = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     std::string text = ReadFile(entry.path().string());
