@@ -4,6 +4,8 @@
 #include <string>
 
 #include "agent/cli/commands.hpp"
+#include "agent/cli/top/top.hpp"
+#include "agent/cli/top/trace.hpp"
 #include "agent/common/log.hpp"
 
 int main(int argc, char** argv) {
@@ -21,6 +23,8 @@ int main(int argc, char** argv) {
   std::map<CLI::App*, infertap::cli::Runner> runners;
   auto add = [&](infertap::cli::Runner r) { runners[app.get_subcommands({}).back()] = r; };
   add(infertap::cli::RegisterRun(app));
+  add(infertap::cli::RegisterTop(app));
+  add(infertap::cli::RegisterTrace(app));
   add(infertap::cli::RegisterCapture(app));
   add(infertap::cli::RegisterReplay(app));
   add(infertap::cli::RegisterVersion(app));
