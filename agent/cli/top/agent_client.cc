@@ -22,27 +22,22 @@ void GlobalInit() {
 }  // namespace
 
 std::optional<std::string> NormalizeAgentUrl(std::string_view url, std::string* error) {
-  std::string u(url);
-  while (!u.empty() && u.back() == '/') u.pop_back();
-  if (u.empty()) {
-    *error = "--agent: empty URL";
-    return std::nullopt;
-  }
-  size_t scheme_end = u.find("://");
-  if (scheme_end == std::string::npos) {
-    u = "http://" + u;
-  } else {
-    std::string scheme = u.substr(0, scheme_end);
+  std::string scheme = "http";
+  std::string_view rest = url;
+  if (size_t end = url.find("://"); end != std::string_view::npos) {
+    scheme = std::string(url.substr(0, end));
+    rest = url.substr(end + 3);
     if (scheme != "http" && scheme != "https") {
       *error = "--agent " + std::string(url) + ": want an http:// or https:// URL";
       return std::nullopt;
     }
-    if (u.size() == scheme_end + 3) {
-      *error = "--agent " + std::string(url) + ": no host";
-      return std::nullopt;
-    }
   }
-  return u;
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.empty()) {
+    *error = "--agent \"" + std::string(url) + "\": no host";
+    return std::nullopt;
+  }
+  return scheme + "://" + std::string(rest);
 }
 
 std::string UnreachableMessage(std::string_view command, std::string_view url,

@@ -67,15 +67,26 @@ std::string RightTrim(std::string s) {
   return s;
 }
 
-// Joins the non-empty parts with two spaces.
-std::string JoinParts(const std::vector<std::string>& parts) {
+struct Part {
+  std::string text;
+  bool may_cut = false;  // free text (a status) may be cut; a "label value" pair may not
+};
+
+// Joins the non-empty parts with two spaces, keeping only whole parts that fit in `width`: "lost
+// 1~" would read as a different number. A part marked may_cut is cut to fit instead of dropped.
+std::string JoinFitting(const std::vector<Part>& parts, size_t width) {
   std::string out;
-  for (const std::string& p : parts) {
-    if (p.empty()) continue;
-    if (!out.empty()) out += "  ";
-    out += p;
+  for (const Part& p : parts) {
+    if (p.text.empty()) continue;
+    size_t sep = out.empty() ? 0 : 2;
+    if (out.size() + sep + p.text.size() > width) {
+      if (!p.may_cut || out.size() + sep + 1 >= width) continue;
+      out += std::string(sep, ' ') + Truncate(p.text, width - out.size() - sep);
+      continue;
+    }
+    out += std::string(sep, ' ') + p.text;
   }
-  return out;
+  return Truncate(out, width);
 }
 
 std::string FormatWindow(double s) { return s < 9.95 ? Fmt("%.1fs", s) : Fmt("%.0fs", s); }
@@ -92,37 +103,38 @@ std::string TitleLine(const TopModel& m, size_t width) {
 
 std::string TotalsLine(const TopModel& m, size_t width) {
   TopRow t = m.Totals();
-  std::vector<std::string> parts = {"req/s " + FormatRate(t.req_per_s),
-                                    "in-flight " + FormatCount(t.in_flight, 8),
-                                    "err " + FormatPercent(t.error_ratio)};
+  std::vector<Part> parts = {{"req/s " + FormatRate(t.req_per_s)},
+                             {"in-flight " + FormatCount(t.in_flight, 8)},
+                             {"err " + FormatPercent(t.error_ratio)}};
   if (const auto& s = m.state()) {
     size_t pods = 0;
     for (const PoolState& p : s->pools) pods += p.pods.size();
-    parts.push_back("pods " + FormatCount(t.ready_pods, 8) + "/" + std::to_string(pods));
-    parts.push_back("conns " + FormatCount(s->connections, 8));
+    parts.push_back({"pods " + FormatCount(t.ready_pods, 8) + "/" + std::to_string(pods)});
+    parts.push_back({"conns " + FormatCount(s->connections, 8)});
     // Lost capture events mean missing records: the rates above are then lower bounds.
-    parts.push_back("lost " + FormatCount(s->capture_lost_events, 12));
-    parts.push_back("parse-err " + FormatCount(s->parse_errors, 12));
+    parts.push_back({"lost " + FormatCount(s->capture_lost_events, 12)});
+    parts.push_back({"parse-err " + FormatCount(s->parse_errors, 12)});
   }
-  return Truncate(JoinParts(parts), width);
+  return JoinFitting(parts, width);
 }
 
 std::string FooterLine(const TopModel& m, size_t width) {
-  std::vector<std::string> parts;
-  if (m.info().interactive) parts.push_back("q quit");
-  // The status (e.g. the agent went away) goes first so that truncation never hides it.
-  parts.push_back(Printable(m.info().status));
-  if (auto w = m.effective_window_s()) parts.push_back("rates over " + FormatWindow(*w));
+  std::vector<Part> parts;
+  if (m.info().interactive) parts.push_back({"q quit"});
+  // The status (e.g. the agent went away) goes right after, so that a narrow terminal cuts it
+  // last and never hides it.
+  parts.push_back({Printable(m.info().status), /*may_cut=*/true});
+  if (auto w = m.effective_window_s()) parts.push_back({"rates over " + FormatWindow(*w)});
   if (m.dropped_samples() > 0) {
-    parts.push_back(std::to_string(m.dropped_samples()) + " samples dropped (too many to keep)");
+    parts.push_back({std::to_string(m.dropped_samples()) + " samples dropped (too many to keep)"});
   }
   if (const auto& s = m.state()) {
     std::string agent = "agent";
     if (!s->version.empty()) agent += " " + Printable(s->version);
     if (s->uptime_s) agent += " up " + FormatDuration(*s->uptime_s);
-    parts.push_back(agent);
+    parts.push_back({agent});
   }
-  return Truncate(JoinParts(parts), width);
+  return JoinFitting(parts, width);
 }
 
 }  // namespace

@@ -101,7 +101,7 @@ void FakeAgent::Serve(int fd) {
     std::string body;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      body = state_;
+      body = state_fn_ ? state_fn_() : state_;
     }
     SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
                     std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
@@ -156,6 +156,11 @@ void FakeAgent::ServeRecords(int fd) {
 void FakeAgent::SetState(std::string json) {
   std::lock_guard<std::mutex> lock(mu_);
   state_ = std::move(json);
+}
+
+void FakeAgent::SetStateFunction(std::function<std::string()> fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  state_fn_ = std::move(fn);
 }
 
 void FakeAgent::SetRecordsStatus(int status) {

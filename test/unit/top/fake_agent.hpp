@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,6 +28,8 @@ class FakeAgent {
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
   void SetState(std::string json);
+  // Computes the state document per request instead (e.g. a counter that shows refreshes).
+  void SetStateFunction(std::function<std::string()> fn);
   // HTTP status for /v1/records (200 streams; anything else is answered with a short body).
   void SetRecordsStatus(int status);
   // Sends `line` + "\n" as one chunk to every open record stream.
@@ -58,6 +61,7 @@ class FakeAgent {
   std::mutex mu_;
   std::condition_variable cv_;
   std::string state_ = "{}";
+  std::function<std::string()> state_fn_;
   int records_status_ = 200;
   std::vector<std::shared_ptr<Stream>> streams_;
   std::vector<int> fds_;  // open connections, shut down on stop
