@@ -89,7 +89,7 @@ CaptureProcess::~CaptureProcess() {
   if (err_fd_ >= 0) close(err_fd_);
 }
 
-bool CaptureProcess::Start(std::string* error) {
+bool CaptureProcess::Start(std::string* error, const std::string& ready_text) {
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) || pipe2(err_pipe, O_CLOEXEC)) return false;
   pid_ = fork();
@@ -117,16 +117,16 @@ bool CaptureProcess::Start(std::string* error) {
       ssize_t n = read(err_fd_, buf, sizeof(buf));
       if (n <= 0) break;
       err_.append(buf, size_t(n));
-      if (err_.find("capturing ") != std::string::npos) return true;
+      if (err_.find(ready_text) != std::string::npos) return true;
     }
   }
-  *error = "infertap capture did not start: " + err_;
+  *error = "infertap did not report '" + ready_text + "': " + err_;
   return false;
 }
 
-int CaptureProcess::Stop() {
+int CaptureProcess::Stop(int sig) {
   if (pid_ <= 0) return -1;
-  kill(pid_, SIGINT);
+  kill(pid_, sig);
   // Read both pipes until the child exits.
   for (;;) {
     pollfd p[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};

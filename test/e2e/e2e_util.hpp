@@ -60,9 +60,11 @@ class CaptureProcess {
  public:
   explicit CaptureProcess(std::vector<std::string> args) : args_(std::move(args)) {}
   ~CaptureProcess();
-  bool Start(std::string* error);
-  // SIGINT, wait. Returns the exit status; stdout and stderr are available afterwards.
-  int Stop();
+  // Returns once stderr contains `ready_text` (default: capture's "capturing ").
+  bool Start(std::string* error, const std::string& ready_text = "capturing ");
+  // Sends `sig` (SIGINT by default), waits. Returns the exit status; stdout and stderr are
+  // available afterwards.
+  int Stop(int sig = 2);
   const std::string& out() const { return out_; }
   const std::string& err() const { return err_; }
 

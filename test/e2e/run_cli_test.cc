@@ -1,0 +1,110 @@
+// `infertap run` startup and shutdown behaviour (SPEC §10, §11): clear one-line errors with the
+// right exit codes, and nothing left in the kernel after a graceful stop.
+#include <signal.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "test/e2e/e2e_util.hpp"
+
+namespace infertap::e2e {
+namespace {
+
+std::string Bin() { return InfertapBinary(); }
+
+int CountInfertapPrograms() {
+  // Our programs' names as the kernel shows them (truncated to 15 characters).
+  std::string out;
+  Sh("bpftool prog show 2>/dev/null | grep -cE 'name (enter|exit)_(read|write|close|sendto|recvfrom|readv|writev|sendmsg|recvmsg|sendfile64|dup2|dup3|connect|accept|accept4)\\b'",
+     &out);
+  return std::atoi(out.c_str());
+}
+
+TEST(RunCli, BadFlagsAreUsageErrors) {
+  std::string out;
+  EXPECT_EQ(Sh(Bin() + " run --target nonsense --metrics-auth none", &out), 2) << out;
+  EXPECT_NE(out.find("invalid endpoint 'nonsense'"), std::string::npos) << out;
+  EXPECT_EQ(Sh(Bin() + " run --metrics-auth sometimes", &out), 2) << out;
+  EXPECT_EQ(Sh(Bin() + " run --engine nope --metrics-auth none", &out), 2) << out;
+  EXPECT_NE(out.find("unknown --engine 'nope'"), std::string::npos) << out;
+  EXPECT_EQ(Sh(Bin() + " run --config /nonexistent.json --metrics-auth none", &out), 2) << out;
+  EXPECT_NE(out.find("cannot read --config /nonexistent.json"), std::string::npos) << out;
+  const std::string cfg = TempFile("bad-config.json");
+  std::ofstream(cfg) << R"({"pools":[{"name":"p","targets":["1.2.3.4"]}]})";
+  EXPECT_EQ(Sh(Bin() + " run --config " + cfg + " --metrics-auth none", &out), 2) << out;
+  EXPECT_NE(out.find("pool p: invalid endpoint '1.2.3.4'"), std::string::npos) << out;
+  std::remove(cfg.c_str());
+  EXPECT_EQ(Sh(Bin() + " run --model-alias broken --metrics-auth none", &out), 2) << out;
+  EXPECT_NE(out.find("expected TARGET=MODEL"), std::string::npos) << out;
+}
+
+TEST(RunCli, KubernetesAuthIsRefusedRatherThanServingUnprotected) {
+  std::string out;
+  EXPECT_EQ(Sh(Bin() + " run --metrics-auth kubernetes", &out), 1) << out;
+  EXPECT_NE(out.find("refusing to serve /metrics unprotected"), std::string::npos) << out;
+  // auto inside a cluster means kubernetes: refused the same way.
+  EXPECT_EQ(Sh("KUBERNETES_SERVICE_HOST=10.0.0.1 " + Bin() + " run", &out), 1) << out;
+  EXPECT_NE(out.find("refusing"), std::string::npos) << out;
+}
+
+TEST(RunCli, WithoutPrivilegesExitsOneSayingWhatIsMissing) {
+  if (geteuid() != 0) {
+    std::string out;
+    EXPECT_EQ(Sh(Bin() + " run --metrics-auth none", &out), 1);
+    EXPECT_NE(out.find("CAP_BPF"), std::string::npos) << out;
+    return;
+  }
+  if (Sh("command -v setpriv") != 0) GTEST_SKIP() << "setpriv not installed";
+  std::string out;
+  EXPECT_EQ(Sh("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all " + Bin() +
+                   " run --metrics-auth none --metrics-addr 127.0.0.1:0",
+               &out),
+            1);
+  EXPECT_NE(out.find("needs root or CAP_BPF+CAP_PERFMON"), std::string::npos) << out;
+}
+
+TEST(RunCli, MetricsPortInUseIsAClearError) {
+  INFERTAP_REQUIRE_BPF_OR_SKIP();
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const std::string port = std::to_string(ntohs(a.sin_port));
+  std::string out;
+  EXPECT_EQ(Sh(Bin() + " run --metrics-auth none --metrics-addr 127.0.0.1:" + port, &out), 1);
+  EXPECT_NE(out.find("cannot listen on 127.0.0.1:" + port + ": Address already in use"),
+            std::string::npos)
+      << out;
+  close(fd);
+}
+
+// Graceful stop on SIGTERM and SIGINT releases every BPF program (no leaked links or pins).
+TEST(RunCli, GracefulStopReleasesEveryProgram) {
+  INFERTAP_REQUIRE_BPF_OR_SKIP();
+  if (Sh("command -v bpftool || test -x /usr/sbin/bpftool") != 0) GTEST_SKIP() << "no bpftool";
+  const int before = CountInfertapPrograms();
+  for (int sig : {SIGTERM, SIGINT}) {
+    CaptureProcess agent({"run", "--target", "127.0.0.1:18999", "--metrics-auth", "none",
+                          "--metrics-addr", "127.0.0.1:0", "--inspect-addr", "127.0.0.1:0"});
+    std::string err;
+    ASSERT_TRUE(agent.Start(&err, "running: tracing")) << err;
+    EXPECT_GE(CountInfertapPrograms(), before + 20);  // the capture programs are attached
+    EXPECT_EQ(agent.Stop(sig), 0) << agent.err();
+    EXPECT_NE(agent.err().find("shutting down"), std::string::npos) << agent.err();
+    EXPECT_EQ(CountInfertapPrograms(), before) << "programs left in the kernel after signal "
+                                               << sig;
+  }
+}
+
+}  // namespace
+}  // namespace infertap::e2e
