@@ -3,16 +3,19 @@
 # (test/unit/top/fake_agent_main.cc: the SPEC example state, 20 records/s of default/llama, a
 # connection count that grows with every /v1/state request). Asserts the frame (header, column
 # titles, the pool and model rows with the right numbers, footer), that it refreshes, that a
-# resize redraws for the new size, that `q` and Ctrl-C exit 0 and give the terminal back (echo
+# resize redraws for the new size, that it survives the agent restarting, that `q` and Ctrl-C exit 0 and give the terminal back (echo
 # and canonical mode restored, alternate screen left). Needs tmux, no root.
 #
-# usage: top_tmux_test.sh CLI FAKE_AGENT
-#   CLI         a binary with the `top` subcommand (the infertap binary or test/unit/top's driver)
+# usage: top_tmux_test.sh INFERTAP DRIVER FAKE_AGENT
+#   INFERTAP    the infertap binary: used when it exists and has the `top` subcommand
+#   DRIVER      test/unit/top's top_cli_driver (same RegisterTop), used otherwise
 #   FAKE_AGENT  the top_fake_agent binary
 set -euo pipefail
 
-cli=$1
-fake=$2
+# Prefer the real infertap binary when it is built and has `top`; the driver runs the same code.
+cli=$2
+fake=$3
+if [[ -x $1 ]] && "$1" top --help > /dev/null 2>&1; then cli=$1; fi
 command -v tmux > /dev/null || { echo "SKIP: tmux not installed"; exit 0; }
 
 tmp=$(mktemp -d)
@@ -47,10 +50,16 @@ wait_for() {
   done
 }
 
-"$fake" --port-file "$tmp/port" --rate 20 &
-fake_pid=$!
-wait_for 5 test -s "$tmp/port" || fail "fake agent did not start"
-url="http://127.0.0.1:$(cat "$tmp/port")"
+# start_fake [PORT]: (re)starts the fake agent, on PORT if given.
+start_fake() {
+  rm -f "$tmp/port"
+  "$fake" --port-file "$tmp/port" --rate 20 ${1:+--port "$1"} &
+  fake_pid=$!
+  wait_for 5 test -s "$tmp/port" || fail "fake agent did not start"
+}
+start_fake
+port=$(cat "$tmp/port")
+url="http://127.0.0.1:$port"
 
 # start NAME: runs top in a new 80x24 session; afterwards the shell records the exit code and
 # the terminal modes, then stays, so the pane keeps showing what top left behind.
@@ -102,6 +111,15 @@ narrow() {
 }
 wait_for 3 narrow || fail "no redraw for 60x20"
 
+# The agent goes away: the view stays up and says so; it comes back: the view reconnects.
+kill "$fake_pid"
+wait "$fake_pid" || true
+unreachable() { [[ $(pane | tail -1) == "q quit  agent unreachable (Couldn't connect to server)"* ]]; }
+wait_for 4 unreachable || fail "no 'agent unreachable' in the footer"
+start_fake "$port"
+recovered() { [[ $(pane | tail -1) == "q quit  rates over "* ]] && pane | grep -qE '^default +[1-9]'; }
+wait_for 5 recovered || fail "did not reconnect to the restarted agent"
+
 tm send-keys -t top q
 wait_for 3 test -s "$tmp/top.exit" || fail "q did not quit"
 [[ $(cat "$tmp/top.exit") == 0 ]] || fail "exit code $(cat "$tmp/top.exit") after q"
@@ -119,4 +137,4 @@ wait_for 3 test -s "$tmp/ctrlc.exit" || fail "Ctrl-C did not quit"
 [[ $(cat "$tmp/ctrlc.exit") == 0 ]] || fail "exit code $(cat "$tmp/ctrlc.exit") after Ctrl-C"
 grep -qw -- '-icanon' "$tmp/ctrlc.stty" && fail "terminal left in raw mode after Ctrl-C"
 
-echo "PASS: top in tmux (frame, refresh, resize, q, Ctrl-C)"
+echo "PASS: top in tmux via $cli (frame, refresh, resize, agent restart, q, Ctrl-C)"

@@ -201,15 +201,19 @@ void AgentClient::Finish(Transfer& t, int curl_code) {
   long http = 0;
   curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &http);
   std::string reason;
+  std::string brief;
   if (curl_code != CURLE_OK) {
-    reason = t.errbuf[0] != '\0' ? t.errbuf : curl_easy_strerror(CURLcode(curl_code));
-    if (t.too_big) reason = "the state document is larger than 16 MiB";
+    // curl's error buffer has the detail (address, port, timings); its code name is the gist.
+    brief = curl_easy_strerror(CURLcode(curl_code));
+    reason = t.errbuf[0] != '\0' ? t.errbuf : brief;
+    if (t.too_big) reason = brief = "the state document is larger than 16 MiB";
   } else if (http < 200 || http >= 300) {
-    reason = "unexpected HTTP status " + std::to_string(http);
+    reason = brief = "unexpected HTTP status " + std::to_string(http);
   }
   if (t.records) {
-    if (reason.empty()) reason = "the agent closed the record stream";
+    if (reason.empty()) reason = brief = "the agent closed the record stream";
     records_failure_ = reason;
+    records_failure_brief_ = brief;
     records_never_opened_ = !t.answered;
   } else {
     StateResult r;

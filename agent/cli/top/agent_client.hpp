@@ -72,6 +72,8 @@ class AgentClient {
   bool records_open() const;
   // The reason the record stream stopped (once per stop), or nullopt while it runs or is idle.
   std::optional<std::string> TakeRecordsFailure();
+  // The last failure in a few words ("Couldn't connect to server"), for a footer.
+  const std::string& records_failure_brief() const { return records_failure_brief_; }
   // True when the stream failed before the agent ever answered (nothing listening, refused...).
   bool records_never_opened() const { return records_never_opened_; }
   // The finished /v1/state fetch, once.
@@ -88,6 +90,7 @@ class AgentClient {
   std::unique_ptr<Transfer> records_;
   std::unique_ptr<Transfer> state_;
   std::optional<std::string> records_failure_;
+  std::string records_failure_brief_;
   bool records_never_opened_ = false;
   std::optional<StateResult> state_result_;
 };

@@ -24,6 +24,12 @@ constexpr double kStartupTimeoutS = 8;
 
 int ToMs(double s) { return int(std::ceil(std::max(0.0, s) * 1000)); }
 
+std::string FormatSecondsShort(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%gs", s);
+  return buf;
+}
+
 bool IsStopSignal(int s) { return s == SIGINT || s == SIGTERM || s == SIGHUP; }
 
 // Width for a frame printed to a pipe or file: the terminal's if there is one, else $COLUMNS
@@ -166,9 +172,11 @@ class TopSession {
     }
     records_were_open_ = client_.records_open();
     Ingest(now);
-    if (auto f = client_.TakeRecordsFailure()) {
+    if (client_.TakeRecordsFailure()) {
       records_failed_ = true;
-      records_status_ = "agent unreachable: " + *f + "; retrying";
+      // The footer is one line: the gist, not curl's full sentence (the URL is in the title).
+      records_status_ = "agent unreachable (" + client_.records_failure_brief() +
+                        "), retrying every " + FormatSecondsShort(options_.interval_s);
     }
     if (auto r = client_.TakeStateResult()) {
       AgentState state;
@@ -186,7 +194,8 @@ class TopSession {
 
   std::string Status() const {
     std::string s = records_status_;
-    if (!state_status_.empty() && state_status_ != records_status_) {
+    // With the stream down, a failing /v1/state is the same news; say it once.
+    if (records_status_.empty() && !state_status_.empty()) {
       s += (s.empty() ? "" : "; ") + state_status_;
     }
     uint64_t bad = bad_lines_ + client_.overlong_record_lines();

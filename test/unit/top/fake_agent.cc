@@ -46,12 +46,16 @@ FakeAgent::~FakeAgent() {
   if (listen_fd_ >= 0) close(listen_fd_);
 }
 
-bool FakeAgent::Start() {
+bool FakeAgent::Start(uint16_t port) {
   listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) return false;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  int one = 1;
+  // A restarted fake agent takes its predecessor's port while old connections sit in TIME_WAIT.
+  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   socklen_t len = sizeof(addr);
   if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       listen(listen_fd_, 16) != 0 ||

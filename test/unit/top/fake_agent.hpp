@@ -22,8 +22,8 @@ class FakeAgent {
   FakeAgent();
   ~FakeAgent();  // stops: closes every connection and joins every thread
 
-  // Binds 127.0.0.1:0 and starts accepting; false on failure.
-  bool Start();
+  // Binds 127.0.0.1:`port` (0: ephemeral) and starts accepting; false on failure.
+  bool Start(uint16_t port = 0);
   uint16_t port() const { return port_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 

@@ -1,7 +1,8 @@
 // A fake agent process for test/e2e/top_tmux_test.sh: serves the state document of the brief's
 // example (connections = number of /v1/state requests so far, so every refresh of `top` changes
 // a visible number) and publishes --rate records per second of pool "default", model "llama".
-// Writes its port to --port-file once listening; runs until SIGTERM/SIGINT.
+// Listens on --port (default: ephemeral) and writes the port to --port-file once listening; runs
+// until SIGTERM/SIGINT.
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -32,9 +33,11 @@ std::string NowRfc3339() {
 int main(int argc, char** argv) {
   std::string port_file;
   double rate = 20;
+  int port = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--port-file") == 0) port_file = argv[i + 1];
     if (std::strcmp(argv[i], "--rate") == 0) rate = std::atof(argv[i + 1]);
+    if (std::strcmp(argv[i], "--port") == 0) port = std::atoi(argv[i + 1]);
   }
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
@@ -55,7 +58,7 @@ int main(int argc, char** argv) {
            R"(,"counters":{"capture_events":123,"capture_lost_events":0,"parse_errors":0,)"
            R"("requests":42,"records":40}})";
   });
-  if (!agent.Start()) {
+  if (!agent.Start(uint16_t(port))) {
     std::perror("fake agent: cannot listen");
     return 1;
   }
