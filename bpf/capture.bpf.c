@@ -117,6 +117,23 @@ static __always_inline void inflight_add(__s64 d)
 		__sync_fetch_and_add(n, d);
 }
 
+static __always_inline void tgid_conns_add(__u32 tgid, __s64 d)
+{
+	__s64 *n = bpf_map_lookup_elem(&tgid_conns, &tgid);
+	if (n) {
+		__sync_fetch_and_add(n, d);
+		return;
+	}
+	if (d > 0) {
+		__s64 one = d;
+		if (bpf_map_update_elem(&tgid_conns, &tgid, &one, BPF_NOEXIST)) {
+			n = bpf_map_lookup_elem(&tgid_conns, &tgid);
+			if (n)
+				__sync_fetch_and_add(n, d);
+		}
+	}
+}
+
 struct sock_view {
 	__u8 local[16];
 	__u8 remote[16];
@@ -292,7 +309,8 @@ static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u6
 		fast_store(tgid, fd, FD_UNTRACED, epoch);
 		if (c) { /* no longer traced after an endpoint change */
 			emit_conn_event(IT_EV_CLOSE, tgid, c, NULL);
-			bpf_map_delete_elem(&conns, &key);
+			if (bpf_map_delete_elem(&conns, &key) == 0)
+				tgid_conns_add(tgid, -1);
 		}
 		return NULL;
 	}
@@ -315,6 +333,7 @@ static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u6
 	c = bpf_map_lookup_elem(&conns, &key);
 	if (!c)
 		return NULL;
+	tgid_conns_add(tgid, 1);
 	bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
 	emit_conn_event(IT_EV_OPEN, tgid, c, &sv);
 	return c;
@@ -327,7 +346,8 @@ static __always_inline void forget_fd(__u32 tgid, __u32 fd)
 	struct conn_state *c = bpf_map_lookup_elem(&conns, &key);
 	if (c) {
 		emit_conn_event(IT_EV_CLOSE, tgid, c, NULL);
-		bpf_map_delete_elem(&conns, &key);
+		if (bpf_map_delete_elem(&conns, &key) == 0)
+			tgid_conns_add(tgid, -1);
 	}
 	bpf_map_delete_elem(&fd_cache, &key);
 	fast_forget(tgid, fd);
@@ -676,4 +696,41 @@ SEC("tracepoint/syscalls/sys_exit_accept4")
 int exit_accept4(struct trace_event_raw_sys_exit *ctx)
 {
 	return exit_accept_common(ctx->ret);
+}
+
+/* ---- process exit --------------------------------------------------------------------------- */
+
+struct sweep_ctx {
+	__u32 tgid;
+	__u32 found;
+};
+
+static long sweep_conn(struct bpf_map *map, __u64 *key, struct conn_state *c, struct sweep_ctx *sc)
+{
+	if ((__u32)(*key >> 32) != sc->tgid)
+		return 0;
+	emit_conn_event(IT_EV_CLOSE, sc->tgid, c, NULL);
+	bpf_map_delete_elem(map, key);
+	sc->found++;
+	return 0;
+}
+
+/*
+ * An exiting process closes its sockets without close() syscalls: finish its connections here
+ * (close events with their final positions), or they would stay in `conns` forever and fill it.
+ * Only processes that own traced connections pay for the sweep.
+ */
+SEC("tracepoint/sched/sched_process_exit")
+int on_process_exit(void *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	if ((__u32)pid_tgid != tgid)
+		return 0; /* a thread, not the group leader */
+	if (!bpf_map_lookup_elem(&tgid_conns, &tgid))
+		return 0;
+	struct sweep_ctx sc = {.tgid = tgid};
+	bpf_for_each_map_elem(&conns, sweep_conn, &sc, 0);
+	bpf_map_delete_elem(&tgid_conns, &tgid);
+	return 0;
 }

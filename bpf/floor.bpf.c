@@ -40,3 +40,9 @@ EMPTY(enter, dup3)
 EMPTY(enter, connect)
 EMPTY(exit, accept)
 EMPTY(exit, accept4)
+
+SEC("tracepoint/sched/sched_process_exit")
+int floor_process_exit(void *ctx)
+{
+	return 0;
+}

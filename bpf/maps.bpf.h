@@ -78,6 +78,20 @@ struct {
 	__type(value, struct conn_state);
 } conns SEC(".maps");
 
+/*
+ * Traced connections per process. Key is the tgid; value is how many entries of `conns` it owns.
+ * A process that exits never calls close() on its sockets: its exit checks this map (one lookup)
+ * and, only when it owns connections, sweeps `conns` for them. Bound 16384 processes; when full,
+ * the sweep at exit is skipped for the extra ones (their entries are then reclaimed by close()
+ * on fd reuse, or by the map bound).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __s64);
+} tgid_conns SEC(".maps");
+
 /* Arguments of an in-flight syscall on a traced connection, from enter to exit. */
 struct active_io {
 	__u64 conn_key; /* key in `conns` */

@@ -10,6 +10,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -565,6 +566,57 @@ TEST_F(CaptureE2E, ReusedFdNumberAfterCloseIsANewConnection) {
   }
   EXPECT_EQ(fds.size(), 1u) << "the test expects the kernel to reuse the fd number";
   EXPECT_EQ(ids.size(), 3u);
+}
+
+// A process that exits closes its sockets without close(): the kernel side must still end the
+// connection (close event with the final positions), or its state would leak forever.
+TEST_F(CaptureE2E, ProcessExitWithoutCloseEndsTheConnection) {
+  if (!ns_) return;
+  const uint16_t port = NextPort();
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  auto cap = StartCapture(ns_->srv_v4() + ":" + std::to_string(port));
+  pid_t child = fork();
+  if (child == 0) {
+    // The traced server: one exchange, then exit with the socket still open.
+    if (!EnterNetns(ns_->srv())) _exit(1);
+    socklen_t len;
+    sockaddr_storage ss = MakeAddr(ns_->srv_v4(), port, &len);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(l, reinterpret_cast<sockaddr*>(&ss), len) || listen(l, 1)) _exit(1);
+    if (write(ready[1], "r", 1) != 1) _exit(1);
+    int fd = accept(l, nullptr, nullptr);
+    char buf[4096];
+    std::string req;
+    while (req.find("\r\n\r\n") == std::string::npos) {
+      ssize_t n = read(fd, buf, sizeof(buf));
+      if (n <= 0) _exit(1);
+      req.append(buf, size_t(n));
+    }
+    const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    if (write(fd, resp.data(), resp.size()) != ssize_t(resp.size())) _exit(1);
+    _exit(0);  // no close(): the kernel closes fd at exit
+  }
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  TestClient cl;
+  ASSERT_TRUE(cl.Connect(ns_->cli(), ns_->srv_v4(), port));
+  ASSERT_TRUE(cl.Exchange(5));
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  usleep(200000);
+  auto conns = StopAndRead(*cap);
+  ASSERT_EQ(conns.size(), 1u);
+  const CapturedConn& got = conns.begin()->second;
+  EXPECT_TRUE(got.closed) << "no close event after the traced process exited";
+  EXPECT_EQ(got.info.tgid, uint32_t(child));
+  EXPECT_TRUE(got.in == cl.sent());
+  EXPECT_TRUE(got.out == cl.received());
+  close(ready[0]);
+  close(ready[1]);
 }
 
 TEST_F(CaptureE2E, IPv6ConnectionsAreCapturedWithAddresses) {

@@ -156,6 +156,7 @@ int CaptureProcess::Stop(int sig) {
 namespace {
 struct Rebuild : StreamSink {
   std::map<uint64_t, CapturedConn> conns;
+  bool finishing = false;  // OnClose calls from FinishAll (end of file) are not real closes
   static void AddGap(std::string& s, uint64_t len) {
     // Merge adjacent gaps: how a hole is split into events is not part of the contract.
     if (!s.empty() && s.back() == '>') {
@@ -177,7 +178,7 @@ struct Rebuild : StreamSink {
   }
   void OnClose(const ConnInfo& c, uint64_t) override {
     conns[c.conn_id].info = c;
-    conns[c.conn_id].closed = true;
+    conns[c.conn_id].closed = !finishing;
   }
 };
 }  // namespace
@@ -199,6 +200,7 @@ std::map<uint64_t, CapturedConn> ReadCapture(const std::string& path, std::strin
     }
     if (r.at_end) break;
   }
+  rb.finishing = true;
   tracker.FinishAll(tracker.newest_ts_ns());
   return std::move(rb.conns);
 }

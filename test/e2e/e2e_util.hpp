@@ -79,7 +79,7 @@ class CaptureProcess {
 struct CapturedConn {
   ConnInfo info;
   std::string in, out;
-  bool closed = false;
+  bool closed = false;  // the kernel reported the close (not just the end of the capture)
 };
 
 // Replays a capture file through the tracker. Key: connection id.
