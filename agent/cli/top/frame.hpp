@@ -4,14 +4,18 @@
 // Layout (80x24 shown; wider terminals widen the POOL / MODEL column up to 40, narrower ones drop
 // the least important columns first: P99, IN/S, OUT/S, TTFT, QUEUE, KV%, ...):
 //
-//   infertap top  node n1  agent http://127.0.0.1:9091                          18:04:05
-//   req/s 3.0  in-flight 2  err 0.0%  pods 1/1  conns 4  lost 0  parse-err 0
-//   <blank>
+//   infertap top  node n1  agent http://127.0.0.1:9091                      18:04:05
+//   req/s 3.0  in-flight 2  err 10.0%  pods 1/1  conns 4  lost 0  parse-err 0
+//
 //   POOL / MODEL      REQ/S INFL  ERR%    P50    P99   TTFT   IN/S  OUT/S QUEUE  KV%
-//   default             3.0    2  0.0% 1.234s 2.500s 0.080s    120    640   0.5  12%
-//     llama             3.0    2  0.0% 1.234s 2.500s 0.080s    120    640
-//   ...                                   (rows that do not fit: "  ... N more rows")
+//   default             3.0    2 10.0% 1.500s 3.000s 0.080s    120    600   0.5  12%
+//     llama             3.0    2 10.0% 1.500s 3.000s 0.080s    120    600
+//   ...                  (rows that do not fit end with "  ... N more rows")
 //   q quit  rates over 10s  agent 0.1.0 up 12s      (footer on the last line of the frame)
+//
+// TTFT is the p50 over streaming records; IN/S and OUT/S are tokens per second; QUEUE and KV%
+// are the pool's averages over its fresh pods (SPEC §7). A status (agent unreachable, malformed
+// records) goes into the footer right after "q quit".
 //
 // Pool rows aggregate their models and carry the pool gauges (average queue, KV cache %), model
 // rows are indented under their pool. Unknown values are "-". Every byte of text that came from

@@ -88,7 +88,9 @@ class TopSession {
 
   int RunOnce() {
     const double end = MonotonicSeconds() + options_.interval_s;
-    for (double now = MonotonicSeconds(); now < end; now = MonotonicSeconds()) {
+    for (;;) {
+      double now = MonotonicSeconds();
+      if (now >= end) break;
       pollfd fd{signals_.fd(), POLLIN, 0};
       client_.Poll(ToMs(end - now), std::span(&fd, 1));
       Ingest(MonotonicSeconds());
@@ -135,7 +137,9 @@ class TopSession {
       if (keys && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
         char buf[64];
         ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
-        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+        // With VMIN=0 a read of 0 only means "nothing", unless the terminal hung up.
+        if ((n == 0 && (fds[1].revents & POLLHUP)) ||
+            (n < 0 && errno != EINTR && errno != EAGAIN)) {
           keys = false;  // the terminal went away; SIGHUP normally follows
         }
         for (ssize_t i = 0; i < n; ++i) {
