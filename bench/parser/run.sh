@@ -16,7 +16,9 @@ trap 'rm -f "$json"' EXIT
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 # Medians are computed here from the individual repetitions (not --benchmark_report_aggregates_only)
 # so a case that failed its own checks still shows up with its error message.
-"$bin" --benchmark_format=json --benchmark_repetitions=3 \
+# Random interleaving runs the repetitions of the four cases in a shuffled order (SPEC §13: A/B
+# alternated), so a neighbour's load drifting during the run does not land on one case only.
+"$bin" --benchmark_format=json --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true \
   --benchmark_min_time="${PARSER_BENCH_MIN_TIME:-2}" "$@" > "$json"
 /usr/bin/python3 - "$json" "$load" <<'PY'
 import json, statistics, sys
@@ -61,7 +63,7 @@ rows = [
      "≥ 1 GB/s per core", verdict(None if d is None else d >= 1.0)),
 ]
 print(f"Offline pipeline throughput (SPEC §13), {ctx.get('capture_mib', '?')} MiB generated "
-      f"vLLM SSE capture, median of 3 repetitions (min–max), GB = 10^9 payload bytes per CPU "
+      f"vLLM SSE capture, median of 3 interleaved repetitions (min–max), GB = 10^9 payload bytes per CPU "
       f"second, one thread. Host: {ctx.get('num_cpus')} CPUs at {ctx.get('mhz_per_cpu')} MHz, "
       f"load average before the run {sys.argv[2]}.\n")
 print("| case | GB/s | vs llhttp | target | verdict |")
