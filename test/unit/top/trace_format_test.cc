@@ -80,6 +80,19 @@ TEST_F(TraceFormat, ColumnsLineUpWhateverTheValues) {
   EXPECT_EQ(lb.substr(0, 12), "00:00:00.500");
 }
 
+TEST_F(TraceFormat, NamesFromTheWireCannotDriveTheTerminal) {
+  TopRecord r;
+  r.ts = "2025-01-02T18:04:05Z";
+  r.pool = "p\x1b]0;pwned\x07";
+  r.model_name = "\x1b[31mred";
+  r.error_code = "Bad\nLine";
+  std::string line = FormatTraceLine(r);
+  EXPECT_EQ(line.find('\x1b'), std::string::npos) << line;
+  EXPECT_EQ(line.find('\n'), std::string::npos) << line;
+  EXPECT_EQ(line.substr(13, 24), "p?]0;pwned?  ?[31mred   ");
+  EXPECT_EQ(line.substr(line.size() - 8), "Bad?Line");
+}
+
 TEST_F(TraceFormat, TimeZonesAndBadTimestamps) {
   EXPECT_EQ(FormatTraceTime("2025-01-02T18:04:05.9999Z"),
             "18:04:05.999");  // truncated, not rounded
