@@ -33,6 +33,9 @@ uint64_t MonoNowNs() {
 }
 
 int RunCapture(const CaptureArgs& a) {
+  // Before anything can be announced: a signal that arrives right after "capturing"/"running"
+  // is printed must stop us gracefully (flushing files, detaching), not kill us.
+  InstallStopSignals();
   std::vector<TracedEndpoint> endpoints;
   if (Status s = ResolveTargets(a.targets, &endpoints); !s) {
     std::fprintf(stderr, "infertap capture: %s\n", s.message().c_str());
@@ -77,7 +80,6 @@ int RunCapture(const CaptureArgs& a) {
            CaptureSideName(a.targets.side), what.c_str(), cap->attached_programs(),
            a.output.empty() ? "" : " to ", a.output.c_str());
 
-  InstallStopSignals();
   const uint64_t start = MonoNowNs();
   const uint64_t deadline = a.duration_s > 0 ? start + uint64_t(a.duration_s * 1e9) : 0;
   while (!StopRequested() && (!deadline || MonoNowNs() < deadline)) {

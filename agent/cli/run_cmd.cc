@@ -217,6 +217,9 @@ int Fail(const std::string& msg, int code = 1) {
 }
 
 int RunAgent(const RunArgs& a) {
+  // Before anything can be announced: a signal that arrives right after "capturing"/"running"
+  // is printed must stop us gracefully (flushing files, detaching), not kill us.
+  InstallStopSignals();
   const uint64_t start_ns = MonoNowNs();
   // ---- flags → configuration (usage errors exit 2) ----
   std::vector<PoolSpec> pools;
@@ -339,7 +342,6 @@ int RunAgent(const RunArgs& a) {
            kVersion, a.targets.side.c_str(), what.c_str(), a.metrics_addr.c_str(),
            auth_mode.c_str(), a.tls_cert.empty() ? "" : ", TLS", a.inspect_addr.c_str());
 
-  InstallStopSignals();
   uint64_t last_publish = 0;
   uint64_t published_events = 0, published_bytes = 0;
   while (!StopRequested()) {
