@@ -65,6 +65,7 @@ class CaptureProcess {
   // Sends `sig` (SIGINT by default), waits. Returns the exit status; stdout and stderr are
   // available afterwards.
   int Stop(int sig = 2);
+  pid_t pid() const { return pid_; }
   const std::string& out() const { return out_; }
   const std::string& err() const { return err_; }
 

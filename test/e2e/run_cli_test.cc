@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
+#include <vector>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -18,13 +20,19 @@ namespace {
 
 std::string Bin() { return InfertapBinary(); }
 
-int CountInfertapPrograms() {
-  // Our programs' names as the kernel shows them (truncated to 15 characters).
+// BPF program ids a process holds open (its fdinfo shows "prog_id:" for program fds).
+std::vector<int> ProgramIdsOf(pid_t pid) {
+  std::vector<int> ids;
   std::string out;
-  Sh("bpftool prog show 2>/dev/null | grep -cE 'name (enter|exit)_(read|write|close|sendto|recvfrom|readv|writev|sendmsg|recvmsg|sendfile64|dup2|dup3|connect|accept|accept4)\\b'",
-     &out);
-  return std::atoi(out.c_str());
+  Sh("grep -h '^prog_id:' /proc/" + std::to_string(pid) + "/fdinfo/* 2>/dev/null", &out);
+  std::istringstream in(out);
+  std::string key;
+  int id;
+  while (in >> key >> id) ids.push_back(id);
+  return ids;
 }
+
+bool ProgramExists(int id) { return Sh("bpftool prog show id " + std::to_string(id)) == 0; }
 
 TEST(RunCli, BadFlagsAreUsageErrors) {
   std::string out;
@@ -91,18 +99,21 @@ TEST(RunCli, MetricsPortInUseIsAClearError) {
 // Graceful stop on SIGTERM and SIGINT releases every BPF program (no leaked links or pins).
 TEST(RunCli, GracefulStopReleasesEveryProgram) {
   INFERTAP_REQUIRE_BPF_OR_SKIP();
-  if (Sh("command -v bpftool || test -x /usr/sbin/bpftool") != 0) GTEST_SKIP() << "no bpftool";
-  const int before = CountInfertapPrograms();
+  ASSERT_EQ(Sh("command -v bpftool || test -x /usr/sbin/bpftool"), 0)
+      << "bpftool is a build dependency (scripts/install-deps.sh)";
   for (int sig : {SIGTERM, SIGINT}) {
     CaptureProcess agent({"run", "--target", "127.0.0.1:18999", "--metrics-auth", "none",
                           "--metrics-addr", "127.0.0.1:0", "--inspect-addr", "127.0.0.1:0"});
     std::string err;
     ASSERT_TRUE(agent.Start(&err, "running: tracing")) << err;
-    EXPECT_GE(CountInfertapPrograms(), before + 20);  // the capture programs are attached
+    const std::vector<int> ids = ProgramIdsOf(agent.pid());
+    EXPECT_GE(ids.size(), 20u);  // every capture program is loaded and held by the agent
+    for (int id : ids) EXPECT_TRUE(ProgramExists(id)) << "program " << id;
     EXPECT_EQ(agent.Stop(sig), 0) << agent.err();
     EXPECT_NE(agent.err().find("shutting down"), std::string::npos) << agent.err();
-    EXPECT_EQ(CountInfertapPrograms(), before) << "programs left in the kernel after signal "
-                                               << sig;
+    for (int id : ids)
+      EXPECT_FALSE(ProgramExists(id)) << "program " << id << " left in the kernel after signal "
+                                      << sig;
   }
 }
 
