@@ -29,15 +29,20 @@ bool Endpoint::is_v4() const {
 }
 
 std::string Endpoint::ToString() const {
-  const std::string port_s = std::to_string(port);
-  if (is_wildcard()) return ":" + port_s;
+  // Appends rather than `":" + s`: GCC 12 at -O3 raises a false -Wrestrict on the latter.
+  std::string out;
   char buf[INET6_ADDRSTRLEN] = {};
-  if (is_v4()) {
+  if (is_wildcard()) {
+    // ":PORT" — any address.
+  } else if (is_v4()) {
     inet_ntop(AF_INET, addr.data() + 12, buf, sizeof(buf));
-    return std::string(buf) + ":" + port_s;
+    out.append(buf);
+  } else {
+    inet_ntop(AF_INET6, addr.data(), buf, sizeof(buf));
+    out.append("[").append(buf).append("]");
   }
-  inet_ntop(AF_INET6, addr.data(), buf, sizeof(buf));
-  return "[" + std::string(buf) + "]:" + port_s;
+  out.append(":").append(std::to_string(port));
+  return out;
 }
 
 std::optional<Endpoint> ParseEndpoint(std::string_view text, std::string* error) {
