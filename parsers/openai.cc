@@ -61,9 +61,9 @@ bool NonEmptyArray(object o, std::string_view key) {
   return o[key].get_array().get(a) == simdjson::SUCCESS && a.begin() != a.end();
 }
 
-bool ChoicesHaveContent(object root) {
+bool ChoicesHaveContent(element choices_el) {
   array choices;
-  if (root["choices"].get_array().get(choices) != simdjson::SUCCESS) return false;
+  if (choices_el.get_array().get(choices) != simdjson::SUCCESS) return false;
   for (element c : choices) {
     object choice;
     if (c.get_object().get(choice) != simdjson::SUCCESS) continue;
@@ -117,36 +117,66 @@ OpenAiResponseInfo OpenAiExtractor::ParseResponse(std::string_view json, bool pa
   if (doc.get_object().get(root) != simdjson::SUCCESS) return info;
   info.valid = true;
 
-  element err;
-  if (root["error"].get(err) == simdjson::SUCCESS && !err.is_null()) info.error = true;
-  std::string_view s;
-  if (StringField(root, "object", &s) && s == "error") info.error = true;
-  element detail;
-  if (root["detail"].get(detail) == simdjson::SUCCESS) info.detail = true;
-
-  if (StringField(root, "model", &s)) SetModel(s, &info.model);
-  object usage;
-  if (ObjectField(root, "usage", &usage)) ReadUsage(usage, &info);
+  // One pass over the top-level keys (this runs once per SSE event: separate lookups would
+  // rescan the keys for each field). The first occurrence of a duplicated key wins, as with
+  // keyed lookups.
+  enum Seen : unsigned {
+    kError = 1, kObject = 2, kModel = 4, kUsage = 8, kType = 16, kDelta = 32, kResponse = 64,
+    kChoices = 128, kDetail = 256
+  };
+  unsigned seen = 0;
+  auto first = [&seen](Seen f) {
+    if (seen & f) return false;
+    seen |= f;
+    return true;
+  };
+  std::string_view type;
+  element delta, response_el, choices_el;
+  for (const auto field : root) {
+    const std::string_view k = field.key;
+    const element v = field.value;
+    if (k == "error") {
+      if (first(kError) && !v.is_null()) info.error = true;
+    } else if (k == "object") {
+      std::string_view s;
+      if (first(kObject) && v.get_string().get(s) == simdjson::SUCCESS && s == "error")
+        info.error = true;
+    } else if (k == "detail") {
+      if (first(kDetail)) info.detail = true;
+    } else if (k == "model") {
+      std::string_view s;
+      if (first(kModel) && v.get_string().get(s) == simdjson::SUCCESS) SetModel(s, &info.model);
+    } else if (k == "usage") {
+      object usage;
+      if (first(kUsage) && v.get_object().get(usage) == simdjson::SUCCESS) ReadUsage(usage, &info);
+    } else if (k == "type") {
+      if (first(kType) && v.get_string().get(type) != simdjson::SUCCESS) type = {};
+    } else if (k == "delta") {
+      if (first(kDelta)) delta = v;
+    } else if (k == "response") {
+      if (first(kResponse)) response_el = v;
+    } else if (k == "choices") {
+      if (first(kChoices)) choices_el = v;
+    }
+  }
 
   // Responses API: the event name is repeated in `type`; the final usage sits in
   // response.usage of `response.completed` (and of response.incomplete/failed).
-  std::string_view type;
-  if (StringField(root, "type", &type)) {
+  if (!type.empty()) {
     if (type == "error" || type == "response.failed") info.error = true;
-    if (type.size() > 6 && type.ends_with(".delta")) {
+    if (type.size() > 6 && type.ends_with(".delta") && (seen & kDelta)) {
       std::string_view d;
-      element delta;
-      if (root["delta"].get(delta) == simdjson::SUCCESS)
-        info.generated = delta.get_string().get(d) != simdjson::SUCCESS || !d.empty();
+      info.generated = delta.get_string().get(d) != simdjson::SUCCESS || !d.empty();
     }
   }
   object response;
-  if (ObjectField(root, "response", &response)) {
+  if ((seen & kResponse) && response_el.get_object().get(response) == simdjson::SUCCESS) {
+    std::string_view s;
     if (StringField(response, "model", &s)) SetModel(s, &info.model);
     object rusage;
     if (!info.has_usage && ObjectField(response, "usage", &rusage)) ReadUsage(rusage, &info);
   }
-  if (!info.generated) info.generated = ChoicesHaveContent(root);
+  if (!info.generated && (seen & kChoices)) info.generated = ChoicesHaveContent(choices_el);
   return info;
 }
 

@@ -43,10 +43,12 @@ ParseState SseParser::Feed(std::span<const uint8_t> bytes, SseSink& sink) {
     if (*p == '\n') ++p;
   }
   while (p < end) {
-    // Find the next CR or LF. Two memchr calls would scan twice; one pass is cheaper on the
-    // ~200-byte events that dominate.
-    const char* q = p;
-    while (q < end && *q != '\n' && *q != '\r') ++q;
+    // Find the next CR or LF: memchr for LF (vectorised), then a second memchr for a bare CR
+    // bounded by that line only. Measured (bench/parser) well ahead of a byte-by-byte scan.
+    const char* lf = static_cast<const char*>(std::memchr(p, '\n', size_t(end - p)));
+    const char* line_end = lf ? lf : end;
+    const char* cr = static_cast<const char*>(std::memchr(p, '\r', size_t(line_end - p)));
+    const char* q = cr ? cr : line_end;
     if (q == end) {
       if (skipping_) break;
       size_t n = size_t(end - p);
