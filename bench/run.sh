@@ -38,6 +38,16 @@ with open(sys.argv[2], "w") as f:
     f.write(f'| pipe 64 B | {r["pipe_ns_per_iter"]["none"]:.1f} | {r["pipe_ns_per_iter"]["floor"]:.1f} | {r["pipe_ns_per_iter"]["infertap"]:.1f} |\n')
     f.write(f'| TCP 64 B (untraced socket) | {r["tcp_ns_per_iter"]["none"]:.1f} | {r["tcp_ns_per_iter"]["floor"]:.1f} | {r["tcp_ns_per_iter"]["infertap"]:.1f} |\n')
     f.write(f'\nSlowdown of the pipe loop: floor {r["pipe_slowdown"]["floor"]:.3f}×, infertap {r["pipe_slowdown"]["infertap"]:.3f}× (SPEC §13 quotes about 1.25× for the floor on these machines).\n')
-    f.write("\nNot measured yet (they need `infertap run` end to end and the pipeline benchmarks): agent CPU per streamed request, throughput ratio with `infertap-sim --cpu-per-token 30us`, lost events at 2,000 streamed requests/s, offline replay throughput vs llhttp, RSS with 10,000 idle connections.\n")
+    f.write("\nNot measured yet: agent CPU per streamed request, throughput ratio with `infertap-sim --cpu-per-token 30us`, lost events at 2,000 streamed requests/s, RSS with 10,000 idle connections.\n")
 print(f"bench: wrote {sys.argv[2]}")
 PY
+
+echo "bench: offline pipeline throughput (bench/parser/run.sh), about a minute"
+{
+  echo
+  echo "## Offline pipeline throughput"
+  echo
+  echo "Produced by \`bench/parser/run.sh $build\` (Google Benchmark, no root):"
+  echo
+  bash "$here/bench/parser/run.sh" "$build"
+} | tee -a "$out" | tail -8
