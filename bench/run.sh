@@ -47,7 +47,7 @@ echo "bench: offline pipeline throughput (bench/parser/run.sh), about a minute"
   echo
   echo "## Offline pipeline throughput"
   echo
-  echo "Produced by \`bench/parser/run.sh $build\` (Google Benchmark, no root):"
+  echo "Produced by \`bench/parser/run.sh ${build#$here/}\` (Google Benchmark, no root):"
   echo
   bash "$here/bench/parser/run.sh" "$build"
 } | tee -a "$out" | tail -8
