@@ -20,32 +20,6 @@ constexpr size_t kMaxLabelBytes = 256;
 // Parse-error reasons come from our own code, but a cap keeps a future bug from exploding them.
 constexpr size_t kMaxParseErrorReasons = 64;
 
-// Our own mapping rather than parsers' ErrorCodeName(): the metrics library links without the
-// parser library, and these strings are the §6.2 label values the dashboards depend on.
-std::string_view ErrorLabel(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kNone:
-      return "";
-    case ErrorCode::kBadRequest:
-      return "BadRequest";
-    case ErrorCode::kUnauthorized:
-      return "Unauthorized";
-    case ErrorCode::kForbidden:
-      return "Forbidden";
-    case ErrorCode::kNotFound:
-      return "NotFound";
-    case ErrorCode::kResourceExhausted:
-      return "ResourceExhausted";
-    case ErrorCode::kServiceUnavailable:
-      return "ServiceUnavailable";
-    case ErrorCode::kModelServerError:
-      return "ModelServerError";
-    case ErrorCode::kIncomplete:
-      return "Incomplete";
-  }
-  return "ModelServerError";
-}
-
 // Length of the valid UTF-8 sequence at s[i], or 0 if invalid (overlongs, surrogates and values
 // above U+10FFFF are invalid, as Prometheus' own validation treats them).
 size_t Utf8SequenceLength(std::string_view s, size_t i) {
@@ -394,7 +368,7 @@ void Metrics::OnRecord(const RequestRecord& r) {
     }
     HistLocked(s, kResponseSizes).Observe(double(r.response_bytes));
   }
-  if (r.error != ErrorCode::kNone) ErrorLocked(s, ErrorLabel(r.error)).Increment();
+  if (r.error != ErrorCode::kNone) ErrorLocked(s, ErrorCodeName(r.error)).Increment();
   if (r.input_tokens && *r.input_tokens > 0) {
     HistLocked(s, kInputTokens).Observe(double(*r.input_tokens));
   }
