@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -25,8 +26,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "agent/capture/bpf_capture.hpp"
 #include "floor.skel.h"
@@ -174,7 +173,8 @@ int main(int argc, char** argv) {
   auto set_cfg = [&](Cfg c) {
     floor_bpf__detach(floor);
     cap->SetAttached(false);
-    if (c == kFloor && floor_bpf__attach(floor)) std::fprintf(stderr, "bench: floor attach failed\n");
+    if (c == kFloor && floor_bpf__attach(floor))
+      std::fprintf(stderr, "bench: floor attach failed\n");
     if (c == kInfertap) cap->SetAttached(true);
   };
 
@@ -204,8 +204,7 @@ int main(int argc, char** argv) {
   auto per_syscall = [](double ns_per_iter) { return ns_per_iter / 2; };
   const double pn = Median(pipe_t[kNone]), pf = Median(pipe_t[kFloor]),
                pi = Median(pipe_t[kInfertap]);
-  const double tn = Median(tcp_t[kNone]), tf = Median(tcp_t[kFloor]),
-               ti = Median(tcp_t[kInfertap]);
+  const double tn = Median(tcp_t[kNone]), tf = Median(tcp_t[kFloor]), ti = Median(tcp_t[kInfertap]);
   const double pipe_floor_add = per_syscall(pf - pn), pipe_inf_add = per_syscall(pi - pn);
   const double tcp_floor_add = per_syscall(tf - tn), tcp_inf_add = per_syscall(ti - tn);
   // On the traced socket only the write is captured: one captured syscall per iteration.

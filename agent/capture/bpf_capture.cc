@@ -128,9 +128,8 @@ std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Sta
   bpf_map__set_max_entries(s->maps.events, ring);
 
   if (int err = capture_bpf__load(s); err) {
-    *status = Status::FromErrno("cannot load the capture BPF programs (" + LastLibbpfMessage() +
-                                    ")",
-                                err);
+    *status = Status::FromErrno(
+        "cannot load the capture BPF programs (" + LastLibbpfMessage() + ")", err);
     return nullptr;
   }
   if (int err = capture_bpf__attach(s); err) {
@@ -141,10 +140,10 @@ std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Sta
     return nullptr;
   }
   bpf_program* prog;
-  bpf_object__for_each_program(prog, s->obj) ++cap->links_;
+  bpf_object__for_each_program(prog, s->obj)++ cap->links_;
 
-  cap->rb_ = ring_buffer__new(bpf_map__fd(s->maps.events), &BpfCapture::OnRingEvent, cap.get(),
-                              nullptr);
+  cap->rb_ =
+      ring_buffer__new(bpf_map__fd(s->maps.events), &BpfCapture::OnRingEvent, cap.get(), nullptr);
   if (!cap->rb_) {
     *status = Status::FromErrno("cannot open the capture ring buffer", errno);
     return nullptr;
@@ -170,9 +169,8 @@ Status BpfCapture::SetEndpoints(const std::vector<TracedEndpoint>& endpoints) {
     it_endpoint_key k = key_of(e.endpoint);
     it_endpoint_value v{e.roles, e.pool_index};
     if (bpf_map_update_elem(fd, &k, &v, BPF_ANY) != 0)
-      return Status::FromErrno("cannot add endpoint " + e.endpoint.ToString() +
-                                   " to the kernel filter",
-                               errno);
+      return Status::FromErrno(
+          "cannot add endpoint " + e.endpoint.ToString() + " to the kernel filter", errno);
   }
   endpoints_ = endpoints;
   // Cached per-fd decisions carry the epoch they were made in; moving it re-decides them.

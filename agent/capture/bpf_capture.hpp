@@ -17,14 +17,14 @@ struct ring_buffer;
 namespace infertap {
 
 struct CaptureOptions {
-  uint32_t ring_buffer_bytes = 16u << 20;            // power of two, >= 4096
-  uint32_t syscall_cap = IT_DEFAULT_SYSCALL_CAP;     // bytes captured per syscall
-  bool trace_self = false;                           // tests only: also trace this process
+  uint32_t ring_buffer_bytes = 16u << 20;         // power of two, >= 4096
+  uint32_t syscall_cap = IT_DEFAULT_SYSCALL_CAP;  // bytes captured per syscall
+  bool trace_self = false;                        // tests only: also trace this process
 };
 
 struct KernelStats {
-  uint64_t events = 0, bytes = 0, lost_events = 0, lost_bytes = 0, conns_full = 0,
-           gap_bytes = 0, resolves = 0;
+  uint64_t events = 0, bytes = 0, lost_events = 0, lost_bytes = 0, conns_full = 0, gap_bytes = 0,
+           resolves = 0;
 };
 
 struct TracedEndpoint {

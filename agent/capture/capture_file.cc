@@ -110,23 +110,23 @@ std::unique_ptr<CaptureReader> CaptureReader::Open(const std::string& path, Stat
   }
   const uint32_t version = GetLe<uint32_t>(hdr + 8);
   if (version != kCaptureFormatVersion) {
-    *status = Status::Error(path + ": unsupported capture format version " +
-                            std::to_string(version) + " (this build reads " +
-                            std::to_string(kCaptureFormatVersion) + ")");
+    *status =
+        Status::Error(path + ": unsupported capture format version " + std::to_string(version) +
+                      " (this build reads " + std::to_string(kCaptureFormatVersion) + ")");
     return nullptr;
   }
   r->abi_version_ = GetLe<uint32_t>(hdr + 12);
   if (r->abi_version_ != IT_ABI_VERSION) {
-    *status = Status::Error(path + ": capture made with event ABI " +
-                            std::to_string(r->abi_version_) + ", this build reads " +
-                            std::to_string(IT_ABI_VERSION));
+    *status =
+        Status::Error(path + ": capture made with event ABI " + std::to_string(r->abi_version_) +
+                      ", this build reads " + std::to_string(IT_ABI_VERSION));
     return nullptr;
   }
   r->wall_offset_ns_ = GetLe<int64_t>(hdr + 16);
   const uint32_t hlen = GetLe<uint32_t>(hdr + 32);
   if (hlen < 36 || hlen > 4096) {
-    *status = Status::Error(path + ": corrupt capture file header (length " +
-                            std::to_string(hlen) + ")");
+    *status =
+        Status::Error(path + ": corrupt capture file header (length " + std::to_string(hlen) + ")");
     return nullptr;
   }
   if (std::fseek(f, hlen, SEEK_SET) != 0) {

@@ -22,9 +22,9 @@ class EventSink {
 };
 
 struct PollResult {
-  Status status;       // not ok: the source failed (message says why)
-  size_t events = 0;   // delivered by this call
-  bool at_end = false; // no more events will come (end of a file)
+  Status status;        // not ok: the source failed (message says why)
+  size_t events = 0;    // delivered by this call
+  bool at_end = false;  // no more events will come (end of a file)
 };
 
 class EventSource {

@@ -22,10 +22,10 @@
 namespace infertap {
 
 struct ConnCounters {
-  uint64_t events = 0;       // data events received (pieces, not syscalls)
-  uint64_t bytes_in = 0;     // ingress bytes delivered as data (read by the traced process)
-  uint64_t bytes_out = 0;    // egress bytes delivered as data (written by the traced process)
-  uint64_t gap_bytes = 0;    // bytes delivered as gaps, both directions
+  uint64_t events = 0;     // data events received (pieces, not syscalls)
+  uint64_t bytes_in = 0;   // ingress bytes delivered as data (read by the traced process)
+  uint64_t bytes_out = 0;  // egress bytes delivered as data (written by the traced process)
+  uint64_t gap_bytes = 0;  // bytes delivered as gaps, both directions
 };
 
 struct ConnInfo {

@@ -76,9 +76,9 @@ int RunCapture(const CaptureArgs& a) {
 
   std::string what;
   for (const auto& e : endpoints) what += (what.empty() ? "" : ", ") + e.endpoint.ToString();
-  LOG_INFO("capturing %s side of %s (%zu programs attached)%s%s",
-           CaptureSideName(a.targets.side), what.c_str(), cap->attached_programs(),
-           a.output.empty() ? "" : " to ", a.output.c_str());
+  LOG_INFO("capturing %s side of %s (%zu programs attached)%s%s", CaptureSideName(a.targets.side),
+           what.c_str(), cap->attached_programs(), a.output.empty() ? "" : " to ",
+           a.output.c_str());
 
   const uint64_t start = MonoNowNs();
   const uint64_t deadline = a.duration_s > 0 ? start + uint64_t(a.duration_s * 1e9) : 0;
@@ -125,8 +125,9 @@ Runner RegisterCapture(CLI::App& app) {
       "CAP_BPF+CAP_PERFMON)");
   AddTargetOptions(*cmd, args->targets);
   cmd->add_option("-o,--output", args->output, "Write the raw event stream to this capture file");
-  cmd->add_option("--duration", args->duration_s, "Stop after this many seconds (default: until "
-                                                  "SIGINT/SIGTERM)")
+  cmd->add_option("--duration", args->duration_s,
+                  "Stop after this many seconds (default: until "
+                  "SIGINT/SIGTERM)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--summary", args->summary,
                 "On exit print one JSON object per connection: pid, fd, role, local, remote, "

@@ -8,9 +8,9 @@
 #include "agent/capture/tracker.hpp"
 #include "agent/cli/commands.hpp"
 #include "agent/cli/targets.hpp"
+#include "agent/common/version.hpp"
 #include "agent/metrics/metrics.hpp"
 #include "agent/pipeline/pipeline.hpp"
-#include "agent/common/version.hpp"
 #include "agent/replay/pcap_replay.hpp"
 
 namespace infertap::cli {

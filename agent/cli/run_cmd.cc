@@ -85,7 +85,8 @@ Status LoadConfig(const std::string& path, std::vector<PoolSpec>* pools) {
     return Status::Error("--config " + path + ": invalid JSON (" + e.what() + ")");
   }
   if (!j.is_object() || !j.contains("pools") || !j["pools"].is_array() || j["pools"].empty())
-    return Status::Error("--config " + path + ": expected {\"pools\": [ ... ]} with one pool or more");
+    return Status::Error("--config " + path +
+                         ": expected {\"pools\": [ ... ]} with one pool or more");
   for (const auto& p : j["pools"]) {
     PoolSpec spec;
     if (!p.is_object() || !p.contains("name") || !p["name"].is_string() ||
@@ -257,8 +258,7 @@ int RunAgent(const RunArgs& a) {
   popts.exchange.extra_inference_paths = a.extra_paths;
 
   std::string auth_mode;
-  if (Status s = serve::ValidateAuthMode(a.metrics_auth, serve::InClusterFromEnv(), &auth_mode);
-      !s)
+  if (Status s = serve::ValidateAuthMode(a.metrics_auth, serve::InClusterFromEnv(), &auth_mode); !s)
     return Fail(s.message());
   if (a.tls_cert.empty() != a.tls_key.empty())
     return Fail("--tls-cert and --tls-key go together", 2);
@@ -294,7 +294,8 @@ int RunAgent(const RunArgs& a) {
   PollerOptions polls;
   polls.poll_interval = std::chrono::milliseconds(int64_t(a.poll_interval_s * 1000));
   polls.staleness = std::chrono::milliseconds(int64_t(a.staleness_s * 1000));
-  PoolPoller poller(metrics, [] { return std::chrono::steady_clock::now(); }, polls);
+  PoolPoller poller(
+      metrics, [] { return std::chrono::steady_clock::now(); }, polls);
 
   serve::InspectServerOptions isopts;
   isopts.http.addr = a.inspect_addr;

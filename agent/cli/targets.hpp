@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "agent/capture/bpf_capture.hpp"
-#include "agent/pipeline/pipeline.hpp"
 #include "agent/common/status.hpp"
+#include "agent/pipeline/pipeline.hpp"
 
 namespace infertap::cli {
 

@@ -4,6 +4,7 @@
 // the server actually sent.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -15,17 +16,15 @@
 
 #include <atomic>
 #include <cstring>
+#include <future>
 #include <map>
 #include <memory>
-#include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "test/e2e/e2e_util.hpp"
 
@@ -277,8 +276,8 @@ class TestClient {
   }
   // Sends "GET /<size>" and reads the whole response. Returns false on any error.
   bool Exchange(size_t size, IoMode mode = IoMode::kReadWrite) {
-    const std::string req = "GET /" + std::to_string(size) +
-                            " HTTP/1.1\r\nHost: model\r\nUser-Agent: e2e\r\n\r\n";
+    const std::string req =
+        "GET /" + std::to_string(size) + " HTTP/1.1\r\nHost: model\r\nUser-Agent: e2e\r\n\r\n";
     if (!WriteAll(fd_, req, mode, &sent_)) return false;
     std::string resp;
     char buf[65536];
@@ -400,12 +399,12 @@ void RunModeTest(CaptureE2E* self, NetnsPair& ns, IoMode mode,
   }
 }
 
-#define MODE_TEST(Name, Mode)                                                        \
-  TEST_F(CaptureE2E, Name) {                                                         \
-    if (!ns_) return;                                                                \
-    RunModeTest(                                                                     \
+#define MODE_TEST(Name, Mode)                                                       \
+  TEST_F(CaptureE2E, Name) {                                                        \
+    if (!ns_) return;                                                               \
+    RunModeTest(                                                                    \
         this, *ns_, Mode, [this](const std::string& t) { return StartCapture(t); }, \
-        [this](CaptureProcess& c) { return StopAndRead(c); });                       \
+        [this](CaptureProcess& c) { return StopAndRead(c); });                      \
   }
 
 MODE_TEST(ReadWritePathIsCapturedByteForByte, IoMode::kReadWrite)
@@ -419,9 +418,9 @@ TEST_F(CaptureE2E, FourMiBResponseIsCapturedWhole) {
   TestServer server(ns_->srv(), ns_->srv_v4(), port, IoMode::kReadWrite);
   ASSERT_TRUE(server.Start());
   // A 4 MiB write can complete in one syscall: raise the per-syscall cap so all of it is copied.
-  auto cap = StartCapture(ns_->srv_v4() + ":" + std::to_string(port),
-                          {"--syscall-cap", std::to_string(8 << 20), "--ring-buffer-size",
-                           std::to_string(64 << 20)});
+  auto cap = StartCapture(
+      ns_->srv_v4() + ":" + std::to_string(port),
+      {"--syscall-cap", std::to_string(8 << 20), "--ring-buffer-size", std::to_string(64 << 20)});
   TestClient cl;
   ASSERT_TRUE(cl.Connect(ns_->cli(), ns_->srv_v4(), port));
   ASSERT_TRUE(cl.Exchange(4 << 20));
@@ -678,8 +677,8 @@ TEST_F(CaptureE2E, ClientSideTracesTheConnectingSocket) {
   EXPECT_EQ(c.info.role, Role::kClient);
   EXPECT_EQ(c.info.remote.port, port);
   EXPECT_EQ(c.info.local.port, cl.port());
-  EXPECT_TRUE(c.out == cl.sent());      // the client wrote the request
-  EXPECT_TRUE(c.in == cl.received());   // and read the response
+  EXPECT_TRUE(c.out == cl.sent());     // the client wrote the request
+  EXPECT_TRUE(c.in == cl.received());  // and read the response
 }
 
 // The acceptance check: `infertap capture --summary` with curl as the client.
@@ -694,10 +693,11 @@ TEST_F(CaptureE2E, SummaryWithCurlReportsExactByteCounts) {
   std::string err;
   ASSERT_TRUE(cap.Start(&err)) << err;
   std::string out;
-  ASSERT_EQ(Sh("ip netns exec " + ns_->cli() + " curl -sS -o /dev/null -o /dev/null -w '%{size_request} "
-               "%{size_header} %{size_download}\\n' http://" + ns_->srv_v4() + ":" +
-               std::to_string(port) + "/65000 http://" + ns_->srv_v4() + ":" +
-               std::to_string(port) + "/12",
+  ASSERT_EQ(Sh("ip netns exec " + ns_->cli() +
+                   " curl -sS -o /dev/null -o /dev/null -w '%{size_request} "
+                   "%{size_header} %{size_download}\\n' http://" +
+                   ns_->srv_v4() + ":" + std::to_string(port) + "/65000 http://" + ns_->srv_v4() +
+                   ":" + std::to_string(port) + "/12",
                &out),
             0)
       << out;
@@ -745,7 +745,7 @@ TEST(CaptureCli, WithoutPrivilegesExitsOneWithAMessage) {
   if (Sh("command -v setpriv") != 0) GTEST_SKIP() << "setpriv not installed";
   std::string out;
   EXPECT_EQ(Sh("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all " +
-               InfertapBinary() + " capture --summary --duration 1",
+                   InfertapBinary() + " capture --summary --duration 1",
                &out),
             1);
   EXPECT_NE(out.find("needs root or CAP_BPF+CAP_PERFMON"), std::string::npos) << out;

@@ -1,6 +1,7 @@
 #include "test/e2e/e2e_util.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -12,8 +13,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-
-#include <gtest/gtest.h>
 
 #include "agent/capture/capture_file.hpp"
 
@@ -53,23 +52,20 @@ NetnsPair::NetnsPair() {
   const std::string vc = "itc" + std::to_string(subnet_) + "x" + std::to_string(getpid() % 10000);
   const std::string s = std::to_string(subnet_);
   const std::string script =
-      "set -e; ip netns add " + srv_ + "; ip netns add " + cli_ +
-      "; ip link add " + vs + " type veth peer name " + vc +
-      "; ip link set " + vs + " netns " + srv_ + "; ip link set " + vc + " netns " + cli_ +
-      "; ip -n " + srv_ + " addr add 10.231." + s + ".1/24 dev " + vs +
-      "; ip -n " + cli_ + " addr add 10.231." + s + ".2/24 dev " + vc +
-      "; ip -n " + srv_ + " addr add fd00:231:" + s + "::1/64 dev " + vs + " nodad" +
-      "; ip -n " + cli_ + " addr add fd00:231:" + s + "::2/64 dev " + vc + " nodad" +
-      "; ip -n " + srv_ + " link set " + vs + " up; ip -n " + cli_ + " link set " + vc + " up" +
-      "; ip -n " + srv_ + " link set lo up; ip -n " + cli_ + " link set lo up";
+      "set -e; ip netns add " + srv_ + "; ip netns add " + cli_ + "; ip link add " + vs +
+      " type veth peer name " + vc + "; ip link set " + vs + " netns " + srv_ + "; ip link set " +
+      vc + " netns " + cli_ + "; ip -n " + srv_ + " addr add 10.231." + s + ".1/24 dev " + vs +
+      "; ip -n " + cli_ + " addr add 10.231." + s + ".2/24 dev " + vc + "; ip -n " + srv_ +
+      " addr add fd00:231:" + s + "::1/64 dev " + vs + " nodad" + "; ip -n " + cli_ +
+      " addr add fd00:231:" + s + "::2/64 dev " + vc + " nodad" + "; ip -n " + srv_ + " link set " +
+      vs + " up; ip -n " + cli_ + " link set " + vc + " up" + "; ip -n " + srv_ +
+      " link set lo up; ip -n " + cli_ + " link set lo up";
   std::string out;
   ok_ = Sh(script, &out) == 0;
   if (!ok_) ADD_FAILURE() << "netns setup failed: " << out;
 }
 
-NetnsPair::~NetnsPair() {
-  Sh("ip netns del " + srv_ + "; ip netns del " + cli_);
-}
+NetnsPair::~NetnsPair() { Sh("ip netns del " + srv_ + "; ip netns del " + cli_); }
 
 bool EnterNetns(const std::string& name) {
   const std::string path = "/var/run/netns/" + name;

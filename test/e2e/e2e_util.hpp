@@ -18,13 +18,13 @@ std::string BpfUnavailableReason();
 bool BpfRequired();
 
 // In a test body or SetUp: skip when BPF is impossible here, fail instead when it is required.
-#define INFERTAP_REQUIRE_BPF_OR_SKIP()                                                   \
-  do {                                                                                 \
-    const std::string why_ = ::infertap::e2e::BpfUnavailableReason();                  \
-    if (!why_.empty()) {                                                               \
+#define INFERTAP_REQUIRE_BPF_OR_SKIP()                                                  \
+  do {                                                                                  \
+    const std::string why_ = ::infertap::e2e::BpfUnavailableReason();                   \
+    if (!why_.empty()) {                                                                \
       if (::infertap::e2e::BpfRequired()) FAIL() << "INFERTAP_REQUIRE_BPF=1: " << why_; \
-      GTEST_SKIP() << why_;                                                            \
-    }                                                                                  \
+      GTEST_SKIP() << why_;                                                             \
+    }                                                                                   \
   } while (0)
 
 std::string InfertapBinary();

@@ -1,17 +1,16 @@
 // `infertap run` startup and shutdown behaviour (SPEC §10, §11): clear one-line errors with the
 // right exit codes, and nothing left in the kernel after a graceful stop.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <sstream>
-#include <vector>
 #include <string>
-
-#include <gtest/gtest.h>
+#include <vector>
 
 #include "test/e2e/e2e_util.hpp"
 
@@ -112,8 +111,8 @@ TEST(RunCli, GracefulStopReleasesEveryProgram) {
     EXPECT_EQ(agent.Stop(sig), 0) << agent.err();
     EXPECT_NE(agent.err().find("shutting down"), std::string::npos) << agent.err();
     for (int id : ids)
-      EXPECT_FALSE(ProgramExists(id)) << "program " << id << " left in the kernel after signal "
-                                      << sig;
+      EXPECT_FALSE(ProgramExists(id))
+          << "program " << id << " left in the kernel after signal " << sig;
   }
 }
 

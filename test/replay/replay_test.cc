@@ -3,6 +3,7 @@
 // (test/replay/data/). Each test asserts the values the traffic is known to carry (see the
 // READMEs), and the complete record output is compared with a golden file, rewritten only when
 // INFERTAP_UPDATE_GOLDENS=1.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,8 +14,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "parsers/promtext/promtext.hpp"
 
@@ -187,12 +186,14 @@ TEST(ReplayCapture, InfertapCaptureFileOfMixedTraffic) {
 // The default output is the Prometheus exposition, built by the same registry as live.
 TEST(ReplayCapture, ExpositionCarriesTheRecordedTraffic) {
   const std::string f = kSrc + "/test/replay/data/sim_mixed.cap";
-  CliRun r = Exec("replay " + f + " --target 127.0.0.1:18201 --model-alias "
-               "meta-llama/Llama-3.1-8B-Instruct=llama");
+  CliRun r = Exec("replay " + f +
+                  " --target 127.0.0.1:18201 --model-alias "
+                  "meta-llama/Llama-3.1-8B-Instruct=llama");
   ASSERT_EQ(r.code, 0) << r.err;
   auto parsed = infertap::promtext::Parse(r.out, infertap::promtext::Format::kText004, {});
   ASSERT_TRUE(parsed.ok()) << parsed.error.message;
-  auto value = [&](const std::string& name, const std::vector<std::pair<std::string, std::string>>& labels) {
+  auto value = [&](const std::string& name,
+                   const std::vector<std::pair<std::string, std::string>>& labels) {
     for (const auto& fam : parsed.families)
       for (const auto& s : fam.samples) {
         if (s.name != name) continue;

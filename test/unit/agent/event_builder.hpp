@@ -35,8 +35,7 @@ inline std::vector<uint8_t> DataEvent(uint64_t conn_id, Direction dir, uint64_t 
 }
 
 inline std::vector<uint8_t> ConnEvent(uint16_t type, uint64_t conn_id, uint64_t ts_ns,
-                                      uint64_t in_pos = 0, uint64_t out_pos = 0,
-                                      uint32_t fd = 5) {
+                                      uint64_t in_pos = 0, uint64_t out_pos = 0, uint32_t fd = 5) {
   it_conn_event ev{};
   ev.hdr.type = type;
   ev.hdr.version = IT_ABI_VERSION;

@@ -122,8 +122,8 @@ TEST_F(TrackerTest, InterleavedConnectionsDoNotMix) {
 
 TEST_F(TrackerTest, DuplicateAndOverlappingRangesAreTrimmed) {
   Feed(DataEvent(1, Direction::kIngress, 0, "abcdef", 1));
-  Feed(DataEvent(1, Direction::kIngress, 0, "abcdef", 2));    // full duplicate
-  Feed(DataEvent(1, Direction::kIngress, 4, "efghij", 3));    // overlaps 2 bytes
+  Feed(DataEvent(1, Direction::kIngress, 0, "abcdef", 2));  // full duplicate
+  Feed(DataEvent(1, Direction::kIngress, 4, "efghij", 3));  // overlaps 2 bytes
   EXPECT_EQ(rec.conns[1].in, "abcdefghij");
   EXPECT_EQ(tracker.stats().duplicate_bytes, 8u);
 }
