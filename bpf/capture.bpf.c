@@ -252,7 +252,13 @@ static __always_inline void emit_conn_event(__u16 type, __u32 tgid, struct conn_
  * fd_cache for anything already decided; resolution through task → files → socket otherwise
  * (that is also how sockets opened before the agent started are picked up).
  */
-static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u64 *key_out)
+/*
+ * Returns non-zero when (tgid, fd) is traced (the connection state is then in `conns` under
+ * *key_out). A cached "traced" decision at the current epoch is trusted without looking at
+ * `conns`: close()/dup2()/accept() drop both entries together, and the exit side looks the state
+ * up anyway (and gives up if it is gone).
+ */
+static __always_inline int lookup_conn(__u32 tgid, __u32 fd, __u64 *key_out)
 {
 	__u64 key = fd_key(tgid, fd);
 	__u64 epoch = filter_epoch;
@@ -261,21 +267,19 @@ static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u6
 
 	*key_out = key;
 	if (fast_says_untraced(tgid, fd, epoch))
-		return NULL;
+		return 0;
 	cv = bpf_map_lookup_elem(&fd_cache, &key);
 	if (cv) {
 		if (cv->kind == FD_NOT_TRACEABLE) {
 			fast_store(tgid, fd, FD_NOT_TRACEABLE, epoch);
-			return NULL;
+			return 0;
 		}
 		if (cv->epoch == epoch) {
 			if (cv->kind == FD_UNTRACED) {
 				fast_store(tgid, fd, FD_UNTRACED, epoch);
-				return NULL;
+				return 0;
 			}
-			c = bpf_map_lookup_elem(&conns, &key);
-			if (c)
-				return c;
+			return 1; /* FD_TRACED */
 		}
 	}
 	struct fd_cache_val nv = {.epoch = epoch};
@@ -283,7 +287,7 @@ static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u6
 		nv.kind = FD_NOT_TRACEABLE;
 		bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
 		fast_store(tgid, fd, FD_NOT_TRACEABLE, epoch);
-		return NULL;
+		return 0;
 	}
 
 	stat_add(IT_STAT_RESOLVES, 1);
@@ -295,7 +299,7 @@ static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u6
 			bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
 			fast_store(tgid, fd, FD_NOT_TRACEABLE, epoch);
 		}
-		return NULL;
+		return 0;
 	}
 
 	__u32 roles = match_endpoint(sv.local, sv.lport) & IT_ROLE_SERVER;
@@ -312,12 +316,12 @@ static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u6
 			if (bpf_map_delete_elem(&conns, &key) == 0)
 				tgid_conns_add(tgid, -1);
 		}
-		return NULL;
+		return 0;
 	}
 	nv.kind = FD_TRACED;
 	if (c) { /* still traced after an endpoint change: keep the connection going */
 		bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
-		return c;
+		return 1;
 	}
 
 	struct conn_state ns = {};
@@ -328,15 +332,15 @@ static __always_inline struct conn_state *lookup_conn(__u32 tgid, __u32 fd, __u6
 		c = bpf_map_lookup_elem(&conns, &key); /* lost a race with another thread */
 		if (!c)
 			stat_add(IT_STAT_CONNS_FULL, 1);
-		return c;
+		return c != NULL;
 	}
 	c = bpf_map_lookup_elem(&conns, &key);
 	if (!c)
-		return NULL;
+		return 0;
 	tgid_conns_add(tgid, 1);
 	bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
 	emit_conn_event(IT_EV_OPEN, tgid, c, &sv);
-	return c;
+	return 1;
 }
 
 /* Forget (tgid, fd): close(), dup2() over it, or a new socket appearing under that number. */
@@ -361,8 +365,7 @@ static __always_inline int enter_io(__u32 fd, __u64 ptr, __u32 count, __u8 sys, 
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u64 key;
 
-	struct conn_state *c = lookup_conn(tgid, fd, &key);
-	if (!c)
+	if (!lookup_conn(tgid, fd, &key))
 		return 0;
 	struct active_io *a = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0,
 						   BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -580,8 +583,12 @@ static __always_inline int exit_io(long ret)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
 	struct conn_state *c = bpf_map_lookup_elem(&conns, &io.conn_key);
-	if (!c)
-		return 0; /* closed by another thread meanwhile */
+	if (!c) {
+		/* Closed by another thread meanwhile, or a stale "traced" decision (the state went
+		 * with an exited process): decide afresh on the next syscall. */
+		bpf_map_delete_elem(&fd_cache, &io.conn_key);
+		return 0;
+	}
 
 	struct emit_ctx *e = bpf_map_lookup_elem(&emit_scratch, &zero);
 	if (!e)
