@@ -1,0 +1,402 @@
+#!/usr/bin/env python3
+"""End-to-end agent figures of SPEC §13 with real processes (infertap run, infertap-sim,
+infertap-load) on loopback. Driven by bench/agent/run.sh; prints a markdown table on stdout and
+progress on stderr. Every child is bounded in time and killed on exit."""
+import json
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIM = os.path.join(BUILD, "infertap-sim")
+LOAD = os.path.join(BUILD, "infertap-load")
+AGENT = os.path.join(BUILD, "infertap")
+LOGS = tempfile.mkdtemp(prefix="infertap-bench-agent.")
+TICK = os.sysconf("SC_CLK_TCK")
+ENV = dict(os.environ)
+
+# Knobs (environment overrides for quick runs).
+CPU_REQS = int(ENV.get("BENCH_CPU_REQUESTS", "20000"))
+AB_ROUNDS = int(ENV.get("BENCH_AB_ROUNDS", "7"))
+AB_SECS = float(ENV.get("BENCH_AB_SECONDS", "4"))
+RATE = float(ENV.get("BENCH_RATE", "2000"))
+RATE_SECS = float(ENV.get("BENCH_RATE_SECONDS", "10"))
+IDLE_CONNS = int(ENV.get("BENCH_IDLE_CONNS", "10000"))
+
+children = []
+
+
+def log(msg):
+    print(f"bench/agent: {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(name, argv, **kw):
+    out = open(os.path.join(LOGS, name + ".out"), "wb")
+    err = open(os.path.join(LOGS, name + ".err"), "wb")
+    p = subprocess.Popen(argv, stdout=out, stderr=err, **kw)
+    p.logname = name
+    children.append(p)
+    return p
+
+
+def stop(p, timeout=10):
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+    if p in children:
+        children.remove(p)
+
+
+def wait_for(pred, timeout, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what} (logs in {LOGS})")
+
+
+def read_log(p, kind):
+    with open(os.path.join(LOGS, f"{p.logname}.{kind}"), "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+def start_sim(tag, *extra, threads=1, cpu=None):
+    argv = [SIM, "--listen", "127.0.0.1:0", "--tokens", "64", "--itl-ms", "0", "--ttft-ms", "0",
+            "--threads", str(threads), *extra]
+    p = spawn(f"sim-{tag}", argv, preexec_fn=(lambda: os.sched_setaffinity(0, cpu)) if cpu else None)
+    line = wait_for(lambda: p.poll() is None and next(
+        (l for l in read_log(p, "out").splitlines() if "listening on" in l), None), 10, "sim")
+    p.port = int(line.split()[-1].rsplit(":", 1)[1])
+    return p
+
+
+def start_agent(tag, *sim_ports):
+    m, i = free_port(), free_port()
+    argv = [AGENT, "run", *[a for p in sim_ports for a in ("--target", f"127.0.0.1:{p}")],
+            "--metrics-auth", "none",
+            "--metrics-addr", f"127.0.0.1:{m}", "--inspect-addr", f"127.0.0.1:{i}"]
+    p = spawn(f"agent-{tag}", argv)
+    p.metrics_port = m
+
+    def ready():
+        if p.poll() is not None:
+            raise RuntimeError(f"agent exited {p.returncode}: {read_log(p, 'err')[-2000:]}")
+        return "running: tracing" in read_log(p, "err")
+    wait_for(ready, 30, "agent 'running: tracing'")
+    return p
+
+
+def metrics(agent):
+    with urllib.request.urlopen(f"http://127.0.0.1:{agent.metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{", 1)[0]
+        try:
+            out[name] = out.get(name, 0.0) + float(value)
+        except ValueError:
+            pass
+    return out
+
+
+def metric(agent, name):
+    return metrics(agent).get(name, 0.0)
+
+
+def cpu_s(pid):
+    """utime+stime of the whole process (all threads, live and exited), seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # fields 14, 15 of stat(5)
+
+
+def user_sys_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+
+def sched_ns(pid):
+    """Sum of on-CPU ns over the live threads (/proc/PID/task/*/schedstat): finer grained."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
+
+
+def status_kb(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def load_run(tag, port, *args, timeout=120, cpu=None):
+    argv = [LOAD, "--url", f"http://127.0.0.1:{port}/v1/chat/completions", "--stream",
+            "--include-usage", "--tokens", "64", *args]
+    p = subprocess.run(["timeout", str(timeout), *argv], capture_output=True,
+                       preexec_fn=(lambda: os.sched_setaffinity(0, cpu)) if cpu else None)
+    with open(os.path.join(LOGS, f"load-{tag}.json"), "wb") as f:
+        f.write(p.stdout + b"\n" + p.stderr)
+    if p.returncode not in (0, 3):
+        raise RuntimeError(f"infertap-load exited {p.returncode}: {p.stderr.decode()[-500:]}")
+    return json.loads(p.stdout)
+
+
+def load_pair(tag, sims, secs):
+    """One closed-loop infertap-load (-c 8) per simulator, concurrently; summed req/s and ok."""
+    procs = []
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sim0 = [user_sys_s(x.pid) for x in sims]
+    for k, sim in enumerate(sims):
+        argv = [LOAD, "--url", f"http://127.0.0.1:{sim.port}/v1/chat/completions", "--stream",
+                "--include-usage", "--tokens", "64", "-c", "8", "-d", str(secs)]
+        procs.append(subprocess.Popen(["timeout", str(secs + 60), *argv], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE))
+    rps, ok, errors = 0.0, 0, 0
+    for k, p in enumerate(procs):
+        out, err = p.communicate()
+        with open(os.path.join(LOGS, f"load-{tag}-{k}.json"), "wb") as f:
+            f.write(out + b"\n" + err)
+        if p.returncode not in (0, 3):
+            raise RuntimeError(f"infertap-load exited {p.returncode}: {err.decode()[-500:]}")
+        j = json.loads(out)
+        rps += j["ok"] / secs  # completed within the run (throughput_rps also counts the drain)
+        ok += j["ok"]
+        errors += j["errors"]
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sim1 = [user_sys_s(x.pid) for x in sims]
+    n = max(ok, 1)
+    # CPU per request, µs: simulators (user, sys) and load generators (user, sys).
+    cost = ((sum(b[0] - a[0] for a, b in zip(sim0, sim1)) / n * 1e6),
+            (sum(b[1] - a[1] for a, b in zip(sim0, sim1)) / n * 1e6),
+            (ru1.ru_utime - ru0.ru_utime) / n * 1e6, (ru1.ru_stime - ru0.ru_stime) / n * 1e6)
+    return {"throughput_rps": rps, "ok": ok, "errors": errors, "cost": cost}
+
+
+def wait_requests(agent, want, timeout=30):
+    """The agent counts asynchronously: wait until its request counter reaches `want`."""
+    end = time.monotonic() + timeout
+    got = 0
+    while time.monotonic() < end:
+        got = metric(agent, "inference_model_request_total")
+        if got >= want:
+            break
+        time.sleep(0.1)
+    return int(got)
+
+
+def verdict(ok):
+    return "meets target" if ok else "MISSES target"
+
+
+rows, notes = [], []
+
+
+def fig_cpu():
+    log(f"figure 1: agent CPU per streamed request ({CPU_REQS} requests, -c 16, 64 tokens)")
+    sim = start_sim("cpu")
+    agent = start_agent("cpu", sim.port)
+    time.sleep(1)
+    c0, s0 = cpu_s(agent.pid), sched_ns(agent.pid)
+    time.sleep(5)  # idle baseline: scrapes, timers
+    idle_rate = (sched_ns(agent.pid) - s0) / 5e9
+    c0, s0, t0 = cpu_s(agent.pid), sched_ns(agent.pid), time.monotonic()
+    u0, k0 = user_sys_s(agent.pid)
+    r = load_run("cpu", sim.port, "-c", "16", "-n", str(CPU_REQS))
+    seen = wait_requests(agent, r["ok"])
+    c1, s1, t1 = cpu_s(agent.pid), sched_ns(agent.pid), time.monotonic()
+    u1, k1 = user_sys_s(agent.pid)
+    lost = metric(agent, "infertap_capture_lost_events_total")
+    stop(agent)
+    stop(sim)
+    per_req = (c1 - c0) / max(r["ok"], 1) * 1e6
+    per_req_sched = (s1 - s0) / max(r["ok"], 1) / 1e3
+    per_req_net = ((s1 - s0) - idle_rate * (t1 - t0) * 1e9) / max(r["ok"], 1) / 1e3
+    rows.append(("agent CPU (user+sys) per streamed request, 64 tokens, one write per token",
+                 f"{per_req:.1f} µs (user {(u1 - u0) / max(r['ok'], 1) * 1e6:.1f} + sys "
+                 f"{(k1 - k0) / max(r['ok'], 1) * 1e6:.1f}; schedstat {per_req_sched:.1f} µs, {per_req_net:.1f} µs net of idle "
+                 f"{idle_rate * 100:.2f}% CPU); {r['ok']} ok / {r['errors']} errors at "
+                 f"{r['throughput_rps']:.0f} req/s, {r['wire_bytes_received'] / max(r['ok'], 1) / 1024:.1f} KiB "
+                 f"response each; agent counted {seen}; lost events {lost:.0f}",
+                 "≤ 20 µs", verdict(per_req <= 20 and seen == r["ok"] and r["errors"] == 0)))
+
+
+def fig_ratio(cpu_per_token):
+    # Two single-threaded simulators, one closed-loop load (-c 8) each: the 2 cores saturate
+    # deterministically (one multi-threaded simulator lets one worker accept every connection of
+    # a run, so its throughput is bimodal), and the agent traces both.
+    log(f"figure 2: throughput with/without agent, --cpu-per-token {cpu_per_token}, "
+        f"{AB_ROUNDS}×A/B of {AB_SECS:g} s, 2 sims × -c 8")
+    sims = [start_sim(f"ab-{cpu_per_token}-{k}", "--cpu-per-token", cpu_per_token) for k in (0, 1)]
+    load_pair(f"warm-{cpu_per_token}", sims, 2)
+    without, with_, bad, cost_a, cost_b = [], [], [], [], []
+    for i in range(AB_ROUNDS):
+        r = load_pair(f"ab-{cpu_per_token}-{i}-without", sims, AB_SECS)
+        without.append(r["throughput_rps"])
+        cost_a.append(r["cost"])
+        agent = start_agent(f"ab-{cpu_per_token}-{i}", *[x.port for x in sims])
+        time.sleep(0.5)
+        r = load_pair(f"ab-{cpu_per_token}-{i}-with", sims, AB_SECS)
+        with_.append(r["throughput_rps"])
+        cost_b.append(r["cost"])
+        seen = wait_requests(agent, r["ok"])
+        if seen != r["ok"] or r["errors"]:
+            bad.append(f"run {i}: agent counted {seen} of {r['ok']} ok, {r['errors']} errors")
+        lost = metric(agent, "infertap_capture_lost_events_total")
+        if lost:
+            bad.append(f"run {i}: {lost:.0f} lost events")
+        stop(agent)
+    for x in sims:
+        stop(x)
+    a, b = statistics.median(without), statistics.median(with_)
+    ratio = b / a
+    detail = (f"{ratio:.3f} (median {b:.0f} vs {a:.0f} req/s; without "
+              f"{', '.join(f'{x:.0f}' for x in without)}; with {', '.join(f'{x:.0f}' for x in with_)})")
+    med = lambda c, k: statistics.median(x[k] for x in c)
+    detail += ("; CPU µs/request without → with: sim user " f"{med(cost_a, 0):.0f} → {med(cost_b, 0):.0f}, "
+               f"sim sys {med(cost_a, 1):.0f} → {med(cost_b, 1):.0f}, load user+sys "
+               f"{med(cost_a, 2) + med(cost_a, 3):.0f} → {med(cost_b, 2) + med(cost_b, 3):.0f}")
+    if bad:
+        detail += "; " + "; ".join(bad)
+    target = "≥ 0.97" if cpu_per_token == "30us" else "— (reported)"
+    rows.append((f"throughput with agent ÷ without, saturation, --cpu-per-token {cpu_per_token}, "
+                 f"64-token streams, 2 sims × -c 8", detail, target,
+                 verdict(ratio >= 0.97) if cpu_per_token == "30us" else "—"))
+
+
+def fig_lost():
+    log(f"figure 3: lost events at {RATE:g} streamed requests/s for {RATE_SECS:g} s")
+    sim = start_sim("rate", threads=2)
+    agent = start_agent("rate", sim.port)
+    time.sleep(0.5)
+    r = load_run("rate", sim.port, "-c", "128", "--rate", str(RATE), "-d", str(RATE_SECS))
+    seen = wait_requests(agent, r["ok"])
+    lost = metric(agent, "infertap_capture_lost_events_total")
+    stop(agent)
+    stop(sim)
+    achieved = r["ok"] / RATE_SECS  # throughput_rps divides by the drain time as well
+    ok = lost == 0 and seen == r["ok"] and r["errors"] == 0
+    rows.append((f"lost capture events at {RATE:g} streamed requests/s (open loop, {RATE_SECS:g} s)",
+                 f"{lost:.0f} lost; {r['ok']} ok / {r['errors']} errors = {achieved:.0f} req/s "
+                 f"achieved (p99 latency {r['latency_s']['p99'] * 1e3:.1f} ms); agent counted {seen}",
+                 "0", verdict(ok)))
+    if achieved < 0.95 * RATE:
+        notes.append(f"open loop reached only {achieved:.0f} of {RATE:g} req/s on this machine")
+
+
+def fig_rss():
+    log(f"figure 4: agent RSS with {IDLE_CONNS} idle traced connections")
+    sim = start_sim("rss")
+    agent = start_agent("rss", sim.port)
+    time.sleep(1)
+    rss0 = status_kb(agent.pid, "VmRSS")
+    helper = subprocess.Popen([sys.executable, os.path.join(HERE, "idle_conns.py"), "127.0.0.1",
+                               str(sim.port), str(IDLE_CONNS), "--hold", "180"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=open(os.path.join(LOGS, "idle_conns.err"), "wb"))
+    helper.logname = "idle_conns"
+    children.append(helper)
+    line = ""
+    end = time.monotonic() + 150
+    while time.monotonic() < end and not line.startswith("ready"):
+        line = helper.stdout.readline().decode()
+        if not line:
+            break
+    parts = line.split()
+    held = int(parts[1]) if len(parts) >= 2 else 0
+    tracked = 0
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        tracked = int(metric(agent, "infertap_connections_tracked"))
+        if tracked >= held:
+            break
+        time.sleep(0.2)
+    seen = wait_requests(agent, held, timeout=10)
+    time.sleep(2)
+    rss = status_kb(agent.pid, "VmRSS")
+    hwm = status_kb(agent.pid, "VmHWM")
+    tracked = int(metric(agent, "infertap_connections_tracked"))
+    lost = metric(agent, "infertap_capture_lost_events_total")
+    helper.stdin.close()
+    helper.wait(30)
+    children.remove(helper)
+    stop(agent)
+    stop(sim)
+    mib = rss / 1024
+    rows.append((f"agent RSS with {IDLE_CONNS} idle traced connections",
+                 f"{mib:.1f} MiB (peak {hwm / 1024:.1f}, {rss0 / 1024:.1f} before; {held} held open, "
+                 f"agent tracks {tracked}, counted {seen} requests, lost events {lost:.0f})",
+                 "≤ 128 MiB", verdict(mib <= 128 and held >= IDLE_CONNS and tracked >= held)))
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("bench/agent: needs root (the agent loads BPF programs)")
+    for b in (SIM, LOAD, AGENT):
+        if not os.access(b, os.X_OK):
+            sys.exit(f"bench/agent: missing {b}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below
+    # Shared 2-core machines: run sim, load and agent (children inherit it) at the same high
+    # priority so that unrelated CPU work on the host barely perturbs the A/B comparison; among
+    # themselves they still compete exactly as at nice 0.
+    nice = int(ENV.get("BENCH_NICE", "-19"))
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError:
+        nice = os.getpriority(os.PRIO_PROCESS, 0)
+    la0 = os.getloadavg()
+    t0 = time.monotonic()
+    try:
+        only = ENV.get("BENCH_ONLY", "cpu,ratio30,ratio0,lost,rss").split(",")
+        if "cpu" in only: fig_cpu()
+        if "ratio30" in only: fig_ratio("30us")
+        if "ratio0" in only: fig_ratio("0")
+        if "lost" in only: fig_lost()
+        if "rss" in only: fig_rss()
+    finally:
+        for p in list(children):
+            stop(p, timeout=5)
+    la1 = os.getloadavg()
+    print("| figure | measured | target | verdict |\n|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    print()
+    print(f"Load average before {la0[0]:.2f} {la0[1]:.2f} {la0[2]:.2f}, after "
+          f"{la1[0]:.2f} {la1[1]:.2f} {la1[2]:.2f}; {os.cpu_count()} CPUs; "
+          f"{time.monotonic() - t0:.0f} s; sim, load and agent at nice {nice}, not pinned; "
+          f"logs in {LOGS}.")
+    for n in notes:
+        print(f"Note: {n}.")
+
+
+if __name__ == "__main__":
+    main()
