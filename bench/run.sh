@@ -38,7 +38,6 @@ with open(sys.argv[2], "w") as f:
     f.write(f'| pipe 64 B | {r["pipe_ns_per_iter"]["none"]:.1f} | {r["pipe_ns_per_iter"]["floor"]:.1f} | {r["pipe_ns_per_iter"]["infertap"]:.1f} |\n')
     f.write(f'| TCP 64 B (untraced socket) | {r["tcp_ns_per_iter"]["none"]:.1f} | {r["tcp_ns_per_iter"]["floor"]:.1f} | {r["tcp_ns_per_iter"]["infertap"]:.1f} |\n')
     f.write(f'\nSlowdown of the pipe loop: floor {r["pipe_slowdown"]["floor"]:.3f}×, infertap {r["pipe_slowdown"]["infertap"]:.3f}× (SPEC §13 quotes about 1.25× for the floor on these machines).\n')
-    f.write("\nNot measured yet: agent CPU per streamed request, throughput ratio with `infertap-sim --cpu-per-token 30us`, lost events at 2,000 streamed requests/s, RSS with 10,000 idle connections.\n")
 print(f"bench: wrote {sys.argv[2]}")
 PY
 
@@ -51,3 +50,13 @@ echo "bench: offline pipeline throughput (bench/parser/run.sh), about a minute"
   echo
   bash "$here/bench/parser/run.sh" "$build"
 } | tee -a "$out" | tail -8
+
+echo "bench: agent end to end (bench/agent/run.sh), about three minutes"
+{
+  echo
+  echo "## Agent end to end"
+  echo
+  echo "Produced by \`bench/agent/run.sh ${build#$here/}\` (root; simulator, load generator and agent as real processes on loopback):"
+  echo
+  bash "$here/bench/agent/run.sh" "$build"
+} | tee -a "$out" | tail -12
