@@ -39,7 +39,7 @@ wait_for() { # url, what
 }
 
 step "model-server simulator (vLLM wire format) on $SIM"
-"$build/infertap-sim" --listen $SIM --ttft-ms 60 --itl-ms 10 --max-running 6 \
+"$build/infertap-sim" --listen $SIM --ttft-ms 60 --itl-ms 10 --max-running 6 --kv-capacity-tokens 1000 \
   --model meta-llama/Llama-3.1-8B-Instruct > "$tmp/sim.log" 2>&1 &
 pids+=($!)
 wait_for "http://$SIM/health" "infertap-sim" "$tmp/sim.log"
