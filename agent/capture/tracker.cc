@@ -5,6 +5,32 @@
 
 namespace infertap {
 
+// Where one direction's reassembled bytes go: counters, then the sink.
+class ConnectionTracker::DirOutput : public StreamReassembler::Output {
+ public:
+  DirOutput(ConnectionTracker& t, Conn& c, Direction d) : t_(t), c_(c), d_(d) {}
+  void OnRange(uint64_t ts, uint64_t len, std::span<const uint8_t> bytes) override {
+    if (!bytes.empty()) {
+      (d_ == Direction::kIngress ? c_.info.counters.bytes_in : c_.info.counters.bytes_out) +=
+          bytes.size();
+      t_.stats_.data_bytes += bytes.size();
+      t_.sink_.OnData(c_.info, d_, ts, bytes);
+    }
+    if (len > bytes.size()) OnHole(ts, len - bytes.size());  // bytes the kernel did not copy
+  }
+  void OnHole(uint64_t ts, uint64_t len) override {
+    c_.info.counters.gap_bytes += len;
+    t_.stats_.gap_bytes += len;
+    t_.sink_.OnGap(c_.info, d_, ts, len);
+  }
+  void OnDuplicate(uint64_t len) override { t_.stats_.duplicate_bytes += len; }
+
+ private:
+  ConnectionTracker& t_;
+  Conn& c_;
+  Direction d_;
+};
+
 ConnectionTracker::ConnectionTracker(StreamSink& sink, TrackerOptions options)
     : sink_(sink), opt_(options) {}
 
@@ -62,7 +88,8 @@ ConnectionTracker::Conn* ConnectionTracker::GetOrCreate(const it_event_header& h
     ++stats_.dropped_connections;
     return nullptr;
   }
-  auto c = std::make_unique<Conn>();
+  const StreamReassembler::Limits limits{opt_.max_pending_bytes, 0};
+  auto c = std::unique_ptr<Conn>(new Conn{{}, {StreamReassembler(limits), StreamReassembler(limits)}});
   c->info.conn_id = h.conn_id;
   c->info.tgid = h.tgid;
   c->info.fd = fd;
@@ -99,126 +126,26 @@ void ConnectionTracker::OnData(const it_data_event& ev, std::span<const uint8_t>
   if (!c) return;
   ++c->info.counters.events;
   const Direction d = static_cast<Direction>(ev.direction);
-  DirState& s = c->dir[ev.direction];
-  uint64_t pos = ev.pos;
-  uint64_t len = ev.len;
-  if (len == 0) return;
-
-  if (pos < s.next_pos) {
-    // Overlap with what was delivered already: keep only the new tail.
-    const uint64_t skip = s.next_pos - pos;
-    if (skip >= len) {
-      stats_.duplicate_bytes += len;
-      return;
-    }
-    stats_.duplicate_bytes += skip;
-    payload = payload.subspan(std::min<uint64_t>(skip, payload.size()));
-    pos += skip;
-    len -= skip;
-  }
-  if (pos == s.next_pos) {
-    Deliver(*c, d, ev.hdr.ts_ns, len, payload);
-    DrainPending(*c, d);
-    return;
-  }
-  // A hole before this event: hold it (bounded) until the hole is filled or declared a gap.
-  auto [it, inserted] = s.pending.try_emplace(pos);
-  if (!inserted) {
-    if (it->second.len >= len) {
-      stats_.duplicate_bytes += len;
-      return;
-    }
-    s.pending_bytes -= it->second.bytes.size();
-  }
-  it->second.ts_ns = ev.hdr.ts_ns;
-  it->second.len = len;
-  it->second.bytes.assign(payload.begin(), payload.end());
-  s.pending_bytes += payload.size();
-  while (s.pending_bytes > opt_.max_pending_bytes && !s.pending.empty()) ForceFirstHole(*c, d);
-}
-
-void ConnectionTracker::Deliver(Conn& c, Direction d, uint64_t ts, uint64_t len,
-                                std::span<const uint8_t> bytes) {
-  DirState& s = c.dir[static_cast<int>(d)];
-  const uint64_t data_len = std::min<uint64_t>(bytes.size(), len);
-  if (data_len > 0) {
-    if (d == Direction::kIngress)
-      c.info.counters.bytes_in += data_len;
-    else
-      c.info.counters.bytes_out += data_len;
-    stats_.data_bytes += data_len;
-    sink_.OnData(c.info, d, ts, bytes.first(data_len));
-  }
-  if (len > data_len) {
-    c.info.counters.gap_bytes += len - data_len;
-    stats_.gap_bytes += len - data_len;
-    sink_.OnGap(c.info, d, ts, len - data_len);
-  }
-  s.next_pos += len;
-}
-
-void ConnectionTracker::DrainPending(Conn& c, Direction d) {
-  DirState& s = c.dir[static_cast<int>(d)];
-  while (!s.pending.empty()) {
-    auto it = s.pending.begin();
-    if (it->first > s.next_pos) return;
-    Segment seg = std::move(it->second);
-    uint64_t pos = it->first;
-    s.pending_bytes -= seg.bytes.size();
-    s.pending.erase(it);
-    std::span<const uint8_t> bytes(seg.bytes);
-    uint64_t len = seg.len;
-    if (pos < s.next_pos) {
-      const uint64_t skip = s.next_pos - pos;
-      if (skip >= len) {
-        stats_.duplicate_bytes += len;
-        continue;
-      }
-      stats_.duplicate_bytes += skip;
-      bytes = bytes.subspan(std::min<uint64_t>(skip, bytes.size()));
-      len -= skip;
-    }
-    Deliver(c, d, seg.ts_ns, len, bytes);
-  }
-}
-
-void ConnectionTracker::ForceFirstHole(Conn& c, Direction d) {
-  DirState& s = c.dir[static_cast<int>(d)];
-  if (s.pending.empty()) return;
-  auto it = s.pending.begin();
-  if (it->first > s.next_pos) {
-    const uint64_t hole = it->first - s.next_pos;
-    c.info.counters.gap_bytes += hole;
-    stats_.gap_bytes += hole;
-    sink_.OnGap(c.info, d, it->second.ts_ns, hole);
-    s.next_pos = it->first;
-  }
-  DrainPending(c, d);
+  DirOutput out(*this, *c, d);
+  c->dir[ev.direction].Offer(ev.pos, ev.len, ev.hdr.ts_ns, payload, out);
 }
 
 void ConnectionTracker::Flush(uint64_t now_ns) {
   for (auto& [id, c] : conns_) {
     for (int d = 0; d < 2; ++d) {
-      DirState& s = c->dir[d];
-      while (!s.pending.empty() &&
-             now_ns >= s.pending.begin()->second.ts_ns + opt_.reorder_window_ns)
-        ForceFirstHole(*c, static_cast<Direction>(d));
+      StreamReassembler& r = c->dir[d];
+      DirOutput out(*this, *c, static_cast<Direction>(d));
+      while (r.has_pending() && now_ns >= r.first_pending_ts() + opt_.reorder_window_ns)
+        r.ForceFirstHole(out);
     }
   }
 }
 
 void ConnectionTracker::CloseConn(Conn& c, uint64_t ts, const uint64_t* final_pos) {
   for (int d = 0; d < 2; ++d) {
-    DirState& s = c.dir[d];
-    while (!s.pending.empty()) ForceFirstHole(c, static_cast<Direction>(d));
-    // Bytes the kernel counted whose events never arrived (lost at the very end).
-    if (final_pos && final_pos[d] > s.next_pos) {
-      const uint64_t hole = final_pos[d] - s.next_pos;
-      c.info.counters.gap_bytes += hole;
-      stats_.gap_bytes += hole;
-      sink_.OnGap(c.info, static_cast<Direction>(d), ts, hole);
-      s.next_pos = final_pos[d];
-    }
+    DirOutput out(*this, c, static_cast<Direction>(d));
+    // Bytes the kernel counted whose events never arrived (lost at the very end) are a hole.
+    c.dir[d].FinishAt(final_pos ? final_pos[d] : 0, ts, out);
   }
   sink_.OnClose(c.info, ts);
 }

@@ -18,6 +18,7 @@
 
 #include "agent/capture/abi.hpp"
 #include "agent/capture/event_source.hpp"
+#include "agent/capture/reassembler.hpp"
 
 namespace infertap {
 
@@ -89,28 +90,16 @@ class ConnectionTracker : public EventSink {
   uint64_t newest_ts_ns() const { return newest_ts_; }
 
  private:
-  struct Segment {
-    uint64_t ts_ns;
-    uint64_t len;
-    std::vector<uint8_t> bytes;  // first bytes.size() bytes of the range; the rest is a gap
-  };
-  struct DirState {
-    uint64_t next_pos = 0;
-    std::map<uint64_t, Segment> pending;  // by position
-    size_t pending_bytes = 0;
-  };
   struct Conn {
     ConnInfo info;
-    DirState dir[2];
+    StreamReassembler dir[2];
   };
+  class DirOutput;
 
   Conn* GetOrCreate(const it_event_header& h, uint32_t fd, uint8_t role);
   void OnData(const it_data_event& ev, std::span<const uint8_t> payload);
   void OnOpen(const it_conn_event& ev);
   void OnClose(const it_conn_event& ev);
-  void Deliver(Conn& c, Direction d, uint64_t ts, uint64_t len, std::span<const uint8_t> bytes);
-  void DrainPending(Conn& c, Direction d);
-  void ForceFirstHole(Conn& c, Direction d);
   void CloseConn(Conn& c, uint64_t ts, const uint64_t* final_pos);
 
   StreamSink& sink_;

@@ -54,6 +54,30 @@ TcpFlows::Key TcpFlows::MakeKey(const Endpoint& x, const Endpoint& y) {
   return Less(x, y) ? Key{x, y} : Key{y, x};
 }
 
+// Where one direction's reassembled bytes go: counters, then the sink. A segment cut by the
+// snaplen delivers its captured prefix and a gap for the rest (it existed on the wire).
+class TcpFlows::FlowOutput : public StreamReassembler::Output {
+ public:
+  FlowOutput(TcpFlows& t, Flow& f, Direction d) : t_(t), f_(f), d_(d) {}
+  void OnRange(uint64_t ts, uint64_t len, std::span<const uint8_t> bytes) override {
+    if (!bytes.empty()) {
+      ++f_.info.counters.events;
+      (d_ == Direction::kIngress ? f_.info.counters.bytes_in : f_.info.counters.bytes_out) +=
+          bytes.size();
+      t_.stats_.bytes += bytes.size();
+      t_.sink_.OnData(f_.info, d_, ts, bytes);
+    }
+    if (len > bytes.size()) t_.Gap(f_, d_, ts, len - bytes.size());
+  }
+  void OnHole(uint64_t ts, uint64_t len) override { t_.Gap(f_, d_, ts, len); }
+  void OnDuplicate(uint64_t len) override { t_.stats_.retransmitted_bytes += len; }
+
+ private:
+  TcpFlows& t_;
+  Flow& f_;
+  Direction d_;
+};
+
 bool TcpFlows::ChooseServer(const TcpSegment& seg, Endpoint* server) const {
   if (!servers_.empty()) {
     for (const Endpoint& s : servers_) {
@@ -93,6 +117,7 @@ TcpFlows::Flow* TcpFlows::NewFlow(const Key& key, const TcpSegment& seg, const E
   auto flow = std::make_unique<Flow>();
   Flow* f = flow.get();
   f->server = server;
+  for (DirState& d : f->dir) d.reasm.set_limits({opt_.max_pending_bytes, kSegmentOverhead});
   f->info.conn_id = next_conn_id_++;
   f->info.role = Role::kServer;
   f->info.family = seg.family;
@@ -163,8 +188,7 @@ void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns) {
       s.started = true;
       s.syn_seen = true;
       s.isn = seg.seq;
-      s.next_seq = seg.seq + 1;
-      s.next_pos = 0;
+      s.seq0 = seg.seq + 1;
     }
     data_seq = seg.seq + 1;  // the SYN takes one sequence number; TFO data follows it
   }
@@ -173,12 +197,13 @@ void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns) {
     if (!s.started) {
       // Capture started mid-connection and this side never sent data: its stream is empty.
       s.started = true;
-      s.next_seq = data_seq;
+      s.seq0 = data_seq;
     }
     if (!s.fin_seen) {
       const int64_t fin = PositionOf(s, data_seq) + seg.payload_len;
       s.fin_seen = true;
-      s.fin_pos = static_cast<uint64_t>(std::max<int64_t>(fin, static_cast<int64_t>(s.next_pos)));
+      s.fin_pos = static_cast<uint64_t>(
+          std::max<int64_t>(fin, static_cast<int64_t>(s.reasm.next_pos())));
     }
   }
   if ((seg.flags & kTcpAck) != 0) {
@@ -194,7 +219,9 @@ void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns) {
 int64_t TcpFlows::PositionOf(const DirState& s, uint32_t seq) {
   // Signed 32-bit distance from the next expected sequence number: correct across the 2^32 wrap
   // as long as the segment is within 2 GiB of it, which TCP's window guarantees.
-  return static_cast<int64_t>(s.next_pos) + static_cast<int32_t>(seq - s.next_seq);
+  const uint64_t next_pos = s.reasm.next_pos();
+  const uint32_t next_seq = s.seq0 + static_cast<uint32_t>(next_pos);
+  return static_cast<int64_t>(next_pos) + static_cast<int32_t>(seq - next_seq);
 }
 
 void TcpFlows::OnPayload(Flow& f, Direction d, uint32_t seq, const TcpSegment& seg,
@@ -203,8 +230,7 @@ void TcpFlows::OnPayload(Flow& f, Direction d, uint32_t seq, const TcpSegment& s
   if (!s.started) {
     // No SYN captured for this side: its stream starts at the first data segment seen.
     s.started = true;
-    s.next_seq = seq;
-    s.next_pos = 0;
+    s.seq0 = seq;
   }
   std::span<const uint8_t> bytes = seg.payload;
   uint64_t len = seg.payload_len;
@@ -213,7 +239,7 @@ void TcpFlows::OnPayload(Flow& f, Direction d, uint32_t seq, const TcpSegment& s
     return;
   }
   int64_t pos = PositionOf(s, seq);
-  const int64_t next = static_cast<int64_t>(s.next_pos);
+  const int64_t next = static_cast<int64_t>(s.reasm.next_pos());
   if (pos + static_cast<int64_t>(len) <= next) {
     // Entirely old. A keep-alive probe is one garbage byte at next-1 (RFC 1122 4.2.3.6): not a
     // retransmission of anything the peer needs, so not counted as one.
@@ -236,45 +262,8 @@ void TcpFlows::OnPayload(Flow& f, Direction d, uint32_t seq, const TcpSegment& s
     len = std::min<uint64_t>(len, s.fin_pos - upos);
     bytes = bytes.first(std::min<uint64_t>(bytes.size(), len));
   }
-  if (upos == s.next_pos) {
-    Deliver(f, d, ts_ns, len, bytes);
-    DrainPending(f, d);
-    return;
-  }
-  // A hole before this segment: hold it (bounded) until the hole is filled or declared a gap.
-  auto [it, inserted] = s.pending.try_emplace(upos);
-  if (!inserted) {
-    if (it->second.len >= len) {
-      stats_.retransmitted_bytes += len;
-      return;
-    }
-    stats_.retransmitted_bytes += it->second.len;
-    s.pending_cost -= it->second.bytes.size() + kSegmentOverhead;
-  }
-  it->second.ts_ns = ts_ns;
-  it->second.len = len;
-  it->second.bytes.assign(bytes.begin(), bytes.end());
-  s.pending_cost += bytes.size() + kSegmentOverhead;
-  while (s.pending_cost > opt_.max_pending_bytes && !s.pending.empty()) ForceFirstHole(f, d);
-}
-
-void TcpFlows::Deliver(Flow& f, Direction d, uint64_t ts_ns, uint64_t len,
-                       std::span<const uint8_t> bytes) {
-  DirState& s = f.dir[Idx(d)];
-  const uint64_t data_len = std::min<uint64_t>(bytes.size(), len);
-  if (data_len > 0) {
-    ++f.info.counters.events;
-    if (d == Direction::kIngress)
-      f.info.counters.bytes_in += data_len;
-    else
-      f.info.counters.bytes_out += data_len;
-    stats_.bytes += data_len;
-    sink_.OnData(f.info, d, ts_ns, bytes.first(data_len));
-  }
-  // The snaplen cut this segment short: the rest existed on the wire but is unknown.
-  if (len > data_len) Gap(f, d, ts_ns, len - data_len);
-  s.next_pos += len;
-  s.next_seq += static_cast<uint32_t>(len);
+  FlowOutput out(*this, f, d);
+  s.reasm.Offer(upos, len, ts_ns, bytes, out);
 }
 
 void TcpFlows::Gap(Flow& f, Direction d, uint64_t ts_ns, uint64_t len) {
@@ -283,63 +272,19 @@ void TcpFlows::Gap(Flow& f, Direction d, uint64_t ts_ns, uint64_t len) {
   sink_.OnGap(f.info, d, ts_ns, len);
 }
 
-void TcpFlows::DrainPending(Flow& f, Direction d) {
-  DirState& s = f.dir[Idx(d)];
-  while (!s.pending.empty()) {
-    auto it = s.pending.begin();
-    if (it->first > s.next_pos) return;
-    const uint64_t pos = it->first;
-    Segment seg = std::move(it->second);
-    s.pending_cost -= seg.bytes.size() + kSegmentOverhead;
-    s.pending.erase(it);
-    std::span<const uint8_t> bytes(seg.bytes);
-    uint64_t len = seg.len;
-    if (pos < s.next_pos) {
-      const uint64_t skip = s.next_pos - pos;
-      if (skip >= len) {
-        stats_.retransmitted_bytes += len;
-        continue;
-      }
-      stats_.retransmitted_bytes += skip;
-      bytes = bytes.subspan(std::min<uint64_t>(skip, bytes.size()));
-      len -= skip;
-    }
-    Deliver(f, d, seg.ts_ns, len, bytes);
-  }
-}
-
-void TcpFlows::ForceFirstHole(Flow& f, Direction d) {
-  DirState& s = f.dir[Idx(d)];
-  if (s.pending.empty()) return;
-  auto it = s.pending.begin();
-  if (it->first > s.next_pos) {
-    const uint64_t hole = it->first - s.next_pos;
-    Gap(f, d, it->second.ts_ns, hole);
-    s.next_pos += hole;
-    s.next_seq += static_cast<uint32_t>(hole);
-  }
-  DrainPending(f, d);
-}
-
 void TcpFlows::UpdateDone(Flow& f, Direction d, uint64_t ts_ns) {
   DirState& s = f.dir[Idx(d)];
   if (s.done || !s.fin_seen) return;
-  if (s.next_pos < s.fin_pos && s.acked_valid &&
+  if (s.reasm.next_pos() < s.fin_pos && s.acked_valid &&
       PositionOf(s, s.acked) >= static_cast<int64_t>(s.fin_pos) + 1) {
     // The peer acknowledged the FIN, so it received every byte before it: whatever is still
     // missing here was lost by the capture, not the network, and will never be retransmitted.
-    while (!s.pending.empty()) ForceFirstHole(f, d);
-    if (s.next_pos < s.fin_pos) {
-      const uint64_t hole = s.fin_pos - s.next_pos;
-      Gap(f, d, ts_ns, hole);
-      s.next_pos += hole;
-      s.next_seq += static_cast<uint32_t>(hole);
-    }
+    FlowOutput out(*this, f, d);
+    s.reasm.FinishAt(s.fin_pos, ts_ns, out);
   }
-  if (s.next_pos >= s.fin_pos) {
+  if (s.reasm.next_pos() >= s.fin_pos) {
     s.done = true;
-    s.pending.clear();
-    s.pending_cost = 0;
+    s.reasm.ClearPending();
   }
 }
 
@@ -347,13 +292,8 @@ void TcpFlows::CloseFlow(Flow& f, uint64_t ts_ns) {
   if (f.closed) return;
   for (Direction d : {Direction::kIngress, Direction::kEgress}) {
     DirState& s = f.dir[Idx(d)];
-    while (!s.pending.empty()) ForceFirstHole(f, d);
-    if (s.fin_seen && s.fin_pos > s.next_pos) {
-      const uint64_t hole = s.fin_pos - s.next_pos;
-      Gap(f, d, ts_ns, hole);
-      s.next_pos += hole;
-      s.next_seq += static_cast<uint32_t>(hole);
-    }
+    FlowOutput out(*this, f, d);
+    s.reasm.FinishAt(s.fin_seen ? s.fin_pos : 0, ts_ns, out);
   }
   f.closed = true;
   sink_.OnClose(f.info, ts_ns);

@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agent/capture/reassembler.hpp"
 #include "agent/capture/tracker.hpp"
 #include "agent/replay/packet.hpp"
 
@@ -61,24 +62,17 @@ class TcpFlows {
   size_t open_flows() const;
 
  private:
-  struct Segment {
-    uint64_t ts_ns = 0;
-    uint64_t len = 0;            // bytes of the stream this segment covers
-    std::vector<uint8_t> bytes;  // captured prefix; len - bytes.size() is a gap
-  };
   struct DirState {
     bool started = false;  // the stream's origin is known (SYN or first data segment)
     uint32_t isn = 0;      // valid when syn_seen
     bool syn_seen = false;
-    uint64_t next_pos = 0;  // stream position of the next byte to deliver
-    uint32_t next_seq = 0;  // its TCP sequence number (positions are 64-bit: no wraparound)
+    uint32_t seq0 = 0;  // sequence number of stream position 0 (positions are 64-bit: no wrap)
     bool fin_seen = false;
     uint64_t fin_pos = 0;  // stream length announced by the FIN
     bool done = false;     // FIN seen and every byte before it delivered or declared a gap
     bool acked_valid = false;
     uint32_t acked = 0;                   // highest ACK number the peer sent for this stream
-    std::map<uint64_t, Segment> pending;  // out-of-order segments by position
-    size_t pending_cost = 0;
+    StreamReassembler reasm;  // in-order delivery, held out-of-order segments, holes
   };
   struct Flow {
     ConnInfo info;
@@ -99,10 +93,8 @@ class TcpFlows {
   bool ChooseServer(const TcpSegment& seg, Endpoint* server) const;
   Flow* NewFlow(const Key& key, const TcpSegment& seg, const Endpoint& server, uint64_t ts_ns);
   void OnPayload(Flow& f, Direction d, uint32_t seq, const TcpSegment& seg, uint64_t ts_ns);
-  void Deliver(Flow& f, Direction d, uint64_t ts_ns, uint64_t len, std::span<const uint8_t> bytes);
+  class FlowOutput;
   void Gap(Flow& f, Direction d, uint64_t ts_ns, uint64_t len);
-  void DrainPending(Flow& f, Direction d);
-  void ForceFirstHole(Flow& f, Direction d);
   void UpdateDone(Flow& f, Direction d, uint64_t ts_ns);
   void CloseFlow(Flow& f, uint64_t ts_ns);
   // Position in the 64-bit stream of sequence number `seq` (may precede next_pos).
