@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "parsers/ascii.hpp"
+
 namespace infertap {
 namespace {
 
@@ -12,17 +14,6 @@ namespace {
 constexpr std::string_view kRequestStarts[] = {"POST ",   "GET ",   "PUT ",    "HEAD ",
                                                "DELETE ", "PATCH ", "OPTIONS "};
 constexpr std::string_view kResponseStarts[] = {"HTTP/1."};
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = char(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = char(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 std::string TrimLower(std::string_view v) {
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);

@@ -95,17 +95,6 @@ bool ParseRequestLine(std::string_view line, HttpRequest* req) {
 
 }  // namespace
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 const std::string* HttpRequest::Header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (EqualsIgnoreCase(k, name)) return &v;

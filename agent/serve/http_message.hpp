@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "parsers/ascii.hpp"
+
 namespace infertap::serve {
 
 struct HttpRequest {
@@ -47,8 +49,8 @@ enum class HeadParse {
 HeadParse ParseRequestHead(std::string_view in, size_t max_head_bytes, HttpRequest* req,
                            size_t* consumed);
 
-// Case-insensitive ASCII comparison for header names and auth schemes.
-bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+// Header names and auth schemes compare with infertap::EqualsIgnoreCase (parsers/ascii.hpp).
+using ::infertap::EqualsIgnoreCase;
 
 // Produces the bytes of a streamed response body, pulled by the server thread. A producer on
 // another thread signals new data through the `wake` callback given to Start().

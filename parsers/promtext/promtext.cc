@@ -6,6 +6,8 @@
 #include <cmath>
 #include <limits>
 
+#include "parsers/ascii.hpp"
+
 namespace infertap::promtext {
 namespace {
 
@@ -29,17 +31,6 @@ size_t NameLength(std::string_view s) {
   size_t i = 1;
   while (i < s.size() && IsNameChar(s[i])) ++i;
   return i;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = char(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = char(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
 }
 
 // Go's strconv.ParseFloat and Python's float repr are what servers emit; from_chars covers the
