@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Produces the published performance figures (SPEC §13) and writes bench/RESULTS.md.
+# Produces the published performance figures (docs/performance.md) and writes bench/RESULTS.md.
 # Needs root (BPF). Usage: bench/run.sh [BUILD_DIR]   (default: build)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +29,7 @@ with open(sys.argv[2], "w") as f:
     f.write("# infertap benchmark results\n\n")
     f.write("Produced by `bench/run.sh` (root): `build/infertap-bench-syscall --rounds 9 --iters 200000 --json`.\n")
     f.write(f"Run {datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC')} on kernel {kernel}, {cpu}, 2 cores.\n\n")
-    f.write("Method (SPEC §13): every figure is a ratio or difference measured in one run. Three configurations — no BPF program, an empty program on exactly infertap's hooks (the floor, `bpf/floor.bpf.c`), and infertap's capture programs with a filter that does not match the loop — are rotated round by round (A/B/C, B/C/A, C/A/B, ...); each measurement is a fresh child process pinned to CPU 0 running a tight 64-byte `write()`+`read()` loop; medians over the rounds are reported. The captured-syscall cost writes on a traced loopback TCP socket vs an untraced one, both with infertap attached, with the ring buffer drained on the other CPU.\n\n")
+    f.write("Method (docs/performance.md): every figure is a ratio or difference measured in one run. Three configurations — no BPF program, an empty program on exactly infertap's hooks (the floor, `bpf/floor.bpf.c`), and infertap's capture programs with a filter that does not match the loop — are rotated round by round (A/B/C, B/C/A, C/A/B, ...); each measurement is a fresh child process pinned to CPU 0 running a tight 64-byte `write()`+`read()` loop; medians over the rounds are reported. The captured-syscall cost writes on a traced loopback TCP socket vs an untraced one, both with infertap attached, with the ring buffer drained on the other CPU.\n\n")
     f.write("| figure | measured | target | verdict |\n|---|---|---|---|\n")
     for name, value, target, v in rows:
         f.write(f"| {name} | {value} | {target} | {v} |\n")
@@ -37,7 +37,7 @@ with open(sys.argv[2], "w") as f:
     f.write(f"| loop | none | floor | infertap |\n|---|---|---|---|\n")
     f.write(f'| pipe 64 B | {r["pipe_ns_per_iter"]["none"]:.1f} | {r["pipe_ns_per_iter"]["floor"]:.1f} | {r["pipe_ns_per_iter"]["infertap"]:.1f} |\n')
     f.write(f'| TCP 64 B (untraced socket) | {r["tcp_ns_per_iter"]["none"]:.1f} | {r["tcp_ns_per_iter"]["floor"]:.1f} | {r["tcp_ns_per_iter"]["infertap"]:.1f} |\n')
-    f.write(f'\nSlowdown of the pipe loop: floor {r["pipe_slowdown"]["floor"]:.3f}×, infertap {r["pipe_slowdown"]["infertap"]:.3f}× (SPEC §13 quotes about 1.25× for the floor on these machines).\n')
+    f.write(f'\nSlowdown of the pipe loop: floor {r["pipe_slowdown"]["floor"]:.3f}×, infertap {r["pipe_slowdown"]["infertap"]:.3f}× (docs/performance.md quotes about 1.25× for the floor on these machines).\n')
 print(f"bench: wrote {sys.argv[2]}")
 PY
 

@@ -1,4 +1,4 @@
-// Per-syscall overhead of the capture programs (SPEC §13), measured as ratios in one run.
+// Per-syscall overhead of the capture programs (docs/performance.md), measured as ratios in one run.
 //
 // Three configurations, alternated round by round (A/B/C, C/A/B, ...) so drift hits all alike:
 //   none     no BPF program attached
@@ -125,7 +125,7 @@ struct CountingSink : infertap::EventSink {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"infertap per-syscall overhead benchmark (SPEC §13); needs root"};
+  CLI::App app{"infertap per-syscall overhead benchmark (docs/performance.md); needs root"};
   int rounds = 9;
   long iters = 200000;
   bool json = false;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Socket payload capture on syscall tracepoints (SPEC §2).
+ * Socket payload capture on syscall tracepoints (docs/capture.md).
  *
  * Why tracepoints: kprobes are not built into every kernel (not into the CI machines') and
  * fentry/fexit can be refused; syscall tracepoints fire only for the syscalls we hook, unlike

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Empty programs on exactly the hooks capture.bpf.c uses. Only for bench/: attaching them
- * measures what the hooks alone cost (SPEC §13 "the floor"), so infertap's own cost can be told
+ * measures what the hooks alone cost (docs/performance.md "the floor"), so infertap's own cost can be told
  * apart from the kernel's tracepoint machinery.
  */
 #include "vmlinux.h"

@@ -37,7 +37,7 @@ enum it_direction {
 	IT_DIR_EGRESS = 1,  /* bytes written by the traced process (write/send*) */
 };
 
-/* Role of a traced connection (SPEC §2). Also used as a bit mask in the endpoint map. */
+/* Role of a traced connection (docs/capture.md). Also used as a bit mask in the endpoint map. */
 enum it_role {
 	IT_ROLE_SERVER = 1, /* local endpoint is a traced model-server endpoint */
 	IT_ROLE_CLIENT = 2, /* remote endpoint is a traced model-server endpoint */

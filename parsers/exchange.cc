@@ -10,7 +10,7 @@ constexpr std::string_view kInferencePaths[] = {"/v1/completions", "/v1/chat/com
                                                 "/v1/embeddings", "/v1/responses"};
 // Paths are record fields, never label values; still, keep them short.
 constexpr size_t kMaxPath = 1024;
-// Buffers larger than this are freed after each body (10k idle connections, SPEC §13).
+// Buffers larger than this are freed after each body (10k idle connections, docs/performance.md).
 constexpr size_t kKeepCapacity = 16 * 1024;
 
 std::string_view PathOf(std::string_view target) {
@@ -445,7 +445,7 @@ void ExchangeAssembler::OnClose(uint64_t ts_ns) {
   now_ns_ = resp_last_ns_;
   if (resp_parser_.Finish() == ParseState::kInvalid && resp_ex_ != nullptr) {
     Exchange* ex = resp_ex_;
-    // A usage chunk written just before the connection closed still counts (SPEC §3).
+    // A usage chunk written just before the connection closed still counts (docs/parsing.md).
     if (resp_stream_ && !ex->emitted) FinishResponseBody();
     Abort(*ex, ts_ns);
     ex->response_done = true;

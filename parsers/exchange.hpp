@@ -4,7 +4,7 @@
 // server→client "response" bytes, each piece stamped with the CLOCK_MONOTONIC time of the syscall
 // that carried it), parses them with two HttpParsers, pairs requests with responses in FIFO order
 // (HTTP/1.1 pipelining), interprets inference bodies (JSON, SSE, gzip/deflate) and reports one
-// RequestRecord per inference exchange (SPEC §3, §4, §6.2).
+// RequestRecord per inference exchange (docs/parsing.md, docs/records.md, docs/metrics.md#error-codes).
 //
 // Usage (the agent, one assembler per connection, all calls on one thread):
 //

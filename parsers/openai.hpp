@@ -1,5 +1,5 @@
 // Extraction of the few OpenAI-API fields infertap needs from JSON bodies and SSE event payloads
-// (SPEC §3, §4, §15), with simdjson's DOM parser on bounded input.
+// (docs/parsing.md, docs/records.md, docs/wire-formats.md), with simdjson's DOM parser on bounded input.
 //
 // Nothing here keeps text from the payload except model names: prompts and completions are only
 // looked at (is this delta non-empty?) and never copied.
@@ -39,7 +39,7 @@ struct OpenAiResponseInfo {
   // event.
   bool error = false;
   bool detail = false;  // FastAPI-style `{"detail": ...}` (Triton frontend errors)
-  // The payload carries generated output (SPEC §4 TTFT): a non-empty delta.content,
+  // The payload carries generated output (docs/records.md TTFT): a non-empty delta.content,
   // delta.reasoning / reasoning_content, a non-empty delta.tool_calls, a non-empty completions
   // `text`, or a Responses `*.delta` event.
   bool generated = false;

@@ -1,4 +1,4 @@
-// The request record (SPEC §4): one per completed or aborted inference exchange.
+// The request record (docs/records.md): one per completed or aborted inference exchange.
 //
 // Produced by the exchange assembler (parsers/), attributed by the agent (pool, pod, model_name),
 // consumed by the metrics registry, the inspection API and `infertap replay --records`.
@@ -13,7 +13,7 @@
 
 namespace infertap {
 
-// SPEC §6.2. One error per request at most; kNone means success.
+// docs/metrics.md#error-codes. One error per request at most; kNone means success.
 enum class ErrorCode : uint8_t {
   kNone = 0,
   kBadRequest,          // 400, 422, other 4xx
@@ -39,7 +39,7 @@ struct RequestRecord {
   // Syscall that carried the first SSE event with generated content (streaming only).
   std::optional<uint64_t> first_token_ns;
 
-  // Attribution (SPEC §5), filled by the agent, empty in the parsers.
+  // Attribution (docs/attribution.md), filled by the agent, empty in the parsers.
   std::string node, pool, ns, pod, role;
   std::string model_name;         // client-facing name (after alias / InferenceModel mapping)
   std::string target_model_name;  // request body `model`, else response `model`, else ""
@@ -55,7 +55,7 @@ struct RequestRecord {
   uint32_t chunks = 0;  // SSE data events with generated content
 
   // True when the whole request (headers + body) reached the model server. Drives
-  // inference_model_request_total (SPEC §6.1 recording rules).
+  // inference_model_request_total (docs/metrics.md#seed-metrics recording rules).
   bool request_complete = false;
   // True when the response ended normally (not cut by close/gap).
   bool response_complete = false;
@@ -73,7 +73,7 @@ struct RequestRecord {
   }
 };
 
-// One JSON object (no trailing newline) with the SPEC §4 field names. `wall_offset_ns` is added
+// One JSON object (no trailing newline) with the docs/records.md field names. `wall_offset_ns` is added
 // to the monotonic start to produce `ts` (RFC 3339 with nanoseconds, UTC). Optional fields that
 // are unknown are omitted. Never contains payload text.
 std::string RecordToJson(const RequestRecord& r, int64_t wall_offset_ns);

@@ -6,7 +6,7 @@ namespace infertap {
 namespace {
 
 // Released capacity threshold: a connection that once carried a big event must not keep a big
-// buffer for the rest of its life (10k idle connections, SPEC §13).
+// buffer for the rest of its life (10k idle connections, docs/performance.md).
 constexpr size_t kKeepCapacity = 16 * 1024;
 
 void Release(std::string& s) {

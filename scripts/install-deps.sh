@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs every build, test and demo dependency of infertap (SPEC §1, §12) from Debian's
+# Installs every build, test and demo dependency of infertap (docs/architecture.md, docs/testing.md) from Debian's
 # packages and the npm registry. Idempotent: a second run with everything present does
 # nothing but check. Needs root (or sudo) only when something is missing.
 set -euo pipefail

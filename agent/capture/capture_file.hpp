@@ -1,4 +1,4 @@
-// The capture file of `infertap capture -o FILE` (SPEC §2), read back by `infertap replay`.
+// The capture file of `infertap capture -o FILE` (docs/capture.md), read back by `infertap replay`.
 //
 // Layout (all integers little-endian, the byte order of every machine infertap runs on):
 //

@@ -1,4 +1,4 @@
-// Subcommands of the `infertap` CLI (SPEC §10). Each Register* adds its CLI11 subcommand and
+// Subcommands of the `infertap` CLI (docs/cli.md). Each Register* adds its CLI11 subcommand and
 // returns the function that runs it after parsing. Exit codes: 0 ok, 1 runtime error, 2 usage.
 #pragma once
 

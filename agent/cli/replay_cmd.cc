@@ -1,4 +1,4 @@
-// `infertap replay`: the whole pipeline offline, on a capture file (or a pcap, SPEC §10). The
+// `infertap replay`: the whole pipeline offline, on a capture file (or a pcap, docs/cli.md). The
 // same tracker, parsers, records and metrics code as the live agent.
 #include <cstdio>
 #include <string>
@@ -159,7 +159,7 @@ Runner RegisterReplay(CLI::App& app) {
       ->required();
   AddTargetOptions(*cmd, args->targets);
   AddAttributionOptions(*cmd, args->attribution);
-  cmd->add_flag("--records", args->records, "Print one JSON request record per line (SPEC §4)");
+  cmd->add_flag("--records", args->records, "Print one JSON request record per line (docs/records.md)");
   cmd->add_flag("--summary", args->summary, "Print one JSON object per connection");
   return [args] { return RunReplay(*args); };
 }

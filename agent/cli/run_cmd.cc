@@ -1,4 +1,4 @@
-// `infertap run`: the agent (SPEC §10). Standalone mode: capture → parse → records → metrics
+// `infertap run`: the agent (docs/cli.md). Standalone mode: capture → parse → records → metrics
 // live, pool gauges from the model servers' /metrics, Prometheus on --metrics-addr, the local
 // inspection API for `top`/`trace` on --inspect-addr.
 #include <time.h>

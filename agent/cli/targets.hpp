@@ -19,7 +19,7 @@ struct TargetArgs {
   std::string side = "server";
 };
 
-// Attribution and metric naming shared by run and replay (SPEC §5, §6, §10).
+// Attribution and metric naming shared by run and replay (docs/attribution.md, docs/metrics.md, docs/cli.md).
 struct AttributionArgs {
   std::string pool = "default";
   std::vector<std::string> model_alias;  // TARGET=MODEL

@@ -1,5 +1,5 @@
 // Minimal leveled logging to stderr: "2026-11-28T17:40:00.123Z level message". Log lines carry
-// identifiers (connection ids, pool names), never payload text (SPEC §11 privacy).
+// identifiers (connection ids, pool names), never payload text (docs/faults.md privacy).
 #pragma once
 
 #include <cstdarg>

@@ -1,11 +1,11 @@
-// The metrics registry (SPEC §6): every exposed series, and the recording rules that turn request
+// The metrics registry (docs/metrics.md): every exposed series, and the recording rules that turn request
 // records and pool samples into them.
 //
 // Threads: every method is safe to call from any thread. In the agent the pipeline thread calls
 // OnRequestReceived/OnRecord and the capture counters, the pool poller thread calls the pool
 // methods, and the HTTP server thread calls Serialize() or collects registry() directly.
 //
-// Recording rules (SPEC §6.1, §6.3), for the pipeline:
+// Recording rules (docs/metrics.md#seed-metrics, docs/metrics.md#beyond-the-seed), for the pipeline:
 //  - OnRequestReceived(r) when the model server has received the whole request (headers + body):
 //    request_total +1, request_sizes observe(request_bytes) (0 allowed), running_requests +1.
 //  - OnRecord(r) once per record, after the exchange ended:
@@ -17,7 +17,7 @@
 //        (0 included); ttft and tpot whenever the record has them.
 //  - Records with request_complete == false:
 //      * no response (status 0): the client gave up (or the capture lost bytes) before the model
-//        server had the request, so it is not an inference request in the §6.1 sense. It is
+//        server had the request, so it is not an inference request in the docs/metrics.md#seed-metrics sense. It is
 //        counted only in infertap_requests_incomplete_total: not in request_total and not in
 //        request_error_total{Incomplete} (which is for requests whose *response* was cut off).
 //      * with a response (the server answered early, e.g. 413/400 before the body ended): the
@@ -26,7 +26,7 @@
 //  Replaying finished records without live events: call OnRequestReceived(r) (if
 //  r.request_complete) immediately followed by OnRecord(r).
 //
-// Cardinality (SPEC §11): at most `max_models` distinct (model_name, target_model_name) pairs get
+// Cardinality (docs/faults.md): at most `max_models` distinct (model_name, target_model_name) pairs get
 // their own series. Later pairs are folded into model_name="__other__" AND
 // target_model_name="__other__" (folding only the model would still let target names grow
 // without bound), and every folded request counts in infertap_model_labels_folded_total. Pairs
@@ -61,7 +61,7 @@ namespace infertap {
 
 struct MetricsOptions {
   // "inference_model" (default) or "inference_objective": the name of the per-model family of
-  // newer gateway releases (SPEC §6.3). Pool metric names never change.
+  // newer gateway releases (docs/metrics.md#beyond-the-seed). Pool metric names never change.
   std::string metric_prefix = "inference_model";
   size_t max_models = 1000;
   std::string version = "0.0.0";     // infertap_build_info{version}
@@ -69,7 +69,7 @@ struct MetricsOptions {
 };
 
 // Pool-level gauges as computed by the pool poller; a nullopt removes that series (a pool with no
-// fresh pod must show no average rather than a frozen one, SPEC §7).
+// fresh pod must show no average rather than a frozen one, docs/pool-gauges.md).
 struct PoolGauges {
   size_t ready_pods = 0;
   std::optional<double> average_kv_cache_utilization;

@@ -1,5 +1,5 @@
 // The pipeline stage between the connection tracker and everything that consumes request
-// records (SPEC §1 data flow): ordered byte streams in, attributed records out.
+// records (docs/architecture.md data flow): ordered byte streams in, attributed records out.
 //
 //   ConnectionTracker ──StreamSink──▶ Pipeline ──▶ ExchangeAssembler (one per connection)
 //                                         │              │ records
@@ -24,7 +24,7 @@ namespace infertap {
 
 class Metrics;
 
-// Who serves behind an endpoint (SPEC §5): the pool it belongs to and, in a cluster, the pod.
+// Who serves behind an endpoint (docs/attribution.md): the pool it belongs to and, in a cluster, the pod.
 struct EndpointAttribution {
   Endpoint endpoint;  // wildcard address (all zeros) matches any address on that port
   std::string pool = "default";

@@ -1,4 +1,4 @@
-// Model-server engines and the /metrics series the pool gauges come from (SPEC §7).
+// Model-server engines and the /metrics series the pool gauges come from (docs/pool-gauges.md).
 //
 // Pure logic over parsed exposition: which engine a page comes from, and that pod's queue,
 // running and kv-cache values. Several series of one family (vLLM data parallel: one per

@@ -1,4 +1,4 @@
-// The pool poller (SPEC §7): scrapes the model-server pods of each pool on this node and keeps
+// The pool poller (docs/pool-gauges.md): scrapes the model-server pods of each pool on this node and keeps
 // the inference_pool_* gauges of the metrics registry current.
 //
 // Split in two so the rules are testable without a network:

@@ -2,7 +2,7 @@
 //
 // The pcap reader hands every record here with its link type; what comes back is the TCP 4-tuple,
 // the header fields reassembly needs, and the payload split into what was captured and what the
-// snaplen cut off. Everything is bounds-checked: a capture file is untrusted input (SPEC §11).
+// snaplen cut off. Everything is bounds-checked: a capture file is untrusted input (docs/faults.md).
 #pragma once
 
 #include <cstdint>

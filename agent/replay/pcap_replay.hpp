@@ -1,5 +1,5 @@
 // `infertap replay` on packet captures: a pcap or pcapng file in, the same per-connection byte
-// streams the live capture produces out, through StreamSink (SPEC §10). The rest of the pipeline
+// streams the live capture produces out, through StreamSink (docs/cli.md). The rest of the pipeline
 // (HTTP, SSE, records, metrics) cannot tell the difference, except that timestamps are the
 // capture's wall clock (epoch ns) instead of CLOCK_MONOTONIC.
 //

@@ -1,5 +1,5 @@
 // TCP reassembly for captured packets: segments in, per-connection ordered byte streams out
-// through the same StreamSink the live capture feeds (SPEC §3, §10 `infertap replay`).
+// through the same StreamSink the live capture feeds (docs/parsing.md, docs/cli.md `infertap replay`).
 //
 // A packet capture sees TCP, not syscalls: segments can be retransmitted (whole or overlapping),
 // reordered, lost by the capture, cut by the snaplen, and the capture can start in the middle of

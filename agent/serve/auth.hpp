@@ -1,4 +1,4 @@
-// Access control for /metrics (SPEC §8 auth, §9): the bearer-token hook and the choice of mode.
+// Access control for /metrics (docs/kubernetes.md auth, docs/serving.md): the bearer-token hook and the choice of mode.
 //
 // The Kubernetes authorizer (TokenReview + SubjectAccessReview with caching) implements
 // Authorizer elsewhere; this file only maps its decisions to HTTP, so the mapping — 401 for a

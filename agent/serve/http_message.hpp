@@ -1,4 +1,4 @@
-// HTTP/1.1 request heads and responses for the agent's own small servers (SPEC §9): /metrics,
+// HTTP/1.1 request heads and responses for the agent's own small servers (docs/serving.md): /metrics,
 // /healthz, /readyz and the local inspection API. Only what those endpoints need: GET/HEAD
 // requests without bodies, fixed or streamed (chunked) responses.
 //

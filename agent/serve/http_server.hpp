@@ -1,4 +1,4 @@
-// A small HTTP/1.1 server for the agent's own endpoints (SPEC §9): /metrics, /healthz, /readyz
+// A small HTTP/1.1 server for the agent's own endpoints (docs/serving.md): /metrics, /healthz, /readyz
 // and the local inspection API with its long-lived record streams.
 //
 // Why our own server rather than civetweb (Debian libcivetweb) or prometheus-cpp's Exposer:

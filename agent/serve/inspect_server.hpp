@@ -1,7 +1,7 @@
-// The local inspection API for `infertap top` and `infertap trace` (SPEC §9), on --inspect-addr
+// The local inspection API for `infertap top` and `infertap trace` (docs/serving.md), on --inspect-addr
 // (default 127.0.0.1:9091):
 //   GET /v1/state    → the JSON document of the state callback (application/json)
-//   GET /v1/records  → a live stream of request records (metadata only, SPEC §4 JSON):
+//   GET /v1/records  → a live stream of request records (metadata only, docs/records.md JSON):
 //        `Accept: text/event-stream` or `?format=sse`: SSE, one `data: <json>\n\n` per record,
 //          `: keep-alive` comments as heartbeats, `: dropped N` when records were lost;
 //        otherwise JSON lines (application/x-ndjson), one record per line, an empty line as the

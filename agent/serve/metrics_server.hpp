@@ -1,4 +1,4 @@
-// The metrics endpoint (SPEC §9): /metrics (Prometheus text 0.0.4, gzip when asked), /healthz
+// The metrics endpoint (docs/serving.md): /metrics (Prometheus text 0.0.4, gzip when asked), /healthz
 // and /readyz (never behind auth: kubelet probes carry no token).
 //
 // Threads: Serialize() and the authorizer run on the HTTP worker threads; /healthz and /readyz

@@ -1,4 +1,4 @@
-// Fans request records out to live /v1/records streams (SPEC §9) without ever slowing the
+// Fans request records out to live /v1/records streams (docs/serving.md) without ever slowing the
 // pipeline.
 //
 // Publish() is called on the pipeline thread. It never waits for a subscriber: each subscriber

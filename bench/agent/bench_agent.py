@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end agent figures of SPEC §13 with real processes (infertap run, infertap-sim,
+"""End-to-end agent figures of docs/performance.md with real processes (infertap run, infertap-sim,
 infertap-load) on loopback. Driven by bench/agent/run.sh; prints a markdown table on stdout and
 progress on stderr. Every child is bounded in time and killed on exit."""
 import json

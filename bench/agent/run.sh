@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end agent figures of SPEC §13, measured with real processes on loopback:
+# End-to-end agent figures of docs/performance.md, measured with real processes on loopback:
 #   1. agent CPU (user+sys) per streamed request        (target ≤ 20 µs)
 #   2. throughput with agent ÷ without at saturation     (target ≥ 0.97 with --cpu-per-token 30us; 0 µs reported)
 #   3. lost capture events at 2,000 streamed requests/s  (target 0)

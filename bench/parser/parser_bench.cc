@@ -1,4 +1,4 @@
-// Offline pipeline / parser throughput (SPEC §13: "offline pipeline throughput ≥ 1 GB/s per core,
+// Offline pipeline / parser throughput (docs/performance.md: "offline pipeline throughput ≥ 1 GB/s per core,
 // and ≥ 50% of llhttp alone on the same bytes").
 //
 // One synthetic capture of vLLM streaming traffic is generated in memory, then four cases consume
@@ -82,7 +82,7 @@ class Rng {
 };
 
 constexpr uint32_t kConcurrent = 64;        // streams in flight at once (interleaved writes)
-constexpr uint32_t kTokensPerStream = 64;   // SPEC §13's streamed request
+constexpr uint32_t kTokensPerStream = 64;   // docs/performance.md's streamed request
 constexpr uint32_t kNonStreamingEvery = 8;  // one exchange in 8 is a plain JSON response
 constexpr uint64_t kSegmentSpacingNs = 5'000;
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SPEC §13 "offline pipeline throughput ≥ 1 GB/s per core, and ≥ 50% of llhttp alone on the same
+# docs/performance.md "offline pipeline throughput ≥ 1 GB/s per core, and ≥ 50% of llhttp alone on the same
 # bytes": runs infertap-bench-parser and prints a markdown table. No root needed.
 # Usage: bench/parser/run.sh BUILD_DIR [extra flags, e.g. --capture_mib=128]
 # Env: PARSER_BENCH_MIN_TIME (seconds per repetition, default 2).
@@ -16,7 +16,7 @@ trap 'rm -f "$json"' EXIT
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 # Medians are computed here from the individual repetitions (not --benchmark_report_aggregates_only)
 # so a case that failed its own checks still shows up with its error message.
-# Random interleaving runs the repetitions of the four cases in a shuffled order (SPEC §13: A/B
+# Random interleaving runs the repetitions of the four cases in a shuffled order (docs/performance.md: A/B
 # alternated), so a neighbour's load drifting during the run does not land on one case only.
 "$bin" --benchmark_format=json --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true \
   --benchmark_min_time="${PARSER_BENCH_MIN_TIME:-2}" "$@" > "$json"
@@ -62,7 +62,7 @@ rows = [
     ("d. `infertap replay` loop from a capture file (reader + c)", cell("BM_Replay"), ratio(d),
      "≥ 1 GB/s per core", verdict(None if d is None else d >= 1.0)),
 ]
-print(f"Offline pipeline throughput (SPEC §13), {ctx.get('capture_mib', '?')} MiB generated "
+print(f"Offline pipeline throughput (docs/performance.md), {ctx.get('capture_mib', '?')} MiB generated "
       f"vLLM SSE capture, median of 3 interleaved repetitions (min–max), GB = 10^9 payload bytes per CPU "
       f"second, one thread. Host: {ctx.get('num_cpus')} CPUs at {ctx.get('mhz_per_cpu')} MHz, "
       f"load average before the run {sys.argv[2]}.\n")

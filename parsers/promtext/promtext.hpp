@@ -1,4 +1,4 @@
-// Prometheus exposition parser: text format 0.0.4 and OpenMetrics 1.0.0 (SPEC §7).
+// Prometheus exposition parser: text format 0.0.4 and OpenMetrics 1.0.0 (docs/pool-gauges.md).
 //
 // Used by the pool poller to read model-server /metrics pages, and by tests to read our own
 // exposition back. Pure C++: bytes in, families out; no sockets, no exceptions across the API.

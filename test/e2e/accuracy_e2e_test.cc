@@ -1,4 +1,4 @@
-// Accuracy end to end (SPEC §12, issue 5 item 4): what infertap reports equals what real clients
+// Accuracy end to end (docs/testing.md, issue 5 item 4): what infertap reports equals what real clients
 // sent and received, request by request.
 //
 // Topology (one fresh set per test, all removed on exit, also on failure):
@@ -613,7 +613,7 @@ TEST_P(AccuracyE2E, RecordsAndMetricsMatchWhatClientsSawThroughNginx) {
       EXPECT_EQ(get("inference_model_response_sizes_count"), 1.0);
       EXPECT_EQ(get("inference_model_response_sizes_sum"), double(v.response_bytes));
     }
-    // Tokens are observed only when > 0 (SPEC §6.1): embeddings report 0 output tokens.
+    // Tokens are observed only when > 0 (docs/metrics.md#seed-metrics): embeddings report 0 output tokens.
     if (v.input_tokens.value_or(0) > 0 && !v.client_abort) {
       EXPECT_EQ(get("inference_model_input_tokens_count"), 1.0);
       EXPECT_EQ(get("inference_model_input_tokens_sum"), double(*v.input_tokens));

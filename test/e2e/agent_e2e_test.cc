@@ -46,7 +46,7 @@ constexpr int kSimTtftMs = 20;
 constexpr int kSimItlMs = 2;
 constexpr int kKvCapacityTokens = 1000;
 
-// The seed duration buckets (SPEC §6.1).
+// The seed duration buckets (docs/metrics.md#seed-metrics).
 const std::vector<double> kDurationBuckets = {0.005, 0.025, 0.05, 0.1, 0.2,  0.4,  0.6,  0.8, 1,
                                               1.25,  1.5,   2,    3,   4,    5,    6,    8,   10,
                                               15,    20,    30,   45,  60,   120,  180,  240, 300,
@@ -280,7 +280,7 @@ class AgentE2E : public ::testing::Test {
     EXPECT_EQ(out, "") << "promtool problems";
   }
 
-  // The agent's graceful exit (SPEC §10): SIGINT → exit 0, BPF released.
+  // The agent's graceful exit (docs/cli.md): SIGINT → exit 0, BPF released.
   void StopAgentGracefully() {
     const int rc = agent_->Stop(SIGINT, milliseconds(5000));
     EXPECT_EQ(rc, 0) << "agent exit status; stderr:\n" << agent_->err();
@@ -520,7 +520,7 @@ void CheckRecord(const Json& r, const Transfer& t, const CurlResult& c, double t
   } else {
     EXPECT_FALSE(r.contains("ttft_s"));
   }
-  // tpot = (end − first token) / (output_tokens − 1) (SPEC §4).
+  // tpot = (end − first token) / (output_tokens − 1) (docs/records.md).
   if (t.output_tokens && *t.output_tokens > 1 && r.contains("ttft_s")) {
     ASSERT_TRUE(r.contains("tpot_s"));
     const double want = (duration - r["ttft_s"].get<double>()) / double(*t.output_tokens - 1);
@@ -722,7 +722,7 @@ TEST_F(AgentE2E, TrafficRecordsMetricsPromtoolAndPrometheus) {
   StopAgentGracefully();
 }
 
-// Pool gauges from the simulator's /metrics (SPEC §7): a busy simulator, then a broken /metrics
+// Pool gauges from the simulator's /metrics (docs/pool-gauges.md): a busy simulator, then a broken /metrics
 // that makes the pod stale.
 TEST_F(AgentE2E, PoolGaugesBusyAndStale) {
   std::vector<PromSample> m;

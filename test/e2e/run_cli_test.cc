@@ -1,4 +1,4 @@
-// `infertap run` startup and shutdown behaviour (SPEC §10, §11): clear one-line errors with the
+// `infertap run` startup and shutdown behaviour (docs/cli.md, docs/faults.md): clear one-line errors with the
 // right exit codes, and nothing left in the kernel after a graceful stop.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

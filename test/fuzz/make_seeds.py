@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora under test/fuzz/corpus/<target>/ from shared/fixtures/wire and the
+"""Writes the seed corpora under test/fuzz/corpus/<target>/ from test/fixtures/wire and the
 unit tests' edge cases. Re-run after adding fixtures; the output is committed."""
 import gzip
 import os
@@ -7,7 +7,7 @@ import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WIRE = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "fixtures", "wire"))
+WIRE = os.path.normpath(os.path.join(HERE, "..", "fixtures", "wire"))
 
 
 def fixture(name):

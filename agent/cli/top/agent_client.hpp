@@ -1,4 +1,4 @@
-// Client side of the agent's local inspection API (SPEC §9) for `top` and `trace`.
+// Client side of the agent's local inspection API (docs/serving.md) for `top` and `trace`.
 //
 // One libcurl multi handle drives both transfers — the endless GET /v1/records stream and the
 // periodic GET /v1/state — on the caller's thread, and Poll() also waits on the caller's own file

@@ -1,5 +1,5 @@
-// `infertap top` (SPEC §10): a live full-screen table of a running agent's pools and models,
-// refreshed every --interval seconds from its local inspection API (SPEC §9).
+// `infertap top` (docs/cli.md): a live full-screen table of a running agent's pools and models,
+// refreshed every --interval seconds from its local inspection API (docs/serving.md).
 //
 //   infertap top [--agent URL] [--once] [--live] [--interval S] [--window S]
 //

@@ -1,4 +1,4 @@
-// The numbers behind `infertap top` (SPEC §10), kept apart from the terminal and the network so
+// The numbers behind `infertap top` (docs/cli.md), kept apart from the terminal and the network so
 // tests can drive them with a fake clock.
 //
 // Records feed the rate and latency columns; each is stamped with its *arrival* time (when the CLI

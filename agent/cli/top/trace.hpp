@@ -1,10 +1,10 @@
-// `infertap trace` (SPEC §10): one line per completed request, as the agent publishes it.
+// `infertap trace` (docs/cli.md): one line per completed request, as the agent publishes it.
 //
 //   infertap trace [--agent URL] [--json] [--count N] [--duration S]
 //
 // Exits 0 after N records, after S seconds, on SIGINT/SIGTERM/SIGHUP, or when stdout closes;
 // 1 when the agent cannot be reached or the stream breaks (the trace would be incomplete).
-// --json prints each record line exactly as the agent sent it (SPEC §4 JSON). The human format
+// --json prints each record line exactly as the agent sent it (docs/records.md JSON). The human format
 // has fixed columns (see FormatTraceLine), so `sort`, `awk` and eyes can line it up.
 #pragma once
 

@@ -180,7 +180,7 @@ Plan MakePlan(const HttpRequest& req, Endpoint endpoint, const SimConfig& cfg, u
     return plan;
   }
 
-  // Model: which name the response carries depends on the engine (SPEC §15).
+  // Model: which name the response carries depends on the engine (docs/wire-formats.md).
   std::string requested;
   if (auto it = body.find("model"); it != body.end() && it->is_string()) requested = *it;
   bool served = std::find(cfg.models.begin(), cfg.models.end(), requested) != cfg.models.end();

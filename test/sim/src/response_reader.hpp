@@ -58,7 +58,7 @@ class ResponseReader {
   uint64_t chunks_ = 0;
 };
 
-// Splits a de-chunked SSE body into events and classifies them (SPEC §3 rules, simplified:
+// Splits a de-chunked SSE body into events and classifies them (docs/parsing.md rules, simplified:
 // LF line ends, `data:` with or without a space, `:` comments, llama.cpp's `error:` line).
 class SseScanner {
  public:

@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    // Usage errors exit 2 like the infertap CLI (SPEC §10); --help exits 0.
+    // Usage errors exit 2 like the infertap CLI (docs/cli.md); --help exits 0.
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }

@@ -512,7 +512,7 @@ void Worker::StartJob(Conn& c, Plan plan) {
   c.job++;
   const Job& job = c.plan.job;
   if (job.stream && cfg_.engine != Engine::kSglang) {
-    // vLLM sends the head before prefill (SPEC §15); SGLang only with the first chunk.
+    // vLLM sends the head before prefill (docs/wire-formats.md); SGLang only with the first chunk.
     Send(c, StreamHead(c));
     c.head_sent = true;
     for (const auto& w : StreamOpenWrites(job)) WriteChunk(c, w);

@@ -1,6 +1,6 @@
 // What the simulated servers put on the wire: bodies, SSE events and their grouping into HTTP
 // chunks, per engine. Pure functions of a `Job` (no sockets, no clocks), so the byte layout can be
-// unit-tested against /work/shared/fixtures/wire and reasoned about in one place.
+// unit-tested against test/fixtures/wire and reasoned about in one place.
 //
 // Byte order of JSON keys matters here (tracers and golden tests compare bytes), which is why the
 // bodies are assembled by hand instead of through a JSON library that reorders keys.

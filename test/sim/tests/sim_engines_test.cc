@@ -1,4 +1,4 @@
-// The --engine variants: each server's distinctive wire habits (SPEC §15).
+// The --engine variants: each server's distinctive wire habits (docs/wire-formats.md).
 #include <gtest/gtest.h>
 
 #include "sim_harness.hpp"

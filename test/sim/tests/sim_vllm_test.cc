@@ -1,5 +1,5 @@
 // Runs the real infertap-sim (vLLM format) and checks the bytes on the wire against the fixtures
-// in shared/fixtures/wire.
+// in test/fixtures/wire.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>

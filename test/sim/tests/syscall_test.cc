@@ -1,4 +1,4 @@
-// One send syscall per SSE event: what a syscall tracer sees per token (SPEC §12, §13). Checked
+// One send syscall per SSE event: what a syscall tracer sees per token (docs/testing.md, docs/performance.md). Checked
 // with strace attached to the running simulator; skipped where ptrace is not allowed.
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// The upstream EPP's own expected outputs (shared/fixtures/gie-golden/) for the SPEC §6.1 inputs,
+// The upstream EPP's own expected outputs (test/fixtures/gie-golden/) for the docs/metrics.md#seed-metrics inputs,
 // produced here through the real registry and serializer, read back with our parser and compared
 // sample by sample. Expected values come only from the golden files.
 #include <gtest/gtest.h>
@@ -175,7 +175,7 @@ TEST(GoldenCompare, DetectsValueLabelSampleAndHelpDifferences) {
 }
 
 // The same seed inputs through the record path the pipeline uses: one record per (request size,
-// response size, tokens) tuple of SPEC §6.1 must yield the golden request/size/token families.
+// response size, tokens) tuple of docs/metrics.md#seed-metrics must yield the golden request/size/token families.
 TEST(GoldenRecordPath, RecordsYieldGoldenFamilies) {
   struct In {
     const char* model;

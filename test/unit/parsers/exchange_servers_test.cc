@@ -1,4 +1,4 @@
-// Wire formats of SPEC §15, end to end through the exchange assembler.
+// Wire formats of docs/wire-formats.md, end to end through the exchange assembler.
 #include <gtest/gtest.h>
 
 #include "conn.hpp"

@@ -11,7 +11,7 @@
 
 namespace infertap::test {
 
-std::string ReadFixture(std::string_view relative);  // relative to shared/fixtures
+std::string ReadFixture(std::string_view relative);  // relative to test/fixtures
 std::span<const uint8_t> Bytes(std::string_view s);
 
 // An HTTP/1.1 request with Content-Length.

@@ -1,4 +1,4 @@
-// A stand-in for a running agent's inspection API (SPEC §9), for tests of `top` and `trace`:
+// A stand-in for a running agent's inspection API (docs/serving.md), for tests of `top` and `trace`:
 // HTTP/1.1 on 127.0.0.1 with an ephemeral port, GET /v1/state from a settable document, GET
 // /v1/records as a chunked JSON-lines stream fed by Publish(). One thread per connection; the
 // test decides exactly when each record line goes out.
