@@ -1,58 +1,112 @@
 #!/usr/bin/env bash
-# Installs every build, test and demo dependency of infertap (docs/architecture.md, docs/testing.md) from Debian's
-# packages and the npm registry. Idempotent: a second run with everything present does
-# nothing but check. Needs root (or sudo) only when something is missing.
+# Installs every build, test and demo dependency of infertap (docs/architecture.md,
+# docs/testing.md) from Debian 12's packages and the npm registry. Called by every `make` target.
+#
+# - Idempotent and quiet: with everything present it only checks (well under a second).
+# - Needs root (or sudo) only when something is missing.
+# - Never stops, kills or reconfigures a process it did not start: services that Debian packages
+#   would start on installation (nginx on :80, prometheus on :9090, haproxy) are kept from starting
+#   while this script installs them (a temporary policy-rc.d), and only the services of packages
+#   this run installed are disabled at boot. The tests run their own private instances.
+# - A failing step prints its own error output and a one-line hint, then exits non-zero.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 debs=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git ca-certificates
   clang llvm lld libclang-rt-14-dev          # BPF compile, libFuzzer, sanitizers
   libbpf-dev bpftool libelf-dev zlib1g-dev    # BPF loader + skeletons
   node-llhttp                                 # llhttp C sources (/usr/share/llhttp)
   prometheus-cpp-dev libcli11-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   libsimdjson-dev libcurl4-openssl-dev libpcap-dev nlohmann-json3-dev libspdlog-dev libssl-dev openssl
-  iproute2 curl nginx-light prometheus tmux procps
+  # Tools the tests and the demo run: gateways, clients, checkers, tracers.
+  iproute2 curl nginx-light prometheus tmux procps util-linux strace
   python3 gnuplot-nox
 )
+# Packages whose installation may start a system service (kept from starting, see above).
+service_debs=(nginx-light prometheus)
+
+log=$(mktemp /tmp/infertap-install-deps.XXXXXX)
+cleanup() {
+  rm -f "$log"
+  if [[ -n ${policy_installed:-} ]]; then as_root rm -f /usr/sbin/policy-rc.d; fi
+}
+trap cleanup EXIT
+
+# Runs a step quietly; on failure shows what it printed and a hint, and exits.
+step() {
+  local hint=$1; shift
+  if ! "$@" > "$log" 2>&1; then
+    echo "install-deps: failed: $*" >&2
+    tail -n 40 "$log" | sed 's/^/  | /' >&2
+    echo "install-deps: hint: $hint" >&2
+    exit 1
+  fi
+}
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 missing=()
 for p in "${debs[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
+  installed "$p" || missing+=("$p")
 done
+# Node.js and npm (for the `openai` npm client of the e2e tests): a machine may carry them from
+# another repository (nodesource); only install Debian's when the commands are absent. Debian 12's
+# Node.js 18 is supported (test/e2e/node/package.json).
+command -v node > /dev/null 2>&1 || missing+=(nodejs)
+command -v npm > /dev/null 2>&1 || missing+=(npm)
+# kubectl likewise (kubernetes-client in Debian; some images ship Google's kubectl package).
+command -v kubectl > /dev/null 2>&1 || missing+=(kubernetes-client)
 
 as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@";
-  else echo "install-deps: need root to install: ${missing[*]}" >&2; exit 1; fi
+  if [[ $(id -u) -eq 0 ]]; then
+    "$@"
+  elif command -v sudo > /dev/null; then
+    sudo "$@"
+  else
+    echo "install-deps: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
 }
 
-# Node.js and npm (for the `openai` npm client): a machine may already carry them from another
-# repository; only install Debian's when the commands are absent.
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
-# kubectl likewise (kubernetes-client in Debian; some images ship Google's kubectl package).
-command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
-
-if [ ${#missing[@]} -gt 0 ]; then
+if [[ ${#missing[@]} -gt 0 ]]; then
   echo "install-deps: installing ${missing[*]}"
   stamp=/var/lib/apt/periodic/infertap-update-stamp
-  if [ ! -f "$stamp" ] || [ -n "$(find "$stamp" -mmin +360 2>/dev/null)" ]; then
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  if [[ ! -f $stamp ]] || [[ -n $(find "$stamp" -mmin +360 2> /dev/null) ]]; then
+    step "check the network and /etc/apt/sources.list(.d) (apt-get update must reach Debian's mirror)" \
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get update
     as_root mkdir -p "$(dirname "$stamp")" && as_root touch "$stamp"
   fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
-  # Debian's nginx package starts a system nginx on :80; the tests run their own instances.
-  if command -v systemctl >/dev/null 2>&1; then as_root systemctl disable --now nginx 2>/dev/null || true; fi
-  pkill -x nginx 2>/dev/null || true
+  # Keep the packages' services from starting during this installation (the Debian way: a
+  # policy-rc.d that denies every start), unless the machine already has its own policy.
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
+    policy_installed=1
+  fi
+  step "a package may be missing from Debian 12 (bookworm) or dpkg may be locked; run the apt-get command above by hand to see" \
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  if [[ -n ${policy_installed:-} ]]; then
+    as_root rm -f /usr/sbin/policy-rc.d
+    policy_installed=
+  fi
+  # Only the services of packages this run installed: do not start them at boot either.
+  if command -v systemctl > /dev/null 2>&1; then
+    for p in "${service_debs[@]}"; do
+      if [[ " ${missing[*]} " == *" $p "* ]]; then
+        unit=${p%-light}
+        as_root systemctl disable "$unit" > /dev/null 2>&1 || true
+      fi
+    done
+  fi
 fi
 
-# The `openai` npm client used by the end-to-end tests (test/e2e/node).
-if [ -f "$here/test/e2e/node/package.json" ] && [ ! -d "$here/test/e2e/node/node_modules/openai" ]; then
-  echo "install-deps: npm install (test/e2e/node)"
-  (cd "$here/test/e2e/node" && npm install --no-audit --no-fund --silent)
+# The `openai` npm client used by the end-to-end tests (test/e2e/node), at the version pinned in
+# package-lock.json.
+node_dir=$here/test/e2e/node
+if [[ -f $node_dir/package.json ]] && [[ ! -f $node_dir/node_modules/openai/package.json ]]; then
+  echo "install-deps: npm ci (test/e2e/node)"
+  step "npm must reach its registry (npm config get registry); a proxy goes in ~/.npmrc or npm_config_proxy" \
+    sh -c "cd '$node_dir' && npm ci --no-audit --no-fund"
 fi
 exit 0

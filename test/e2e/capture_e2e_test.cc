@@ -2,6 +2,7 @@
 // programs in the kernel, a real `infertap capture` process, real sockets in network
 // namespaces. Every test compares the captured streams byte for byte with what the client and
 // the server actually sent.
+#include "test/common/require.hpp"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -684,7 +685,7 @@ TEST_F(CaptureE2E, ClientSideTracesTheConnectingSocket) {
 // The acceptance check: `infertap capture --summary` with curl as the client.
 TEST_F(CaptureE2E, SummaryWithCurlReportsExactByteCounts) {
   if (!ns_) return;
-  if (Sh("command -v curl") != 0) GTEST_SKIP() << "curl not installed";
+  INFERTAP_NEED_TOOL("curl");
   const uint16_t port = NextPort();
   TestServer server(ns_->srv(), ns_->srv_v4(), port, IoMode::kReadWrite);
   ASSERT_TRUE(server.Start());
@@ -742,7 +743,7 @@ TEST(CaptureCli, WithoutPrivilegesExitsOneWithAMessage) {
     return;
   }
   // As root: drop to nobody with no capabilities for the child.
-  if (Sh("command -v setpriv") != 0) GTEST_SKIP() << "setpriv not installed";
+  INFERTAP_NEED_TOOL("setpriv");
   std::string out;
   EXPECT_EQ(Sh("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all " +
                    InfertapBinary() + " capture --summary --duration 1",

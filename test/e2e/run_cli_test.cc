@@ -1,5 +1,6 @@
 // `infertap run` startup and shutdown behaviour (docs/cli.md, docs/faults.md): clear one-line errors with the
 // right exit codes, and nothing left in the kernel after a graceful stop.
+#include "test/common/require.hpp"
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -67,7 +68,7 @@ TEST(RunCli, WithoutPrivilegesExitsOneSayingWhatIsMissing) {
     EXPECT_NE(out.find("CAP_BPF"), std::string::npos) << out;
     return;
   }
-  if (Sh("command -v setpriv") != 0) GTEST_SKIP() << "setpriv not installed";
+  INFERTAP_NEED_TOOL("setpriv");
   std::string out;
   EXPECT_EQ(Sh("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all " + Bin() +
                    " run --metrics-auth none --metrics-addr 127.0.0.1:0",

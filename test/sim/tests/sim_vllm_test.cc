@@ -1,5 +1,6 @@
 // Runs the real infertap-sim (vLLM format) and checks the bytes on the wire against the fixtures
 // in test/fixtures/wire.
+#include "test/common/require.hpp"
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -527,7 +528,7 @@ TEST(VllmSimCurl, CurlStreamsAllEvents) {
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   int rc = pclose(p);
-  if (WEXITSTATUS(rc) == 127) GTEST_SKIP() << "curl not installed";
+  if (WEXITSTATUS(rc) == 127) INFERTAP_CANNOT_RUN("curl is not installed (scripts/install-deps.sh)");
   EXPECT_EQ(rc, 0);
   int events = 0;
   for (size_t at = 0; (at = out.find("data: ", at)) != std::string::npos; ++at) ++events;

@@ -1,5 +1,6 @@
 // One send syscall per SSE event: what a syscall tracer sees per token (docs/testing.md, docs/performance.md). Checked
 // with strace attached to the running simulator; skipped where ptrace is not allowed.
+#include "test/common/require.hpp"
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -18,7 +19,7 @@ namespace infertap::sim::testing {
 namespace {
 
 TEST(SimSyscalls, OneSendPerEvent) {
-  if (access("/usr/bin/strace", X_OK) != 0) GTEST_SKIP() << "strace not installed";
+  INFERTAP_NEED_TOOL("strace");
   SimProcess sim;
   char path[] = "/tmp/infertap-sim-strace-XXXXXX";
   int tmp = mkstemp(path);
@@ -51,7 +52,7 @@ TEST(SimSyscalls, OneSendPerEvent) {
     kill(tracer, SIGKILL);
     waitpid(tracer, nullptr, 0);
     unlink(path);
-    GTEST_SKIP() << "cannot ptrace here: " << msg;
+    INFERTAP_CANNOT_RUN("cannot ptrace here: " + msg);
   }
   Client c(sim.port());
   c.Send(Post("/v1/chat/completions",

@@ -1,4 +1,5 @@
 // Recording rules of the record path, cardinality folding, pool series removal, self metrics.
+#include "test/common/require.hpp"
 #include "agent/metrics/metrics.hpp"
 
 #include <gtest/gtest.h>
@@ -293,7 +294,7 @@ TEST(MetricsOptionsTest, ObjectivePrefixRenamesModelFamilyOnly) {
 
 // promtool is the reference checker of exposition hygiene; run it when the machine has it.
 TEST(MetricsExposition, PromtoolAcceptsFullExposition) {
-  if (std::system("command -v promtool >/dev/null 2>&1") != 0) GTEST_SKIP() << "no promtool";
+  INFERTAP_NEED_TOOL("promtool");
   Metrics m;
   RequestRecord r = Record("m", "t");
   r.first_token_ns = kT0 + kMs;
