@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build test test-unit test-e2e demo bench fuzz format clean
+.PHONY: all deps configure build test test-unit test-e2e demo bench fuzz fresh-check format clean
 
 all: build
 
@@ -44,3 +44,9 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+# A newcomer's machine, checked: debootstrap a minimal Debian 12, clone this repository alone into
+# it and run `make demo` and `make test` there with real BPF (scripts/fresh-machine-check.sh;
+# root, 20-30 minutes).
+fresh-check:
+	@bash scripts/fresh-machine-check.sh
