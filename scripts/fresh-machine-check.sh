@@ -97,8 +97,13 @@ fi
 rm -f "$root.debootstrap.log"
 
 # The host's apt sources, apt proxy settings, npm configuration and added CA certificates.
-cp -a /etc/apt/sources.list.d/*.sources "$root/etc/apt/sources.list.d/" 2> /dev/null || true
-[[ -f /etc/apt/sources.list ]] && cp /etc/apt/sources.list "$root/etc/apt/sources.list"
+# (debootstrap's own sources.list is replaced, so no source is configured twice.)
+rm -f "$root/etc/apt/sources.list"
+cp -a /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list "$root/etc/apt/sources.list.d/" 2> /dev/null || true
+if [[ -f /etc/apt/sources.list ]]; then cp /etc/apt/sources.list "$root/etc/apt/sources.list"; fi
+if ! compgen -G "$root/etc/apt/sources.list.d/*" > /dev/null && [[ ! -f $root/etc/apt/sources.list ]]; then
+  echo "deb $mirror bookworm main" > "$root/etc/apt/sources.list"
+fi
 for f in /etc/apt/apt.conf.d/*; do
   grep -qi proxy "$f" 2> /dev/null && cp "$f" "$root/etc/apt/apt.conf.d/"
 done
