@@ -203,8 +203,8 @@ class Authorizer:
         for s in binding.get("subjects") or []:
             if _subject_matches(s, user, groups, ns or ""):
                 name = s.get("name")
-                if s.get("kind") == "ServiceAccount":
-                    name = "%s/%s" % (s.get("namespace") or ns or "", name)
+                if s.get("kind") == "ServiceAccount":  # the real reason says name/namespace
+                    name = "%s/%s" % (name, s.get("namespace") or ns or "")
                 hit = (s.get("kind"), '"%s"' % name)
                 break
         if not hit:
