@@ -49,6 +49,68 @@ spec:
 """
 
 
+UPSTREAM_GUIDE = """set -euo pipefail
+kubectl apply -f - <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: inference-gateway-metrics-reader
+rules:
+- nonResourceURLs:
+  - /metrics
+  verbs:
+  - get
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: inference-gateway-sa-metrics-reader
+  namespace: default
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: inference-gateway-sa-metrics-reader-role-binding
+  namespace: default
+subjects:
+- kind: ServiceAccount
+  name: inference-gateway-sa-metrics-reader
+  namespace: default
+roleRef:
+  kind: ClusterRole
+  name: inference-gateway-metrics-reader
+  apiGroup: rbac.authorization.k8s.io
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: inference-gateway-sa-metrics-reader-secret
+  namespace: default
+  annotations:
+    kubernetes.io/service-account.name: inference-gateway-sa-metrics-reader
+type: kubernetes.io/service-account-token
+EOF
+TOKEN=$(kubectl -n default get secret inference-gateway-sa-metrics-reader-secret -o jsonpath='{.secrets[0].name}' -o jsonpath='{.data.token}' | base64 --decode)
+echo "$TOKEN"
+"""
+
+OTHER_ACCOUNT = """apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: other
+  namespace: default
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: other-token
+  namespace: default
+  annotations:
+    kubernetes.io/service-account.name: other
+type: kubernetes.io/service-account-token
+"""
+
+
 def pool_v1(name, ns):
     return {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
             "metadata": {"name": name, "namespace": ns},
@@ -269,6 +331,46 @@ subjects:
                              {i["metadata"]["name"] for i in allowed["items"]})
         nodes = curl("-H", "Authorization: Bearer " + token, self.s.url + "/api/v1/nodes")
         self.assertEqual((nodes["code"], nodes["reason"]), (403, "Forbidden"))
+
+    def test_upstream_metrics_guide(self):
+        # The upstream endpoint picker's metrics guide, as a user types it (kubectl apply of the
+        # reader role, account, binding and token Secret; TOKEN read with jsonpath | base64),
+        # then what a metrics-protecting agent asks: TokenReview, then SubjectAccessReview for
+        # GET /metrics with the user and groups the review returned.
+        env = dict(os.environ, HOME=self.home, KUBECONFIG=self.s.path("kubeconfig"))
+        p = subprocess.run(["bash", "-c", UPSTREAM_GUIDE], capture_output=True, text=True,
+                           timeout=60, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        token = p.stdout.strip().splitlines()[-1]
+
+        def post(path, body):
+            r = self.s.request("POST", path, body)
+            self.assertEqual(r.status, 201, r.raw)
+            return r.json["status"]
+
+        def decide(tok):
+            tr = post("/apis/authentication.k8s.io/v1/tokenreviews", {
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                "spec": {"token": tok}})
+            if not tr.get("authenticated"):
+                return "401"
+            sar = post("/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+                "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                "spec": {"user": tr["user"]["username"], "groups": tr["user"]["groups"],
+                         "nonResourceAttributes": {"path": "/metrics", "verb": "get"}}})
+            return "200" if sar["allowed"] else "403"
+
+        self.assertEqual(decide(token), "200")
+        self.assertEqual(decide("not-a-token"), "401")
+        # A second account without the binding is authenticated but not allowed.
+        self.run_kubectl("apply", "-f", "-", stdin=OTHER_ACCOUNT)
+        other = base64.b64decode(self.run_kubectl("get", "secret", "other-token", "-o",
+                                                  "jsonpath={.data.token}").stdout).decode()
+        self.assertEqual(decide(other), "403")
+        # Deleting the binding takes the permission away.
+        self.run_kubectl("delete", "clusterrolebinding",
+                         "inference-gateway-sa-metrics-reader-role-binding")
+        self.assertEqual(decide(token), "403")
 
     def test_label_and_delete(self):
         self.s.request("POST", "/api/v1/namespaces/lbl/pods", pod("l-0", "lbl"))

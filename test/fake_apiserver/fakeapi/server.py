@@ -115,6 +115,8 @@ class FakeApiServer:
         self.mode = mode
         if mode == "hang":
             self.running.clear()
+        else:
+            self.running.set()  # connections held by an earlier hang go on (and meet the mode)
         if mode == "refuse":
             self.main.close()
             self._close_conns(lambda control: not control)
