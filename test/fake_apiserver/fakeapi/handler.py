@@ -3,7 +3,9 @@ watch streams, and the /fake/ control API."""
 
 import json
 import random
+import select
 import socket
+import ssl
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
@@ -329,6 +331,25 @@ class Handler(BaseHTTPRequestHandler):
             md["annotations"] = {"k8s.io/initial-events-end": "true"}
         return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": md}
 
+    def _client_gone(self):
+        """True when the watching client closed its end (a quiet watch would otherwise hold its
+        thread until the timeout). A watching client sends nothing, so anything readable is
+        either the TLS close alert or EOF."""
+        sock = self.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable and not sock.pending():
+                return False
+            sock.settimeout(0.05)
+            try:
+                return sock.recv(4096) == b""
+            finally:
+                sock.settimeout(self.server.idle_timeout)
+        except (socket.timeout, ssl.SSLWantReadError):
+            return False
+        except (OSError, ValueError, ssl.SSLError):
+            return True
+
     def _watch(self, rt, ns, query, ident, accept):
         hub = self.server.hub
         store = hub.store
@@ -396,6 +417,8 @@ class Handler(BaseHTTPRequestHandler):
                         if bookmarks:
                             wait = min(wait, next_bookmark - now)
                         store.cond.wait(max(0.01, min(wait, 1.0)))
+                        if self._client_gone():
+                            w.closed = True
                     if w.closed or hub.shutting_down:
                         clean = not w.abrupt
                         return
