@@ -432,6 +432,32 @@ class Shared(unittest.TestCase):
             ctype="application/apply-patch+yaml")
         self.assertEqual(r.json["metadata"]["labels"], {"ssa": "y"})
 
+    def test_protobuf_bodies(self):
+        def field(num, payload):
+            assert len(payload) < 128
+            return bytes([num << 3 | 2, len(payload)]) + payload
+
+        def envelope(api_version, kind, raw):
+            type_meta = field(1, api_version.encode()) + field(2, kind.encode())
+            return b"k8s\x00" + field(1, type_meta) + field(2, raw)
+
+        pb = "application/vnd.kubernetes.protobuf"
+        meta = field(1, b"pb-sa") + field(11, field(1, b"team") + field(2, b"a"))
+        r = self.s.request("POST", "/api/v1/namespaces/pb/serviceaccounts",
+                           envelope("v1", "ServiceAccount", field(1, meta)), ctype=pb)
+        self.assertEqual(r.status, 201, r.raw)
+        self.assertEqual(r.json["metadata"]["name"], "pb-sa")
+        self.assertEqual(r.json["metadata"]["labels"], {"team": "a"})
+        r = self.s.request("POST", "/api/v1/namespaces/pb/pods",
+                           envelope("v1", "Pod", field(1, meta)), ctype=pb)
+        self.assertStatus(r, 415, "UnsupportedMediaType")
+        r = self.s.request("POST", "/api/v1/namespaces/pb/serviceaccounts", b"\x0a\x05abc",
+                           ctype=pb)
+        self.assertStatus(r, 400, "BadRequest")
+        r = self.s.request("POST", "/api/v1/namespaces/pb/serviceaccounts",
+                           b"k8s\x00\x0a\x7fshort", ctype=pb)
+        self.assertStatus(r, 400, "BadRequest")
+
     def test_graceful_delete(self):
         self.s.control("POST", "graceful", seconds="1")
         try:

@@ -372,6 +372,52 @@ subjects:
                          "inference-gateway-sa-metrics-reader-role-binding")
         self.assertEqual(decide(token), "403")
 
+    def test_typed_create_and_can_i(self):
+        # These commands send protobuf bodies; the fake decodes them (fakeapi/protobuf.py).
+        self.run_kubectl("create", "namespace", "typed")
+        self.run_kubectl("create", "serviceaccount", "bot", "-n", "typed")
+        self.run_kubectl("create", "secret", "generic", "s", "-n", "typed",
+                         "--from-literal=k=v\u00e9")
+        self.run_kubectl("create", "configmap", "c", "-n", "typed", "--from-literal=a=1")
+        self.run_kubectl("create", "clusterrole", "typed-metrics", "--verb=get",
+                         "--non-resource-url=/metrics")
+        self.run_kubectl("create", "clusterrolebinding", "typed-metrics",
+                         "--clusterrole=typed-metrics", "--serviceaccount=typed:bot")
+        self.run_kubectl("create", "role", "typed-pods", "-n", "typed", "--verb=list",
+                         "--resource=pods")
+        self.run_kubectl("create", "rolebinding", "typed-pods", "-n", "typed",
+                         "--role=typed-pods", "--serviceaccount=typed:bot")
+        get = self.s.request
+        sec = get("GET", "/api/v1/namespaces/typed/secrets/s").json
+        self.assertEqual(base64.b64decode(sec["data"]["k"]).decode(), "v\u00e9")
+        self.assertEqual(sec["type"], "Opaque")
+        self.assertEqual(get("GET", "/api/v1/namespaces/typed/configmaps/c").json["data"],
+                         {"a": "1"})
+        rbac = "/apis/rbac.authorization.k8s.io/v1"
+        self.assertEqual(get("GET", rbac + "/clusterroles/typed-metrics").json["rules"],
+                         [{"verbs": ["get"], "nonResourceURLs": ["/metrics"]}])
+        crb = get("GET", rbac + "/clusterrolebindings/typed-metrics").json
+        self.assertEqual(crb["subjects"], [{"kind": "ServiceAccount", "name": "bot",
+                                            "namespace": "typed"}])
+        self.assertEqual(crb["roleRef"], {"apiGroup": "rbac.authorization.k8s.io",
+                                          "kind": "ClusterRole", "name": "typed-metrics"})
+        sa = "system:serviceaccount:typed:bot"
+
+        def can_i(*args):
+            p = self.run_kubectl("auth", "can-i", *args, check=False)
+            return p.stdout.strip()
+
+        self.assertEqual(can_i("get", "/metrics", "--as", sa), "yes")
+        self.assertEqual(can_i("get", "/healthz", "--as", sa), "yes")  # system:discovery
+        self.assertEqual(can_i("get", "/debug", "--as", sa), "no")
+        self.assertEqual(can_i("list", "pods", "-n", "typed", "--as", sa), "yes")
+        self.assertEqual(can_i("list", "pods", "-n", "default", "--as", sa), "no")
+        self.assertEqual(can_i("delete", "pods", "-n", "typed", "--as", sa), "no")
+        self.assertEqual(can_i("delete", "pods"), "yes")
+        p = self.run_kubectl("get", "pods", "-n", "default", "--as", sa, check=False)
+        self.assertIn('pods is forbidden: User "%s" cannot list resource "pods" in API group "" '
+                      'in the namespace "default"' % sa, p.stderr)
+
     def test_label_and_delete(self):
         self.s.request("POST", "/api/v1/namespaces/lbl/pods", pod("l-0", "lbl"))
         self.run_kubectl("label", "pod", "l-0", "-n", "lbl", "pool=b")

@@ -10,7 +10,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
-from . import auth, control, openapi, reviews, tables
+from . import auth, control, openapi, protobuf, reviews, tables
 from .kselectors import parse_field_selector, parse_label_selector
 from .status import ApiError, bad_request, failure, not_found_resource
 
@@ -69,10 +69,8 @@ class Handler(BaseHTTPRequestHandler):
         if not raw:
             raise bad_request("the request body is empty")
         ctype = self.headers.get("Content-Type", "application/json").split(";")[0].strip()
-        if "protobuf" in ctype:
-            raise ApiError(415, "the body of the request was in an unknown format - accepted "
-                           "media types include: application/json, application/yaml",
-                           "UnsupportedMediaType")
+        if ctype == "application/vnd.kubernetes.protobuf":
+            return protobuf.decode(raw)
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
@@ -160,9 +158,33 @@ class Handler(BaseHTTPRequestHandler):
                     ident = hub.authn.lookup_token(token.strip())
         if ident is None:
             raise ApiError(401, "Unauthorized", "Unauthorized")
+        ident = self._impersonate(ident)
         self.entry["user"] = ident.user
         self.entry["via"] = ident.via
         return ident
+
+    def _impersonate(self, ident):
+        """Impersonate-User / Impersonate-Group (kubectl --as/--as-group): the caller needs the
+        `impersonate` verb on users, groups (or serviceaccounts) as on a real server."""
+        user = self.headers.get("Impersonate-User")
+        groups = self.headers.get_all("Impersonate-Group") or []
+        if not user:
+            if groups:
+                raise bad_request("requested [%s] without impersonating a user"
+                                  % ", ".join("{Group %s}" % g for g in groups))
+            return ident
+        sa = user.split(":")
+        if len(sa) == 4 and sa[:2] == ["system", "serviceaccount"]:
+            checks = [("serviceaccounts", sa[3], sa[2])]
+            groups = groups + ["system:serviceaccounts", "system:serviceaccounts:" + sa[2]]
+        else:
+            checks = [("users", user, "")]
+        checks += [("groups", g, "") for g in self.headers.get_all("Impersonate-Group") or []]
+        for resource, name, ns in checks:
+            self._authorize(ident, resource_attrs={"namespace": ns, "verb": "impersonate",
+                                                   "group": "", "resource": resource,
+                                                   "subresource": "", "name": name})
+        return auth.Identity(user, groups, via=ident.via + "+impersonation")
 
     def _authorize(self, ident, resource_attrs=None, nonresource_attrs=None):
         if ident.admin:
