@@ -49,6 +49,9 @@ def parse_args(argv):
                    "timeout when the client sends no timeoutSeconds (jittered to [T, 2T))")
     p.add_argument("--bookmark-interval", type=float, default=5.0,
                    help="seconds between BOOKMARK events on watches that allow them")
+    p.add_argument("--keep-certs", action="store_true", help="reuse the CA, certificates and "
+                   "admin token already in DIR (a restarted server that clients of the previous "
+                   "one still trust)")
     p.add_argument("--verbose", action="store_true", help="log each request to stderr")
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -113,7 +116,10 @@ def main(argv):
         for stale in ("ready", "control"):
             if os.path.exists(os.path.join(d, stale)):
                 os.remove(os.path.join(d, stale))
-        certs.generate(d, args.san + [args.bind])
+        kept = args.keep_certs and all(os.path.exists(os.path.join(d, f)) for f in (
+            "ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key"))
+        if not kept:
+            certs.generate(d, args.san + [args.bind])
     except (OSError, certs.CertError) as e:
         sys.stderr.write("fake_apiserver: %s\n" % e)
         return 1
@@ -151,6 +157,12 @@ def main(argv):
                            watch_timeout=args.watch_timeout,
                            bookmark_interval=args.bookmark_interval, disabled=args.disable,
                            verbose=args.verbose, on_admin_token=on_admin_token)
+    token_file = os.path.join(d, "admin.token")
+    if kept and os.path.exists(token_file):
+        with open(token_file) as f:
+            old_token = f.read().strip()
+        if old_token:
+            server.use_admin_token(old_token)
     if state is not None:
         try:
             server.load_state(state)
@@ -177,6 +189,10 @@ def main(argv):
     print("fake_apiserver: serving %s (control %s)" % (server.url(), server.control_url()),
           flush=True)
     while not done.wait(1.0):
+        pass
+    try:
+        os.remove(os.path.join(d, "ready"))  # a poller must not mistake a dead server for one
+    except OSError:
         pass
     server.shutdown()
     return 0

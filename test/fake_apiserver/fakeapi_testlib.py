@@ -34,15 +34,15 @@ class Response:
 class FakeServer:
     """One fake API server process with its own directory; stop() ends it."""
 
-    def __init__(self, *args, state=None):
-        self.dir = tempfile.mkdtemp(prefix="fakeapi-")
+    def __init__(self, *args, state=None, directory=None):
+        self.dir = directory or tempfile.mkdtemp(prefix="fakeapi-")
         cmd = [sys.executable, SCRIPT, "--dir", self.dir, *args]
         if state is not None:
             path = os.path.join(self.dir, "state.json")
             with open(path, "w") as f:
                 json.dump(state, f)
             cmd += ["--state", path]
-        self.log = open(os.path.join(self.dir, "server.log"), "w")
+        self.log = open(os.path.join(self.dir, "server.log"), "a")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         ready = os.path.join(self.dir, "ready")
         deadline = time.time() + 20
@@ -68,7 +68,7 @@ class FakeServer:
         except OSError:
             return ""
 
-    def stop(self):
+    def stop(self, remove=True):
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -77,7 +77,8 @@ class FakeServer:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def connection(self, url=None, timeout=10, ctx=None):
         u = urllib.parse.urlsplit(url or self.url)

@@ -432,6 +432,14 @@ class Shared(unittest.TestCase):
             ctype="application/apply-patch+yaml")
         self.assertEqual(r.json["metadata"]["labels"], {"ssa": "y"})
 
+    def test_secret_string_data(self):
+        sec = self.create("/api/v1/namespaces/sd/secrets", {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "stringData": {"password": "hunter2"}, "data": {"other": "eA=="}})
+        self.assertNotIn("stringData", sec)
+        self.assertEqual(sec["type"], "Opaque")
+        self.assertEqual(sec["data"], {"other": "eA==", "password": "aHVudGVyMg=="})
+
     def test_protobuf_bodies(self):
         def field(num, payload):
             assert len(payload) < 128
@@ -741,6 +749,26 @@ class Startup(unittest.TestCase):
             self.assertEqual((ev["type"], ev["object"]["code"]), ("ERROR", 410))
         finally:
             s.stop()
+
+    def test_keep_certs_restart(self):
+        first = FakeServer()
+        try:
+            port = first.url.rsplit(":", 1)[1]
+            token, ca = first.token, read_text(first.path("ca.crt"))
+            old_ctx = first.ctx
+            self.assertEqual(first.request("GET", "/version").status, 200)
+        finally:
+            first.stop(remove=False)
+        self.assertFalse(os.path.exists(first.path("ready")))  # removed on SIGTERM
+        second = FakeServer("--keep-certs", "--port", port, directory=first.dir)
+        try:
+            self.assertEqual(second.url, first.url)
+            self.assertEqual(read_text(second.path("ca.crt")), ca)
+            self.assertEqual(second.token, token)
+            r = second.request("GET", "/api/v1/pods", token=token, ctx=old_ctx)
+            self.assertEqual(r.status, 200, r.raw)
+        finally:
+            second.stop()
 
     def test_bad_flags(self):
         for args, words in ((["--port", "abc"], "--port"), (["--bind", "10.1.2.3"], "loopback"),

@@ -132,9 +132,19 @@ class Api:
         elif rt.status_subresource and not keep_status:
             obj.pop("status", None)
         if rt.plural == "secrets":
+            self._fold_string_data(obj)
             self._token_controller(obj)
             obj.setdefault("type", "Opaque")
         return self.store.put(rt.key, ordered(obj), "ADDED")
+
+    @staticmethod
+    def _fold_string_data(secret):
+        """stringData is write-only: merged into data (base64) as the real server does."""
+        extra = secret.pop("stringData", None)
+        if isinstance(extra, dict):
+            data = secret.setdefault("data", {})
+            for k, v in extra.items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
 
     def _token_controller(self, secret):
         """Fill a service-account token Secret the way the legacy token controller does."""
@@ -231,6 +241,7 @@ class Api:
                 else:
                     result.pop("status", None)
             if rt.plural == "secrets":
+                self._fold_string_data(result)
                 self._token_controller(result)
             if "generation" in newmd and _body_only(result) != _body_only(old):
                 newmd["generation"] = old["metadata"]["generation"] + 1

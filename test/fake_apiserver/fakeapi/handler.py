@@ -48,7 +48,11 @@ class Handler(BaseHTTPRequestHandler):
             chunks, total = [], 0
             while True:
                 line = self.rfile.readline(64)
-                size = int(line.split(b";")[0].strip() or b"0", 16)
+                try:
+                    size = int(line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    self.close_connection = True
+                    raise bad_request("malformed chunked request body")
                 if size == 0:
                     while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass

@@ -60,6 +60,13 @@ class FakeApiServer:
             # A watch may resume from the start: nothing before this point was ever seen.
             self.store.compacted_rv = self.store.rv
 
+    def use_admin_token(self, token):
+        """Replace the generated admin token (--keep-certs keeps the previous run's)."""
+        with self.store.cond:
+            self.authn.remove_token(self.admin_token)
+            self.admin_token = token
+            self.authn.add_token(token, auth.Identity(ADMIN_USER, ["system:masters"]))
+
     # ---- lifecycle ----
 
     def open(self):
