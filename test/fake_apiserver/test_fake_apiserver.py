@@ -432,6 +432,24 @@ class Shared(unittest.TestCase):
             ctype="application/apply-patch+yaml")
         self.assertEqual(r.json["metadata"]["labels"], {"ssa": "y"})
 
+    def test_control_objects_update_in_place(self):
+        self.s.control("POST", "objects", body=[pod("o", "ctl", ip="10.4.0.1", ready=False)])
+        first = self.s.request("GET", "/api/v1/namespaces/ctl/pods/o").json
+        w = self.s.watch("/api/v1/namespaces/ctl/pods?watch=1&resourceVersion=%s"
+                         % first["metadata"]["resourceVersion"])
+        out = self.s.control("POST", "objects", body={"objects": [
+            pod("o", "ctl", ip="10.4.0.1", ready=True)]})
+        self.assertEqual(out["objects"], 1)
+        ev = w.next_event()
+        w.close()
+        self.assertEqual(ev["type"], "MODIFIED")
+        self.assertEqual(ev["object"]["metadata"]["uid"], first["metadata"]["uid"])
+        self.assertEqual(ev["object"]["status"]["conditions"], [{"type": "Ready",
+                                                                  "status": "True"}])
+        r = self.s.request("POST", "/fake/objects", [{"apiVersion": "v9", "kind": "Nope"}],
+                           url=self.s.control_url)
+        self.assertStatus(r, 400, "BadRequest")
+
     def test_secret_string_data(self):
         sec = self.create("/api/v1/namespaces/sd/secrets", {
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},

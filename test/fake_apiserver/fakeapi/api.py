@@ -251,6 +251,30 @@ class Api:
             return result
         return self.store.put(rt.key, result, "MODIFIED", old=old)
 
+    def replace(self, rt, ns, name, body):
+        """The whole object, status included, as one MODIFIED event (/fake/objects on an
+        existing name): uid and creationTimestamp are kept."""
+        with self.store.cond:
+            old = self._get_existing(rt, ns, name)
+            new = copy.deepcopy(body)
+            md = self._check_body(rt, new)
+            md["name"] = name
+            if rt.namespaced:
+                md["namespace"] = ns
+            for key in ("uid", "creationTimestamp", "generation"):
+                if key in old["metadata"]:
+                    md[key] = old["metadata"][key]
+            if rt.plural == "secrets":
+                self._fold_string_data(new)
+                self._token_controller(new)
+            if "generation" in md and _body_only(new) != _body_only(old):
+                md["generation"] = old["metadata"]["generation"] + 1
+            md["resourceVersion"] = old["metadata"]["resourceVersion"]
+            new = ordered(new)
+            if new == old:
+                return old
+            return self.store.put(rt.key, new, "MODIFIED", old=old)
+
     def update(self, rt, ns, name, body, subresource="", dry_run=False):
         with self.store.cond:
             old = self._get_existing(rt, ns, name)

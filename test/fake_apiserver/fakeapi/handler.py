@@ -383,9 +383,11 @@ class Handler(BaseHTTPRequestHandler):
         field_match, _ = parse_field_selector(query.get("fieldSelector", ""), rt)
         timeout = query.get("timeoutSeconds", "")
         try:
-            timeout = float(timeout) if timeout else hub.watch_timeout * (1 + random.random())
+            timeout = float(timeout) if timeout else 0.0
         except ValueError:
             raise bad_request("invalid timeoutSeconds %r" % timeout)
+        if timeout <= 0:  # as the real server: its own timeout, jittered
+            timeout = hub.watch_timeout * (1 + random.random())
         rv_param = query.get("resourceVersion", "")
         if rv_param and not rv_param.isdigit():
             raise bad_request("invalid resource version %r" % rv_param)

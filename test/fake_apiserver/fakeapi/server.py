@@ -262,8 +262,9 @@ class FakeApiServer:
                 ns = md.get("namespace", "default") if rt.namespaced else ""
                 name = md.get("name", "")
                 if name and self.store.get(rt.key, ns, name) is not None:
-                    self.api.delete(rt, ns, name, {"gracePeriodSeconds": 0})
-                self.api.create(rt, ns, obj, keep_status=True)
+                    self.api.replace(rt, ns, name, obj)
+                else:
+                    self.api.create(rt, ns, obj, keep_status=True)
         return len(objects)
 
     def state_summary(self):
