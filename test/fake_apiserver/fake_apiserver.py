@@ -37,7 +37,8 @@ def parse_args(argv):
     p.add_argument("--dir", required=True, help="directory for certificates, tokens, "
                    "kubeconfigs and the ready file (created if missing)")
     p.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
-    p.add_argument("--bind", default="127.0.0.1", help="loopback address to listen on")
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on: loopback (default) "
+                   "or an address of this host such as a test veth's; never the wildcard")
     p.add_argument("--state", help="JSON file with initial objects (list, kind List, or "
                    "{objects, tokens})")
     p.add_argument("--san", action="append", default=[], help="extra server certificate name "
@@ -65,10 +66,12 @@ def parse_args(argv):
         addr = ipaddress.ip_address(args.bind)
     except ValueError:
         p.error("--bind must be an IP address, got %r" % args.bind)
-    if not addr.is_loopback:
-        # Tests never send traffic off this machine; listening on a non-loopback address
-        # would invite it.
-        p.error("--bind must be a loopback address (127.0.0.0/8 or ::1), got %s" % args.bind)
+    if addr.is_unspecified:
+        # Never every interface: loopback, or one address of this host (e.g. the root end of
+        # a test's veth, so agents in network namespaces reach it); binding to an address the
+        # host does not have fails.
+        p.error("--bind must be one address (default 127.0.0.1), not the wildcard %s"
+                % args.bind)
     return args
 
 

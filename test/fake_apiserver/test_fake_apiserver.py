@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 import urllib.parse
@@ -789,16 +790,27 @@ class Startup(unittest.TestCase):
             second.stop()
 
     def test_bad_flags(self):
-        for args, words in ((["--port", "abc"], "--port"), (["--bind", "10.1.2.3"], "loopback"),
+        with tempfile.TemporaryDirectory(prefix="fakeapi-flags-") as d:
+            self.bad_flags(d)
+
+    def bad_flags(self, tmp):
+        for args, words in ((["--port", "abc"], "--port"), (["--bind", "0.0.0.0"], "wildcard"),
+                            (["--bind", "localhost"], "IP address"),
                             (["--disable", "nope/v1"], "nope/v1"), ([], "--dir")):
             if args and args[0] != "--dir":
-                args = ["--dir", "/tmp/fakeapi-badflags"] + args
+                args = ["--dir", tmp] + args
             p = subprocess.run([sys.executable, SCRIPT] + args, capture_output=True, text=True,
                                timeout=20)
             self.assertEqual(p.returncode, 2, p.stderr)
             self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
             self.assertIn(words, p.stderr)
-        p = subprocess.run([sys.executable, SCRIPT, "--dir", "/tmp/fakeapi-badflags", "--state",
+        # An address this host does not have (TEST-NET-1): the bind fails, one line, exit 1.
+        p = subprocess.run([sys.executable, SCRIPT, "--dir", tmp, "--bind",
+                            "192.0.2.1"], capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("cannot listen on 192.0.2.1", p.stderr)
+        p = subprocess.run([sys.executable, SCRIPT, "--dir", tmp, "--state",
                             "/nonexistent.json"], capture_output=True, text=True, timeout=20)
         self.assertEqual(p.returncode, 2)
         self.assertIn("/nonexistent.json", p.stderr)
