@@ -1,7 +1,6 @@
 """Wire semantics of the fake API server: what infertap's Kubernetes client relies on."""
 
 import base64
-import http.client
 import json
 import os
 import signal
@@ -307,8 +306,8 @@ class Shared(unittest.TestCase):
         w = self.s.watch("/api/v1/namespaces/tr/pods?watch=1&labelSelector=app%%3Dvllm"
                          "&resourceVersion=%s" % rv)
         for labels in ({"app": "other"}, {"app": "vllm"}):
-            self.s.request("PATCH", "/api/v1/namespaces/tr/pods/t", {"metadata": {"labels": labels}},
-                           ctype="application/merge-patch+json")
+            self.s.request("PATCH", "/api/v1/namespaces/tr/pods/t",
+                           {"metadata": {"labels": labels}}, ctype="application/merge-patch+json")
         # A pod not matching at all is never seen.
         self.create("/api/v1/namespaces/tr/pods", pod("u", "tr", labels={"app": "x"}))
         self.s.request("PATCH", "/api/v1/namespaces/tr/pods/t", {"metadata": {"labels": {
