@@ -141,6 +141,8 @@ class Shared(unittest.TestCase):
         self.assertEqual(r.json["apiVersion"], "v1")
         self.assertTrue(r.json["metadata"]["resourceVersion"].isdigit())
         self.assertEqual(names(r.json), ["p0", "p2"])
+        self.assertNotIn("kind", r.json["items"][0])  # built-in list items: no kind/apiVersion
+        self.assertEqual(list(r.json["items"][0].keys())[0], "metadata")
         r = self.s.request("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn2,"
                            "metadata.namespace%3Dsel")
         self.assertEqual(names(r.json), ["p1"])
@@ -362,6 +364,7 @@ class Shared(unittest.TestCase):
         self.assertEqual(ev["object"]["spec"]["targetPorts"], [{"number": 8000}])
         lst = self.s.request("GET", POOLS_V1 + "/inferencepools").json
         self.assertEqual(lst["kind"], "InferencePoolList")
+        self.assertEqual(lst["items"][0]["kind"], "InferencePool")  # CR items keep theirs
         self.assertEqual(lst["apiVersion"], "inference.networking.k8s.io/v1")
         p = self.s.request("PATCH", POOLS_V1 + "/namespaces/crd/inferencepools/p",
                            {"spec": {"targetPorts": [{"number": 8000}, {"number": 8001}]}},

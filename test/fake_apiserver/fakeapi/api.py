@@ -429,5 +429,10 @@ class Api:
             meta["continue"] = _encode_continue(list_rv, (last.get("namespace", ""),
                                                           last["name"]))
             meta["remainingItemCount"] = rest
+        if rt.builtin:
+            # Items of a built-in type's list carry no kind/apiVersion on the real wire (custom
+            # resources' items do); watch events always carry them.
+            items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")}
+                     for o in items]
         return {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta,
                 "items": items}

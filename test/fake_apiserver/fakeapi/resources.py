@@ -25,6 +25,8 @@ class ResourceType:
         # Field selectors beyond metadata.name/metadata.namespace that the real server accepts.
         self.fields = ("metadata.name", "metadata.namespace") + tuple(fields)
         self.categories = list(categories)
+        # Built into the real API server (not a CRD): list items omit kind/apiVersion.
+        self.builtin = not group.startswith("inference.")
 
     @property
     def gv(self):
