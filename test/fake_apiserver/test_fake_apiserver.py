@@ -675,6 +675,44 @@ class Shared(unittest.TestCase):
         finally:
             self.s.control("POST", "latency", ms="0")
 
+    def test_garbage_input_keeps_serving(self):
+        host, port = urllib.parse.urlsplit(self.s.url).hostname, urllib.parse.urlsplit(
+            self.s.url).port
+
+        def raw(data, tls=True):
+            with socket.create_connection((host, port), timeout=5) as sock:
+                conn = self.s.ctx.wrap_socket(sock, server_hostname=host) if tls else sock
+                conn.sendall(data)
+                out = b""
+                try:
+                    while len(out) < 65536:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        out += chunk
+                except (socket.timeout, ConnectionError, ssl.SSLError):
+                    pass
+                finally:
+                    conn.close()
+                return out
+
+        self.assertEqual(raw(b"GET / HTTP/1.1\r\n\r\n", tls=False), b"")  # no TLS: dropped
+        self.assertIn(b" 400 ", raw(b"\x00\xff garbage\r\n\r\n")[:20])
+        big = b"GET /version HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 70000 + b"\r\n\r\n"
+        self.assertIn(b" 431 ", raw(big)[:20])
+        huge = (b"POST /api/v1/namespaces/g/pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + self.s.token.encode() + b"\r\nContent-Length: 999999999\r\n\r\n")
+        self.assertIn(b" 413 ", raw(huge)[:20])
+        chunked = (b"POST /api/v1/namespaces/g/pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                   + self.s.token.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+        self.assertIn(b" 400 ", raw(chunked)[:20])
+        for body in (b"[]", b"null", b'"x"', b'{"metadata": 5}', b'{"metadata": {"labels": 1}}',
+                     b'{"apiVersion": "v2", "kind": "Pod"}', b"\xff\xfe"):
+            r = self.s.request("POST", "/api/v1/namespaces/g/pods", body)
+            self.assertIn(r.status, (400, 422), body)
+            self.assertEqual(r.json["kind"], "Status")
+        self.assertEqual(self.s.request("GET", "/version").status, 200)
+
     def test_request_log(self):
         self.s.request("GET", "/api/v1/namespaces/logged/pods", token=None)
         self.s.request("GET", "/api/v1/namespaces/logged/pods?limit=1")

@@ -32,6 +32,25 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "fake-apiserver"
     sys_version = ""
 
+    # A garbled request line still gets an HTTP/1.1 status line (http.server would answer it
+    # HTTP/0.9 style, with a bare body).
+    default_request_version = "HTTP/1.1"
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (bad request line, huge headers) as a Status, then close."""
+        body = (json.dumps(failure(code, message or self.responses.get(code, ("",))[0]),
+                           separators=COMPACT) + "\n").encode()
+        self.close_connection = True
+        try:
+            self.send_response(code, message)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass
+
     def log_message(self, fmt, *args):  # requests go to /fake/requests, not stderr
         if self.server.hub.verbose:
             super().log_message(fmt, *args)
