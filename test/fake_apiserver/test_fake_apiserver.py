@@ -292,6 +292,20 @@ class Shared(unittest.TestCase):
         self.assertEqual(self.s.request("GET", "/api/v1/pods?resourceVersion=%s" % old).status,
                          200)
 
+    def test_injected_watch_error(self):
+        w = self.s.watch("/api/v1/namespaces/inj/pods?watch=1&resourceVersion=%s" % self.rv())
+        deadline = time.time() + 5
+        while not any(x["path"].startswith("/api/v1/namespaces/inj/pods")
+                      for x in self.s.control("GET", "watches")["watches"]):
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.05)
+        self.assertGreaterEqual(self.s.control("POST", "watch-error", code="410")["watches"], 1)
+        ev = w.next_event()
+        self.assertEqual(ev["type"], "ERROR")
+        self.assertEqual((ev["object"]["code"], ev["object"]["reason"]), (410, "Expired"))
+        self.assertIsNone(w.next_event())  # then a clean end
+        w.close()
+
     def test_watch_timeout_seconds(self):
         t0 = time.time()
         w = self.s.watch("/api/v1/namespaces/to/pods?watch=1&timeoutSeconds=1&resourceVersion=%s"

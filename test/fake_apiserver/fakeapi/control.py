@@ -4,7 +4,7 @@ import json
 import re
 
 from . import auth
-from .status import ApiError, bad_request
+from .status import ApiError, bad_request, failure
 
 
 def _body(raw):
@@ -58,6 +58,21 @@ def handle(hub, method, path, query, raw):
             for w in hub.store.watches:
                 if w.bookmarks:
                     w.bookmark_now = True
+                    n += 1
+            hub.store.cond.notify_all()
+        return 200, {"watches": n}
+    if key == ("POST", "watch-error"):
+        code = _int(query, "code", 410)
+        if not 400 <= code <= 599:
+            raise bad_request("code must be 400..599")
+        reason = "Expired" if code == 410 else None
+        status = failure(code, query.get("message") or (
+            "too old resource version" if code == 410 else "injected watch error"), reason)
+        with hub.store.cond:
+            n = 0
+            for w in hub.store.watches:
+                if not w.closed:
+                    w.inject_error = status
                     n += 1
             hub.store.cond.notify_all()
         return 200, {"watches": n}

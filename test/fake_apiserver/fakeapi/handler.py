@@ -456,7 +456,8 @@ class Handler(BaseHTTPRequestHandler):
                         now = time.time()
                         if w.closed or hub.shutting_down:
                             break
-                        if store.rv > w.rv or now >= w.deadline or w.bookmark_now:
+                        if store.rv > w.rv or now >= w.deadline or w.bookmark_now or \
+                                w.inject_error:
                             break
                         if bookmarks and now >= next_bookmark:
                             break
@@ -469,7 +470,9 @@ class Handler(BaseHTTPRequestHandler):
                     if w.closed or hub.shutting_down:
                         clean = not w.abrupt
                         return
-                    if w.rv < store.compacted_rv:
+                    if w.inject_error is not None:
+                        events = [("ERROR", w.inject_error)]
+                    elif w.rv < store.compacted_rv:
                         events = [("ERROR", failure(410, "too old resource version: %d (%d)" % (
                             w.rv, store.compacted_rv), "Expired"))]
                     else:

@@ -47,6 +47,7 @@ class Watch:
         self.closed = False  # set by close-watches / stop / disable-group / shutdown
         self.abrupt = True  # closed without the terminating chunk
         self.bookmark_now = False
+        self.inject_error = None  # a Status to send as an ERROR event, then end the stream
 
     def matches(self, obj):
         md = obj.get("metadata", {})
