@@ -88,27 +88,34 @@ def b64file(path):
         return base64.b64encode(f.read()).decode()
 
 
-def kubeconfig(server_url, ca_b64, user_name, user_lines):
+def kubeconfig(server_url, ca_line, user_name, user_lines):
     return ("apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n"
-            "    certificate-authority-data: %s\n    server: %s\n  name: fake\n"
+            "    %s: %s\n    server: %s\n  name: fake\n"
             "contexts:\n- context:\n    cluster: fake\n    namespace: default\n"
             "    user: %s\n  name: fake\ncurrent-context: fake\npreferences: {}\n"
             "users:\n- name: %s\n  user:\n%s"
-            % (ca_b64, server_url, user_name, user_name,
+            % (ca_line[0], ca_line[1], server_url, user_name, user_name,
                "".join("    %s: %s\n" % kv for kv in user_lines)))
 
 
 def write_client_files(directory, url, token):
-    ca = b64file(os.path.join(directory, "ca.crt"))
-    write_file(os.path.join(directory, "admin.token"), token + "\n", 0o600)
-    write_file(os.path.join(directory, "kubeconfig"),
-               kubeconfig(url, ca, ADMIN_USER, [("token", token)]), 0o600)
-    write_file(os.path.join(directory, "kubeconfig-cert"),
-               kubeconfig(url, ca, certs.CLIENT_USER,
-                          [("client-certificate-data", b64file(os.path.join(directory,
-                                                                            "client.crt"))),
-                           ("client-key-data", b64file(os.path.join(directory, "client.key")))]),
+    def path(name):
+        return os.path.join(directory, name)
+
+    ca_data = ("certificate-authority-data", b64file(path("ca.crt")))
+    ca_file = ("certificate-authority", path("ca.crt"))
+    write_file(path("admin.token"), token + "\n", 0o600)
+    write_file(path("kubeconfig"), kubeconfig(url, ca_data, ADMIN_USER, [("token", token)]),
                0o600)
+    write_file(path("kubeconfig-cert"), kubeconfig(url, ca_data, certs.CLIENT_USER, [
+        ("client-certificate-data", b64file(path("client.crt"))),
+        ("client-key-data", b64file(path("client.key")))]), 0o600)
+    # The same credentials referenced by path, as kubeconfigs written by hand often are.
+    write_file(path("kubeconfig-files"), kubeconfig(url, ca_file, certs.CLIENT_USER, [
+        ("client-certificate", path("client.crt")), ("client-key", path("client.key"))]),
+        0o600)
+    write_file(path("kubeconfig-tokenfile"), kubeconfig(url, ca_file, ADMIN_USER, [
+        ("tokenFile", path("admin.token"))]), 0o600)
 
 
 def main(argv):

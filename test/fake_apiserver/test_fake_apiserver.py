@@ -52,7 +52,8 @@ class Shared(unittest.TestCase):
 
     def test_files_and_kubeconfig(self):
         for f in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key",
-                  "admin.token", "kubeconfig", "kubeconfig-cert", "ready", "control"):
+                  "admin.token", "kubeconfig", "kubeconfig-cert", "kubeconfig-files",
+                  "kubeconfig-tokenfile", "ready", "control"):
             self.assertTrue(os.path.getsize(self.s.path(f)) > 0, f)
         kc = read_text(self.s.path("kubeconfig"))
         self.assertIn("server: " + self.s.url + "\n", kc)

@@ -168,10 +168,11 @@ class Kubectl(unittest.TestCase):
                                           "-o", "json").stdout)
         self.assertEqual(out["kind"], "List")
         self.assertEqual([i["metadata"]["name"] for i in out["items"]], ["vllm-0", "vllm-1"])
-        # The client-certificate kubeconfig works the same.
-        rows = self.lines(self.run_kubectl("get", "pods", "-n", "team-b",
-                                           kubeconfig="kubeconfig-cert").stdout)
-        self.assertEqual([r[0] for r in rows[1:]], ["sglang-0"])
+        # The other kubeconfig variants work the same.
+        for variant in ("kubeconfig-cert", "kubeconfig-files", "kubeconfig-tokenfile"):
+            rows = self.lines(self.run_kubectl("get", "pods", "-n", "team-b",
+                                               kubeconfig=variant).stdout)
+            self.assertEqual([r[0] for r in rows[1:]], ["sglang-0"], variant)
         p = self.run_kubectl("get", "pods", "-n", "team-a", "missing", check=False)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn('pods "missing" not found', p.stderr)
