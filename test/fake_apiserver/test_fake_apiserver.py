@@ -737,6 +737,11 @@ class Shared(unittest.TestCase):
                          [(False, 401, ""), (True, 200, "fake-admin")])
         self.assertEqual(log[1]["query"], "limit=1")
         self.assertEqual(log[1]["method"], "GET")
+        only = self.s.control("GET", "requests", path="^/api/v1/namespaces/logged/pods\\?limit")
+        self.assertEqual([e["query"] for e in only["requests"]], ["limit=1"])
+        later = self.s.control("GET", "requests", since=str(log[1]["time"] + 0.000001),
+                               path="^/api/v1/namespaces/logged")
+        self.assertEqual(later["requests"], [])
 
 
 class Lifecycle(unittest.TestCase):

@@ -113,7 +113,18 @@ def handle(hub, method, path, query, raw):
         hub.set_gv_enabled(gv, op == "enable-group")
         return 200, {"enabled": sorted(hub.enabled_gvs())}
     if key == ("GET", "requests"):
-        return 200, {"requests": hub.requests()}
+        entries = hub.requests()
+        if query.get("path"):
+            try:
+                regex = re.compile(query["path"])
+            except re.error as e:
+                raise bad_request("path is not a valid regular expression: %s" % e)
+            entries = [e for e in entries
+                       if regex.search(e["path"] + ("?" + e["query"] if e["query"] else ""))]
+        if query.get("since"):
+            since = _float(query, "since", 0)
+            entries = [e for e in entries if e["time"] >= since]
+        return 200, {"requests": entries}
     if key == ("DELETE", "requests"):
         return 200, {"cleared": hub.clear_requests()}
     if key == ("POST", "rotate-token"):
