@@ -10,7 +10,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
-from . import auth, control, openapi, protobuf, reviews, tables
+from . import auth, control, openapi, openapi_v2, protobuf, reviews, tables
 from .kselectors import parse_field_selector, parse_label_selector
 from .status import ApiError, bad_request, failure, not_found_resource
 
@@ -250,8 +250,9 @@ class Handler(BaseHTTPRequestHandler):
                     hub.registry, hub.enabled_gvs(), path[len("/openapi/v3/"):]) is not None:
                 self._send(200, openapi.lookup(hub.registry, hub.enabled_gvs(),
                                                path[len("/openapi/v3/"):]))
+            elif path == "/openapi/v2":
+                self._openapi_v2()
             else:
-                # /openapi/v2 is not served (see fakeapi/openapi.py for what v3 offers).
                 raise ApiError(404, "the server could not find the requested resource",
                                "NotFound", {})
             return
@@ -277,6 +278,21 @@ class Handler(BaseHTTPRequestHandler):
             self._discovery(ident, path, hub.registry.resource_list(gv))
             return
         self._resource(gv, rest, query, raw, ident)
+
+    def _openapi_v2(self):
+        # fakeapi/openapi_v2.py: JSON or gnostic protobuf by Accept, ETag / If-None-Match.
+        hub = self.server.hub
+        got = openapi_v2.response(hub.registry, hub.enabled_gvs(), self.headers.get("Accept"))
+        if got is None:
+            self._send(406, None, raw=b"406 - Not Acceptable\n",
+                       ctype="text/plain; charset=utf-8")
+            return
+        mt, body, etag = got
+        headers = {"Etag": etag, "Vary": "Accept"}
+        if etag in [t.strip() for t in (self.headers.get("If-None-Match") or "").split(",")]:
+            self._send(304, None, headers=headers, raw=b"", ctype=mt)
+            return
+        self._send(200, None, headers=headers, raw=body, ctype=mt)
 
     def _discovery(self, ident, path, doc):
         self._authorize(ident, nonresource_attrs={"path": path, "verb": self.command.lower()})

@@ -283,7 +283,8 @@ class FakeApiServer:
                 "goVersion": "go1.23.0", "compiler": "gc", "platform": "linux/amd64"}
 
     def root_paths(self):
-        paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]
+        paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3",
+                 "/readyz", "/version"]
         for gv in self.enabled_gvs():
             if "/" in gv:
                 paths += ["/apis/" + gv.split("/")[0], "/apis/" + gv]
