@@ -111,6 +111,19 @@ type: kubernetes.io/service-account-token
 """
 
 
+RBAC_V1 = "/apis/rbac.authorization.k8s.io/v1"
+ROLE = """apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: validated
+rules:
+- nonResourceURLs:
+  - /metrics
+  verbs:
+  - get
+"""
+
+
 def pool_v1(name, ns):
     return {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
             "metadata": {"name": name, "namespace": ns},
@@ -131,6 +144,13 @@ class Kubectl(unittest.TestCase):
         if not cls.kubectl:
             raise AssertionError("kubectl is not installed (Debian package kubernetes-client; "
                                  "bash scripts/install-deps.sh)")
+        # CI logs show which kubectl ran (Debian 12's kubernetes-client is v1.20).
+        version = subprocess.run([cls.kubectl, "version", "--client"], capture_output=True,
+                                 text=True, timeout=30)
+        print("%s: %s" % (cls.kubectl, (version.stdout or version.stderr).strip()),
+              file=sys.stderr, flush=True)
+        if version.returncode != 0:
+            raise AssertionError("kubectl version --client failed: " + version.stderr)
         cls.s = FakeServer(state=[
             pod("vllm-0", "team-a", "n1", {"app": "vllm"}, ip="10.0.1.1", ready=True),
             pod("vllm-1", "team-a", "n2", {"app": "vllm"}, ip="10.0.2.1", ready=True),
@@ -225,6 +245,41 @@ class Kubectl(unittest.TestCase):
         self.run_kubectl("delete", "-f", "-", stdin=MANIFEST % {"rev": "2"})
         self.assertEqual(self.s.request("GET", "/api/v1/namespaces/apply/pods/vllm-a").status,
                          404)
+
+    def test_apply_validates_and_patches_builtin_groups(self):
+        # kubectl checks the manifest against the server's schema before sending it: v1.20
+        # client-side from /openapi/v2, newer ones by sending fieldValidation=Strict. Either
+        # way an unknown field is refused and nothing is created.
+        bad = ROLE.replace("  verbs:", "  verbz:") + "secretz: []\n"
+        p = self.run_kubectl("apply", "-f", "-", stdin=bad, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn('unknown field "secretz"', p.stderr)
+        self.assertEqual(self.s.request("GET", RBAC_V1 + "/clusterroles/validated").status, 404)
+        p = self.run_kubectl("apply", "-f", "-", check=False, stdin=(
+            "apiVersion: inference.networking.k8s.io/v1\nkind: InferencePool\nmetadata:\n"
+            "  name: typo\n  namespace: apply\nspek:\n  targetPorts: []\n"))
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn('unknown field "spek"', p.stderr)
+        # A valid role, then a changed one: a strategic merge patch on a built-in kind outside
+        # the core group.
+        p = self.run_kubectl("apply", "-f", "-", stdin=ROLE)
+        self.assertIn("clusterrole.rbac.authorization.k8s.io/validated created", p.stdout)
+        p = self.run_kubectl("apply", "-f", "-", stdin=ROLE.replace("  - get\n",
+                                                                     "  - get\n  - list\n"))
+        self.assertIn("clusterrole.rbac.authorization.k8s.io/validated configured", p.stdout)
+        role = self.s.request("GET", RBAC_V1 + "/clusterroles/validated").json
+        self.assertEqual(role["rules"], [{"nonResourceURLs": ["/metrics"],
+                                          "verbs": ["get", "list"]}])
+        patches = [e for e in self.s.control("GET", "requests")["requests"]
+                   if e["method"] == "PATCH" and e["path"].endswith("/clusterroles/validated")]
+        self.assertEqual([e["status"] for e in patches], [200])
+        self.run_kubectl("delete", "clusterrole", "validated")
+        # Every schema document kubectl asked for was there (v1.20 reads /openapi/v2 in the
+        # protobuf encoding; newer ones /openapi/v3, and /openapi/v2 for apply's patches).
+        asked = [e for e in self.s.control("GET", "requests")["requests"]
+                 if e["path"].startswith(("/openapi", "/swagger"))]
+        self.assertTrue(asked)
+        self.assertEqual([e for e in asked if e["status"] not in (200, 304)], [])
 
     def test_get_watch_sees_update(self):
         self.s.request("POST", "/api/v1/namespaces/watch/pods", pod("w-0", "watch"))

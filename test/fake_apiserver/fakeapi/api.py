@@ -300,7 +300,7 @@ class Api:
                 new = patches.merge_patch(old, body)
             elif content_type in ("application/strategic-merge-patch+json",
                                   "application/apply-patch+yaml"):
-                if rt.group and content_type != "application/apply-patch+yaml":
+                if not rt.builtin and content_type != "application/apply-patch+yaml":
                     raise ApiError(415, "strategic merge patch is not supported for custom "
                                    "resources", "UnsupportedMediaType")
                 if not isinstance(body, dict):

@@ -279,6 +279,17 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._resource(gv, rest, query, raw, ident)
 
+    def _strict(self, rt, query, body):
+        # fieldValidation=Strict (what kubectl >= 1.25 sends): unknown fields are a 400, checked
+        # against the /openapi/v2 definitions (fakeapi/openapi_v2.py). Warn and Ignore accept.
+        if query.get("fieldValidation") == "Strict":
+            unknown = openapi_v2.unknown_fields(self.server.hub.registry, rt, body)
+            if unknown:
+                raise bad_request('%s in version "%s" cannot be handled as a %s: strict '
+                                  'decoding error: %s' % (rt.kind, rt.version, rt.kind, ", ".join(
+                                      'unknown field "%s"' % f for f in unknown)))
+        return body
+
     def _openapi_v2(self):
         # fakeapi/openapi_v2.py: JSON or gnostic protobuf by Accept, ETag / If-None-Match.
         hub = self.server.hub
@@ -356,13 +367,16 @@ class Handler(BaseHTTPRequestHandler):
             obj = api.get(rt, ns, name)
             self._send(200, tables.maybe_table(rt, obj, accept, query))
         elif verb == "create":
-            self._send(201, api.create(rt, ns, self._json_body(raw), dry_run))
+            body = self._strict(rt, query, self._json_body(raw))
+            self._send(201, api.create(rt, ns, body, dry_run))
         elif verb == "update":
-            self._send(200, api.update(rt, ns, name, self._json_body(raw), sub, dry_run))
+            body = self._strict(rt, query, self._json_body(raw))
+            self._send(200, api.update(rt, ns, name, body, sub, dry_run))
         elif verb == "patch":
             ctype = self.headers.get("Content-Type", "").split(";")[0].strip()
             existed = api.exists(rt, ns, name)
-            out = api.patch(rt, ns, name, self._json_body(raw), ctype, sub, dry_run,
+            body = self._strict(rt, query, self._json_body(raw))
+            out = api.patch(rt, ns, name, body, ctype, sub, dry_run,
                             query.get("fieldManager", ""))
             self._send(200 if existed else 201, out)
         elif verb == "delete":
