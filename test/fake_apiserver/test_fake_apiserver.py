@@ -3,6 +3,7 @@
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -18,6 +19,73 @@ from fakeapi_testlib import SCRIPT, FakeServer, pod, read_text  # noqa: E402
 
 POOLS_V1 = "/apis/inference.networking.k8s.io/v1"
 POOLS_X = "/apis/inference.networking.x-k8s.io/v1alpha2"
+
+
+def pb_fields(buf):
+    """(field number, wire type, value) of one protobuf message; varints and length-delimited
+    fields only (all the gnostic OpenAPI v2 document uses)."""
+    out, i = [], 0
+
+    def varint():
+        nonlocal i
+        shift = value = 0
+        while True:
+            b = buf[i]
+            i += 1
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return value
+
+    while i < len(buf):
+        key = varint()
+        if key & 7 == 0:
+            out.append((key >> 3, 0, varint()))
+        elif key & 7 == 2:
+            n = varint()
+            out.append((key >> 3, 2, buf[i:i + n]))
+            i += n
+        else:
+            raise AssertionError("unexpected wire type %d" % (key & 7))
+    return out
+
+
+def pb_named(buf):
+    # NamedSchema / NamedAny: name = 1, value = 2.
+    f = {num: v for num, _, v in pb_fields(buf)}
+    return f[1].decode(), f.get(2, b"")
+
+
+def pb_schema(buf):
+    """openapi.v2.Schema (gnostic OpenAPIv2.proto field numbers) back to its JSON form."""
+    out = {}
+    for num, wire, v in pb_fields(buf):
+        if num == 1:
+            out["$ref"] = v.decode()
+        elif num == 2:
+            out["format"] = v.decode()
+        elif num == 19:
+            out.setdefault("required", []).append(v.decode())
+        elif num == 21:
+            (sub_num, _, sub), = pb_fields(v)
+            out["additionalProperties"] = pb_schema(sub) if sub_num == 1 else bool(sub)
+        elif num == 22:
+            values = [t.decode() for n, _, t in pb_fields(v) if n == 1]
+            assert len(values) == 1, values
+            out["type"] = values[0]
+        elif num == 23:
+            (_, _, item), = pb_fields(v)
+            out["items"] = pb_schema(item)
+        elif num == 25:
+            out["properties"] = dict((k, pb_schema(sv)) for k, sv in
+                                     (pb_named(e) for n, _, e in pb_fields(v) if n == 1))
+        elif num == 31:
+            name, anyv = pb_named(v)
+            yaml = {n: t for n, _, t in pb_fields(anyv)}[2].decode()
+            out[name] = json.loads(yaml)  # the fake writes YAML in its JSON form
+        else:
+            raise AssertionError("unexpected Schema field %d" % num)
+    return out
 
 
 def names(lst):
@@ -113,6 +181,108 @@ class Shared(unittest.TestCase):
         finally:
             self.s.control("POST", "enable-group", gv="inference.networking.x-k8s.io/v1alpha2")
         self.assertEqual(self.s.request("GET", POOLS_X + "/inferencepools").status, 200)
+
+    def test_openapi_v2(self):
+        r = self.s.request("GET", "/openapi/v2")
+        self.assertEqual(r.status, 200, r.raw)
+        self.assertEqual(r.headers["Content-Type"], "application/json")
+        doc = r.json
+        self.assertEqual(doc["swagger"], "2.0")
+        defs = doc["definitions"]
+        gvks = {}
+        for name, schema in defs.items():
+            for gvk in schema.get("x-kubernetes-group-version-kind", ()):
+                gvks[(gvk["group"], gvk["version"], gvk["kind"])] = name
+            for ref in re.findall(r'"\$ref": "#/definitions/([^"]+)"', json.dumps(schema)):
+                self.assertIn(ref, defs, name)  # every reference resolves
+        self.assertEqual(gvks[("", "v1", "ServiceAccount")], "io.k8s.api.core.v1.ServiceAccount")
+        self.assertEqual(gvks[("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding")],
+                         "io.k8s.api.rbac.v1.ClusterRoleBinding")
+        self.assertEqual(gvks[("inference.networking.k8s.io", "v1", "InferencePool")],
+                         "io.k8s.networking.inference.v1.InferencePool")
+        self.assertEqual(gvks[("inference.networking.x-k8s.io", "v1alpha2", "InferenceModel")],
+                         "io.x-k8s.networking.inference.v1alpha2.InferenceModel")
+        self.assertNotIn(("", "v1", "Pod"), gvks)  # no definition: kubectl skips validation
+        sa = defs["io.k8s.api.core.v1.ServiceAccount"]["properties"]
+        self.assertEqual(sa["secrets"]["x-kubernetes-patch-merge-key"], "name")
+        self.assertEqual(sa["metadata"],
+                         {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"})
+        # The gnostic protobuf encoding carries the same document.
+        for mt in ("application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+                   "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                   "application/json;q=0.5, application/com.github.proto-openapi.spec.v2"
+                   ".v1.0+protobuf"):
+            pb = self.s.request("GET", "/openapi/v2", headers={"Accept": mt})
+            self.assertEqual(pb.status, 200, mt)
+            self.assertEqual(pb.headers["Content-Type"], "application/octet-stream")
+            top = pb_fields(pb.raw)
+            self.assertEqual([n for n, _, _ in top], [1, 2, 8, 9])
+            self.assertEqual(top[0][2], b"2.0")
+            info = {n: v for n, _, v in pb_fields(top[1][2])}
+            self.assertEqual(info[1], b"Kubernetes")
+            decoded = dict(pb_named(v) for n, _, v in pb_fields(top[3][2]))
+            self.assertEqual(sorted(decoded), sorted(defs))
+            self.assertEqual({k: pb_schema(v) for k, v in decoded.items()}, defs)
+        # Conditional requests and content negotiation, as the real server answers them.
+        etag = r.headers["Etag"]
+        self.assertRegex(etag, r'^"[0-9A-F]{128}"$')
+        self.assertEqual(r.headers["Vary"], "Accept")
+        again = self.s.request("GET", "/openapi/v2", headers={"If-None-Match": etag})
+        self.assertEqual((again.status, again.raw), (304, b""))
+        self.assertEqual(self.s.request("GET", "/openapi/v2",
+                                        headers={"Accept": "*/*"}).json, doc)
+        self.assertEqual(self.s.request("GET", "/openapi/v2",
+                                        headers={"Accept": "text/html"}).status, 406)
+        self.assertEqual(self.s.request("GET", "/openapi/v2", token=None).status, 401)
+        self.assertIn("/openapi/v2", self.s.request("GET", "/").json["paths"])
+        # A CRD that is not installed has no definition.
+        self.s.control("POST", "disable-group", gv="inference.networking.x-k8s.io/v1alpha2")
+        try:
+            defs = self.s.request("GET", "/openapi/v2").json["definitions"]
+            self.assertNotIn("io.x-k8s.networking.inference.v1alpha2.InferencePool", defs)
+            self.assertIn("io.k8s.networking.inference.v1.InferencePool", defs)
+        finally:
+            self.s.control("POST", "enable-group", gv="inference.networking.x-k8s.io/v1alpha2")
+
+    def test_strict_field_validation(self):
+        sa = {"apiVersion": "v1", "kind": "ServiceAccount",
+              "metadata": {"name": "strict", "lables": {"a": "b"}}, "secretz": []}
+        path = "/api/v1/namespaces/strict/serviceaccounts"
+        r = self.s.request("POST", path + "?fieldValidation=Strict", sa)
+        self.assertStatus(r, 400, "BadRequest")
+        self.assertEqual(r.json["message"], 'ServiceAccount in version "v1" cannot be handled as '
+                         'a ServiceAccount: strict decoding error: unknown field '
+                         '"metadata.lables", unknown field "secretz"')
+        role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "strict"}, "rules": [{"verbs": ["get"], "verbz": []}]}
+        r = self.s.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles"
+                           "?fieldValidation=Strict", role)
+        self.assertStatus(r, 400, "BadRequest")
+        self.assertIn('unknown field "rules[0].verbz"', r.json["message"])
+        pool = {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
+                "metadata": {"name": "strict"}, "spek": {}, "spec": {"anything": 1}}
+        r = self.s.request("POST", POOLS_V1 + "/namespaces/strict/inferencepools"
+                           "?fieldValidation=Strict", pool)
+        self.assertStatus(r, 400, "BadRequest")
+        self.assertIn('strict decoding error: unknown field "spek"', r.json["message"])
+        # Without Strict (Warn, Ignore, unset) the object is accepted as before.
+        self.assertEqual(self.s.request("POST", path + "?fieldValidation=Ignore", sa).status, 201)
+        # Patches: directives are not fields; an unknown field is refused.
+        good = {"metadata": {"labels": {"x": "1"}}, "$setElementOrder/secrets": [{"name": "a"}],
+                "secrets": [{"name": "a"}]}
+        r = self.s.request("PATCH", path + "/strict?fieldValidation=Strict", good,
+                           ctype="application/strategic-merge-patch+json")
+        self.assertEqual(r.status, 200, r.raw)
+        self.assertEqual(r.json["secrets"], [{"name": "a"}])
+        r = self.s.request("PATCH", path + "/strict?fieldValidation=Strict",
+                           {"secrets": [{"nam": "b"}], "metadata": {"labels": None}},
+                           ctype="application/merge-patch+json")
+        self.assertStatus(r, 400, "BadRequest")
+        self.assertIn('unknown field "secrets[0].nam"', r.json["message"])
+        # Kinds without a definition (Pod) are not checked: a documented difference.
+        self.assertEqual(self.s.request("POST", "/api/v1/namespaces/strict/pods"
+                                        "?fieldValidation=Strict",
+                                        dict(pod("strict", "strict"), extra=1)).status, 201)
 
     # ---- authentication ----
 
