@@ -88,6 +88,38 @@ def pb_schema(buf):
     return out
 
 
+def pb_operation(buf):
+    """openapi.v2.Operation (with query parameters only) back to its JSON form."""
+    out = {}
+    for num, _, v in pb_fields(buf):
+        if num == 5:
+            out["operationId"] = v.decode()
+        elif num in (6, 7):
+            out.setdefault("produces" if num == 6 else "consumes", []).append(v.decode())
+        elif num == 8:
+            # ParametersItem.parameter = 1 -> Parameter.non_body_parameter = 2 ->
+            # NonBodyParameter.query_parameter_sub_schema = 3
+            (_, _, par), = pb_fields(v)
+            (_, _, nbp), = pb_fields(par)
+            (qn, _, q), = pb_fields(nbp)
+            assert qn == 3
+            names = {2: "in", 3: "description", 4: "name", 6: "type", 20: "uniqueItems"}
+            out.setdefault("parameters", []).append(
+                {names[n]: (bool(x) if n == 20 else x.decode()) for n, _, x in pb_fields(q)})
+        elif num == 9:
+            out["responses"] = {}
+            for _, _, nrv in pb_fields(v):
+                code, rv = pb_named(nrv)
+                (_, _, resp), = pb_fields(rv)
+                out["responses"][code] = {"description": pb_fields(resp)[0][2].decode()}
+        elif num == 13:
+            name, anyv = pb_named(v)
+            out[name] = json.loads({n: t for n, _, t in pb_fields(anyv)}[2].decode())
+        else:
+            raise AssertionError("unexpected Operation field %d" % num)
+    return out
+
+
 def names(lst):
     return [i["metadata"]["name"] for i in lst["items"]]
 
@@ -203,6 +235,16 @@ class Shared(unittest.TestCase):
         self.assertEqual(gvks[("inference.networking.x-k8s.io", "v1alpha2", "InferenceModel")],
                          "io.x-k8s.networking.inference.v1alpha2.InferenceModel")
         self.assertNotIn(("", "v1", "Pod"), gvks)  # no definition: kubectl skips validation
+        # kubectl 1.20 looks for a kind's PATCH operation with a dryRun parameter before a
+        # server-side dry run (kubectl diff).
+        pods_path = "/api/v1/namespaces/{namespace}/pods/{name}"
+        patch = doc["paths"][pods_path]["patch"]
+        self.assertEqual(patch["x-kubernetes-group-version-kind"],
+                         {"group": "", "kind": "Pod", "version": "v1"})
+        self.assertIn("dryRun", [q["name"] for q in patch["parameters"]])
+        self.assertIn("/apis/inference.networking.k8s.io/v1/namespaces/{namespace}/"
+                      "inferencepools/{name}", doc["paths"])
+        self.assertIn("/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}", doc["paths"])
         sa = defs["io.k8s.api.core.v1.ServiceAccount"]["properties"]
         self.assertEqual(sa["secrets"]["x-kubernetes-patch-merge-key"], "name")
         self.assertEqual(sa["metadata"],
@@ -218,6 +260,11 @@ class Shared(unittest.TestCase):
             top = pb_fields(pb.raw)
             self.assertEqual([n for n, _, _ in top], [1, 2, 8, 9])
             self.assertEqual(top[0][2], b"2.0")
+            paths = dict(pb_named(v) for n, _, v in pb_fields(top[2][2]) if n == 2)
+            self.assertEqual(sorted(paths), sorted(doc["paths"]))
+            (num, _, op), = pb_fields(paths[pods_path])  # PathItem.patch = 8
+            self.assertEqual(num, 8)
+            self.assertEqual(pb_operation(op), doc["paths"][pods_path]["patch"])
             info = {n: v for n, _, v in pb_fields(top[1][2])}
             self.assertEqual(info[1], b"Kubernetes")
             decoded = dict(pb_named(v) for n, _, v in pb_fields(top[3][2]))

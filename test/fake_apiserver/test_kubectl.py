@@ -281,6 +281,21 @@ class Kubectl(unittest.TestCase):
         self.assertTrue(asked)
         self.assertEqual([e for e in asked if e["status"] not in (200, 304)], [])
 
+    def test_diff_and_server_dry_run(self):
+        role = ROLE.replace("validated", "dry")
+        self.run_kubectl("apply", "-f", "-", stdin=role)
+        changed = role.replace("  - get\n", "  - get\n  - watch\n")
+        p = self.run_kubectl("diff", "-f", "-", stdin=changed, check=False)
+        self.assertEqual(p.returncode, 1, p.stderr)  # 1: there are differences
+        self.assertIn("+  - watch", p.stdout)
+        self.assertEqual(self.run_kubectl("diff", "-f", "-", stdin=role).stdout, "")
+        p = self.run_kubectl("apply", "--dry-run=server", "-f", "-", stdin=changed)
+        self.assertIn("clusterrole.rbac.authorization.k8s.io/dry configured (server dry run)",
+                      p.stdout)
+        got = self.s.request("GET", RBAC_V1 + "/clusterroles/dry").json
+        self.assertEqual(got["rules"][0]["verbs"], ["get"])
+        self.run_kubectl("delete", "clusterrole", "dry")
+
     def test_get_watch_sees_update(self):
         self.s.request("POST", "/api/v1/namespaces/watch/pods", pod("w-0", "watch"))
         env = dict(os.environ, HOME=self.home)
