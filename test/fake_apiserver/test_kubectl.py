@@ -296,6 +296,25 @@ class Kubectl(unittest.TestCase):
         self.assertEqual(got["rules"][0]["verbs"], ["get"])
         self.run_kubectl("delete", "clusterrole", "dry")
 
+    def test_describe_with_events(self):
+        p = self.run_kubectl("describe", "pod", "vllm-0", "-n", "team-a")
+        self.assertRegex(p.stdout, r"(?m)^Name: +vllm-0$")
+        self.assertRegex(p.stdout, r"(?m)^IP: +10\.0\.1\.1$")
+        self.assertRegex(p.stdout, r"(?m)^Events: +<none>$")
+        uid = self.s.request("GET", "/api/v1/namespaces/team-a/pods/vllm-0").json["metadata"]["uid"]
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        r = self.s.request("POST", "/api/v1/namespaces/team-a/events", {
+            "apiVersion": "v1", "kind": "Event", "metadata": {"name": "vllm-0.1"},
+            "involvedObject": {"kind": "Pod", "namespace": "team-a", "name": "vllm-0",
+                               "uid": uid, "apiVersion": "v1"},
+            "reason": "Pulled", "message": "image already present", "type": "Normal",
+            "source": {"component": "kubelet"}, "firstTimestamp": now, "lastTimestamp": now,
+            "count": 1})
+        self.assertEqual(r.status, 201, r.raw)
+        p = self.run_kubectl("describe", "pod", "vllm-0", "-n", "team-a")
+        self.assertRegex(p.stdout, r"(?m)^ +Normal +Pulled +.*kubelet +image already present$")
+        self.s.request("DELETE", "/api/v1/namespaces/team-a/events/vllm-0.1")
+
     def test_get_watch_sees_update(self):
         self.s.request("POST", "/api/v1/namespaces/watch/pods", pod("w-0", "watch"))
         env = dict(os.environ, HOME=self.home)

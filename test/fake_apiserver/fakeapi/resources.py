@@ -78,6 +78,13 @@ TYPES = [
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, short_names=["sa"]),
     ResourceType("", "v1", "secrets", "Secret", True, fields=("type",)),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, short_names=["cm"]),
+    # kubectl describe lists an object's events with these field selectors.
+    ResourceType("", "v1", "events", "Event", True, short_names=["ev"],
+                 fields=("involvedObject.kind", "involvedObject.namespace",
+                         "involvedObject.name", "involvedObject.uid",
+                         "involvedObject.apiVersion", "involvedObject.resourceVersion",
+                         "involvedObject.fieldPath", "reason", "reportingComponent", "source",
+                         "type")),
     ResourceType("inference.networking.k8s.io", "v1", "inferencepools", "InferencePool", True,
                  status_subresource=True),
     ResourceType("inference.networking.x-k8s.io", "v1alpha2", "inferencepools", "InferencePool",
