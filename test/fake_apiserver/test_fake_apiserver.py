@@ -291,6 +291,26 @@ class Shared(unittest.TestCase):
         finally:
             self.s.control("POST", "enable-group", gv="inference.networking.x-k8s.io/v1alpha2")
 
+    def test_openapi_v3_schemas(self):
+        root = self.s.request("GET", "/openapi/v3").json["paths"]
+        core = self.s.request("GET", root["api/v1"]["serverRelativeURL"]).json
+        schemas = core["components"]["schemas"]
+        sa = schemas["io.k8s.api.core.v1.ServiceAccount"]
+        self.assertEqual(sa["x-kubernetes-group-version-kind"],
+                         [{"group": "", "kind": "ServiceAccount", "version": "v1"}])
+        self.assertEqual(sa["properties"]["metadata"]["$ref"],
+                         "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+        text = json.dumps(core)
+        self.assertNotIn("#/definitions/", text)
+        for ref in re.findall(r'"#/components/schemas/([^"]+)"', text):
+            self.assertIn(ref, schemas)  # every reference resolves within the document
+        self.assertNotIn("io.k8s.api.rbac.v1.ClusterRole", schemas)  # other groups' kinds
+        pools = self.s.request("GET", root["apis/inference.networking.k8s.io/v1"]
+                               ["serverRelativeURL"]).json["components"]["schemas"]
+        self.assertEqual(sorted(k for k, v in pools.items()
+                                if "x-kubernetes-group-version-kind" in v),
+                         ["io.k8s.networking.inference.v1.InferencePool"])
+
     def test_strict_field_validation(self):
         sa = {"apiVersion": "v1", "kind": "ServiceAccount",
               "metadata": {"name": "strict", "lables": {"a": "b"}}, "secretz": []}

@@ -315,6 +315,18 @@ class Kubectl(unittest.TestCase):
         self.assertRegex(p.stdout, r"(?m)^ +Normal +Pulled +.*kubelet +image already present$")
         self.s.request("DELETE", "/api/v1/namespaces/team-a/events/vllm-0.1")
 
+    def test_explain(self):
+        # v1.20 reads the /openapi/v2 definitions, newer kubectl the /openapi/v3 schemas.
+        p = self.run_kubectl("explain", "serviceaccount.secrets")
+        self.assertEqual(p.stderr, "")
+        self.assertRegex(p.stdout, r"(?m)^KIND: +ServiceAccount$")
+        self.assertRegex(p.stdout, r"(?m)^(RESOURCE|FIELD): +secrets <\[\]")
+        p = self.run_kubectl("explain", "inferencepools.spec",
+                             "--api-version=inference.networking.x-k8s.io/v1alpha2")
+        self.assertEqual(p.stderr, "")
+        self.assertRegex(p.stdout, r"(?m)^KIND: +InferencePool$")
+        self.assertRegex(p.stdout, r"(?m)^VERSION: +(inference\.networking\.x-k8s\.io/)?v1alpha2$")
+
     def test_get_watch_sees_update(self):
         self.s.request("POST", "/api/v1/namespaces/watch/pods", pod("w-0", "watch"))
         env = dict(os.environ, HOME=self.home)

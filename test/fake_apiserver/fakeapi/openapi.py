@@ -1,13 +1,16 @@
 """A minimal OpenAPI v3 (/openapi/v3 and /openapi/v3/<gv>) so kubectl apply's default
 validation works. kubectl asks it one thing: whether the PATCH operation of a kind takes the
 `fieldValidation` query parameter. When it does, kubectl skips client-side schema validation and
-sends fieldValidation=Strict for the server to check. The PATCH operations list only the
-non-strategic patch types, so kubectl computes strategic merge patches for built-in kinds from
-its compiled-in types (and JSON merge patches for custom resources) instead of reading schemas
-the fake does not have. The fake accepts every field (documented in README.md)."""
+sends fieldValidation=Strict for the server to check (fakeapi/openapi_v2.py checks it). The
+PATCH operations list only the non-strategic patch types, so kubectl does not compute strategic
+merge patches from these schemas; it uses the /openapi/v2 definitions or its compiled-in types
+(and JSON merge patches for custom resources). components.schemas carries the /openapi/v2
+definitions of the group/version's kinds and what they refer to, for kubectl explain."""
 
 import hashlib
 import json
+
+from . import openapi_v2
 
 
 def _path_for(rt):
@@ -38,7 +41,24 @@ def gv_document(registry, gv):
             "x-kubernetes-action": "patch",
             "x-kubernetes-group-version-kind": gvk}}
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes (fake)", "version": "v1.32.0"},
-            "paths": paths, "components": {"schemas": {}}}
+            "paths": paths, "components": {"schemas": _schemas(registry, gv)}}
+
+
+def _schemas(registry, gv):
+    """The /openapi/v2 definitions of this group/version's kinds and everything they refer
+    to, with v3 references (kubectl explain reads them)."""
+    defs = openapi_v2.document(registry, [gv])["definitions"]
+    todo = [name for name, sch in defs.items()
+            if sch.get("x-kubernetes-group-version-kind")]
+    out = {}
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        text = json.dumps(defs[name]).replace('"#/definitions/', '"#/components/schemas/')
+        out[name] = json.loads(text)
+        todo += [ref.split('"')[0] for ref in text.split('"#/components/schemas/')[1:]]
+    return out
 
 
 def _rel(gv):
