@@ -686,6 +686,17 @@ class Shared(unittest.TestCase):
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "m", "labels": {"ssa": "y"}}},
             ctype="application/apply-patch+yaml")
         self.assertEqual(r.json["metadata"]["labels"], {"ssa": "y"})
+        # ServiceAccount: secrets merge by name, imagePullSecrets are replaced (no strategy),
+        # as the /openapi/v2 definitions tell kubectl.
+        sa_path = "/api/v1/namespaces/patch/serviceaccounts"
+        self.create(sa_path, {"apiVersion": "v1", "kind": "ServiceAccount",
+                              "metadata": {"name": "sa"}, "secrets": [{"name": "s1"}],
+                              "imagePullSecrets": [{"name": "p1"}, {"name": "p2"}]})
+        r = self.s.request("PATCH", sa_path + "/sa", {
+            "secrets": [{"name": "s2"}], "imagePullSecrets": [{"name": "p2"}]},
+            ctype="application/strategic-merge-patch+json")
+        self.assertEqual(r.json["secrets"], [{"name": "s1"}, {"name": "s2"}])
+        self.assertEqual(r.json["imagePullSecrets"], [{"name": "p2"}])
 
     def test_control_objects_update_in_place(self):
         self.s.control("POST", "objects", body=[pod("o", "ctl", ip="10.4.0.1", ready=False)])

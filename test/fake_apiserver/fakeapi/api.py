@@ -305,7 +305,7 @@ class Api:
                                    "resources", "UnsupportedMediaType")
                 if not isinstance(body, dict):
                     raise bad_request("the body of the request was not a JSON object")
-                new = patches.strategic_merge_patch(old, body)
+                new = patches.strategic_merge_patch(old, body, rt.kind)
             elif content_type == "application/json-patch+json":
                 new = patches.json_patch(old, body)
             else:

@@ -7,7 +7,7 @@ from .status import ApiError, bad_request
 
 # Lists merged by key in a strategic merge patch (the `patchMergeKey` of the Kubernetes types);
 # every other list is replaced. Keyed by the field name, which is unambiguous for the types the
-# fake serves.
+# fake serves except for the top-level fields in ATOMIC_TOP_LEVEL.
 MERGE_KEYS = {
     "containers": "name",
     "initContainers": "name",
@@ -28,6 +28,9 @@ MERGE_KEYS = {
 }
 # Primitive lists merged as sets.
 MERGE_PRIMITIVES = {"finalizers"}
+# Top-level lists of a kind that are replaced although the same field name is merged elsewhere
+# (PodSpec.imagePullSecrets merges by name, ServiceAccount.imagePullSecrets has no strategy).
+ATOMIC_TOP_LEVEL = {"ServiceAccount": {"imagePullSecrets"}}
 
 
 def merge_patch(target, patch):
@@ -42,7 +45,9 @@ def merge_patch(target, patch):
     return out
 
 
-def strategic_merge_patch(target, patch):
+def strategic_merge_patch(target, patch, kind=None):
+    """`kind` (the object's kind, at the top level only) selects ATOMIC_TOP_LEVEL."""
+    atomic = ATOMIC_TOP_LEVEL.get(kind, ())
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     if patch.get("$patch") == "replace":
@@ -60,7 +65,8 @@ def strategic_merge_patch(target, patch):
             continue
         if value is None:
             out.pop(key, None)
-        elif isinstance(value, list) and key in MERGE_KEYS and isinstance(out.get(key), list):
+        elif (isinstance(value, list) and key in MERGE_KEYS and key not in atomic
+              and isinstance(out.get(key), list)):
             out[key] = _merge_list(out[key], value, MERGE_KEYS[key])
         elif isinstance(value, list) and key in MERGE_PRIMITIVES and isinstance(out.get(key), list):
             out[key] = out[key] + [v for v in value if v not in out[key]]
