@@ -280,8 +280,8 @@ class Handler(BaseHTTPRequestHandler):
         self._resource(gv, rest, query, raw, ident)
 
     def _strict(self, rt, query, body):
-        # fieldValidation=Strict (what kubectl >= 1.25 sends): unknown fields are a 400, checked
-        # against the /openapi/v2 definitions (fakeapi/openapi_v2.py). Warn and Ignore accept.
+        # fieldValidation=Strict (what newer kubectl, e.g. v1.32, sends): unknown fields are a 400,
+        # checked against the /openapi/v2 definitions (fakeapi/openapi_v2.py). Warn, Ignore accept.
         if query.get("fieldValidation") == "Strict":
             unknown = openapi_v2.unknown_fields(self.server.hub.registry, rt, body)
             if unknown:
