@@ -1,0 +1,59 @@
+"""Runs openai_app.py under uvicorn with one of its two HTTP implementations, timing each request
+from the read that carried its first bytes (docs/testing.md):
+
+  /usr/bin/python3 serve.py --http h11|httptools --host ADDR --port N
+
+The app also runs under plain `uvicorn --http ...`; this runner only subclasses uvicorn's own
+protocol classes to note CLOCK_MONOTONIC in data_received - called by asyncio right after the
+recv() that returned the bytes - and hands that time to the app's ground truth in the ASGI scope
+("rx_start_ns"). The app's own entry comes later, after the event loop ran whatever was ready,
+which on a busy 2-core machine can be tens of milliseconds after the kernel saw the request.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class TimedH11(H11Protocol):
+    def data_received(self, data):
+        t = time.monotonic_ns()
+        before = self.scope
+        super().data_received(data)
+        # h11 builds the scope once the head is complete, within this call.
+        if self.scope is not None and self.scope is not before:
+            self.scope.setdefault("rx_start_ns", t)
+
+
+class TimedHttpTools(HttpToolsProtocol):
+    def data_received(self, data):
+        self._rx_ns = time.monotonic_ns()
+        super().data_received(data)
+
+    def on_message_begin(self):
+        # httptools calls this at the request's first byte, inside data_received.
+        super().on_message_begin()
+        self.scope["rx_start_ns"] = self._rx_ns
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--http", choices=["h11", "httptools"], required=True)
+    ap.add_argument("--host", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    args = ap.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    protocol = TimedH11 if args.http == "h11" else TimedHttpTools
+    config = uvicorn.Config("openai_app:app", host=args.host, port=args.port, http=protocol,
+                            loop="asyncio", timeout_keep_alive=60, access_log=False,
+                            log_level="warning")
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()
