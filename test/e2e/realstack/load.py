@@ -7,7 +7,8 @@ PLAN.json: {"routes": [{"name", "url", "server", "flavor"}...], "requests": N, "
 
 Every request carries `x-request-id` (the key of the servers' ground truth) and, unless it is one
 of the requests without `model`, a `model` unique to it (the key of the agent's records, which
-carry no payload). Requests without `model` get a body length unique among them instead.
+carry no payload). Requests without `model` get a body length unique among them instead, and so
+does every request of the overload mode, where a few models are shared as in production.
 
 Clients, as users run them: aiohttp and httpx (keep-alive pools of C connections), curl (one
 process and connection per request) and a raw slow uploader (headers first, then the body in
@@ -118,7 +119,11 @@ def make_request(rng, i, route, mode, prefix, no_model_len, kind=None):
         h["x-test-tokens"] = str(tokens)
         h["x-test-ttft-ms"] = str(rng.randrange(5, 25))
         h["x-test-itl-ms"] = str(rng.randrange(1, 4))
-    model = "%s-%s" % (rid, route["server"])
+    if mode == "overload":
+        # Few models, as in production: the record of a request is found by its body length.
+        model = "%s-m%d-%s" % (prefix, i % 8, route["server"])
+    else:
+        model = "%s-%s" % (rid, route["server"])
     path = "/v1/chat/completions"
     body = {"model": model, "messages": [{"role": "user", "content": words}], "max_tokens": tokens}
     if kind in ("stream_usage", "midstream_error", "no_model_stream"):
@@ -139,6 +144,11 @@ def make_request(rng, i, route, mode, prefix, no_model_len, kind=None):
         h["authorization"] = "Bearer wrong-key"
     if kind == "midstream_error":
         h["x-test-midstream-error-after"] = str(max(1, tokens // 2))
+    if mode == "overload":
+        # A body length unique to this request (`user` is an OpenAI request field).
+        body["user"] = ""
+        base = len(json.dumps(body, separators=(",", ":")))
+        body["user"] = "u" * (1000 + i - base)
     if kind.startswith("no_model"):
         del body["model"]
         # The agent's records name no request: a body length unique among these requests does.
@@ -182,7 +192,8 @@ async def via_aiohttp(session, url, rid, route, path, h, body, kind):
 
 
 async def via_httpx(client, url, rid, route, path, h, body, kind):
-    raw = json.dumps(body).encode()  # httpx users often send spaced JSON
+    # Compact like the others: body lengths are how records of requests without `model` are found.
+    raw = json.dumps(body, separators=(",", ":")).encode()
     v = view(rid, "httpx", route, path, kind, body, raw)
     t0 = time.monotonic()
     try:
@@ -310,12 +321,21 @@ async def main():
                                                             max_keepalive_connections=conc)))
 
     jobs = []
+    follows = {}
     no_model_len = 300
+    slow_count = 0
     for i in range(n):
         route = routes[i % len(routes)]
-        # Every 10th request is a slow upload (every other one of them a header-only 401).
-        slow = mode != "overload" and i % 10 == 7 and not route.get("no_slow")
-        forced = "unauthorized" if slow and i % 20 == 7 else None
+        # Every 10th request is a slow upload, on each route in turn, every other one of them a
+        # header-only 401; a second, ordinary request follows on the same connection.
+        slow = mode != "overload" and i % 10 == 7
+        forced = None
+        if slow:
+            candidates = [r for r in routes if not r.get("no_slow")] or routes
+            route = candidates[slow_count % len(candidates)]
+            # Alternating, and shifted every round so that every route gets both.
+            forced = ("unauthorized" if (slow_count + slow_count // len(candidates)) % 2 == 0
+                      else None)
         rid, path, h, body, kind = make_request(rng, i, route, mode, prefix, no_model_len, forced)
         if kind.startswith("no_model"):
             no_model_len += 7
@@ -323,19 +343,15 @@ async def main():
             client = "aiohttp" if rng.random() < 0.7 else "httpx"
         elif slow:
             client = "slow"
+            follows[len(jobs)] = make_request(rng, n + slow_count, route, mode, prefix,
+                                              no_model_len)
+            if follows[len(jobs)][4].startswith("no_model"):
+                no_model_len += 7
+            slow_count += 1
         else:
             x = rng.random()
             client = "curl" if x < 0.08 else "httpx" if x < 0.45 else "aiohttp"
         jobs.append((client, route, rid, path, h, body, kind))
-
-    # Slow uploads take a second request along on the same connection.
-    follows = {}
-    for j, job in enumerate(jobs):
-        if job[0] == "slow" and j + 1 < len(jobs) and jobs[j + 1][0] != "slow" \
-                and jobs[j + 1][1] is job[1]:
-            nxt = jobs[j + 1]
-            follows[j] = (nxt[2], nxt[3], nxt[4], nxt[5], nxt[6])
-            jobs[j + 1] = None
 
     sem = asyncio.Semaphore(conc)
 

@@ -361,26 +361,25 @@ std::map<std::string, Truth> JoinTruth(const std::vector<json>& views,
 std::map<std::string, std::vector<json>> MatchRecords(const std::vector<json>& records,
                                                       const std::map<std::string, Truth>& truth,
                                                       std::vector<json>* unmatched) {
-  std::map<std::string, std::string> by_model;                // model → rid
-  std::map<std::pair<std::string, uint64_t>, std::string> by_len;  // (served, bytes) → rid
+  // (model, request body bytes) finds every request; a model used once finds its request also
+  // when the record's byte count is wrong (so the comparison can say what differs).
+  std::map<std::pair<std::string, uint64_t>, std::string> by_key;
+  std::map<std::string, std::vector<std::string>> by_model;
   for (const auto& [rid, t] : truth) {
-    if (t.view.contains("model") && t.view["model"].is_string()) {
-      by_model[t.model] = rid;
-    } else {
-      by_len[{t.model, t.view.value("request_bytes", uint64_t{0})}] = rid;
-    }
+    by_key[{t.model, t.view.value("request_bytes", uint64_t{0})}] = rid;
+    if (t.view.contains("model") && t.view["model"].is_string()) by_model[t.model].push_back(rid);
   }
   std::map<std::string, std::vector<json>> out;
   for (const json& r : records) {
     const std::string target = r.value("target_model_name", "");
-    auto m = by_model.find(target);
-    if (m != by_model.end()) {
-      out[m->second].push_back(r);
+    auto k = by_key.find({target, r.value("request_bytes", uint64_t{0})});
+    if (k != by_key.end()) {
+      out[k->second].push_back(r);
       continue;
     }
-    auto l = by_len.find({target, r.value("request_bytes", uint64_t{0})});
-    if (l != by_len.end()) {
-      out[l->second].push_back(r);
+    auto m = by_model.find(target);
+    if (m != by_model.end() && m->second.size() == 1) {
+      out[m->second[0]].push_back(r);
       continue;
     }
     unmatched->push_back(r);

@@ -93,9 +93,9 @@ struct Truth {
 std::map<std::string, Truth> JoinTruth(const std::vector<json>& views,
                                        const std::vector<json>& server_truth, const Stack& stack);
 
-// The record that belongs to each request: by target_model_name, and for requests without
-// `model` by their unique request body length. Records that match no request, or a request
-// twice, are returned in *unmatched.
+// The record that belongs to each request: by (target_model_name, request_bytes) - the load makes
+// that pair unique (a model per request, or a body length per request where models are shared or
+// absent) - or by a model used by one request only. Records of no request go to *unmatched.
 std::map<std::string, std::vector<json>> MatchRecords(const std::vector<json>& records,
                                                       const std::map<std::string, Truth>& truth,
                                                       std::vector<json>* unmatched);
