@@ -17,6 +17,18 @@ debs=(
   python3 gnuplot-nox
 )
 
+# The real-stack end-to-end tests (test/e2e/realstack, docs/testing.md): other projects' servers,
+# gateways and clients, all from Debian 12. uvicorn with both HTTP implementations (h11,
+# httptools) running a FastAPI app in vLLM's and SGLang's wire formats; cpp-httplib (the HTTP
+# library of llama.cpp's server) for a server in llama.cpp's format; HAProxy as a gateway that
+# streams request bodies; aiohttp and httpx as clients. They run under Debian's /usr/bin/python3.
+realstack_debs=(
+  python3-uvicorn python3-fastapi python3-httptools python3-h11
+  python3-aiohttp python3-httpx
+  libcpp-httplib-dev haproxy
+)
+debs+=("${realstack_debs[@]}")
+
 missing=()
 for p in "${debs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -45,9 +57,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
-  # Debian's nginx package starts a system nginx on :80; the tests run their own instances.
-  if command -v systemctl >/dev/null 2>&1; then as_root systemctl disable --now nginx 2>/dev/null || true; fi
-  pkill -x nginx 2>/dev/null || true
+  # Debian's nginx and haproxy packages start a system service (nginx on :80, haproxy with
+  # /etc/haproxy/haproxy.cfg); the tests run their own instances. Stop only the service of a
+  # package this run just installed, through its own service manager (systemd, or the init
+  # script's pidfile): never by process name, which would also end other users' and tests'
+  # instances.
+  for svc in nginx:nginx-light haproxy:haproxy; do
+    name=${svc%%:*} pkg=${svc#*:}
+    case " ${missing[*]} " in *" $pkg "*) ;; *) continue ;; esac
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+      as_root systemctl disable --now "$name" >/dev/null 2>&1 || true
+    elif [ -x "/etc/init.d/$name" ]; then
+      as_root "/etc/init.d/$name" stop >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 # The `openai` npm client used by the end-to-end tests (test/e2e/node).
