@@ -318,7 +318,9 @@ async def main():
         sessions[r["name"]] = (
             aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=60)),
             httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=max(1, conc // 2),
-                                                            max_keepalive_connections=conc)))
+                                                            max_keepalive_connections=conc)),
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                  timeout=aiohttp.ClientTimeout(total=60)))
 
     jobs = []
     follows = {}
@@ -340,7 +342,10 @@ async def main():
         if kind.startswith("no_model"):
             no_model_len += 7
         if mode == "overload":
-            client = "aiohttp" if rng.random() < 0.7 else "httpx"
+            # Mostly keep-alive streams; a fifth on a connection of its own, so that connections
+            # also close (and their close events can be lost) while the ring overflows.
+            x = rng.random()
+            client = "aiohttp" if x < 0.55 else "httpx" if x < 0.8 else "aiohttp-close"
         elif slow:
             client = "slow"
             follows[len(jobs)] = make_request(rng, n + slow_count, route, mode, prefix,
@@ -357,10 +362,12 @@ async def main():
 
     async def run(j, job):
         client, route, rid, path, h, body, kind = job
-        aio, hx = sessions[route["name"]]
+        aio, hx, aio_close = sessions[route["name"]]
         async with sem:
             if client == "aiohttp":
                 vs = [await via_aiohttp(aio, route["url"], rid, route, path, h, body, kind)]
+            elif client == "aiohttp-close":
+                vs = [await via_aiohttp(aio_close, route["url"], rid, route, path, h, body, kind)]
             elif client == "httpx":
                 vs = [await via_httpx(hx, route["url"], rid, route, path, h, body, kind)]
             elif client == "curl":
@@ -372,9 +379,10 @@ async def main():
             out.write(json.dumps(v) + "\n")
 
     await asyncio.gather(*(run(j, job) for j, job in enumerate(jobs) if job is not None))
-    for aio, hx in sessions.values():
+    for aio, hx, aio_close in sessions.values():
         await aio.close()
         await hx.aclose()
+        await aio_close.close()
 
 
 if __name__ == "__main__":

@@ -15,19 +15,30 @@ import os
 import sys
 import time
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class TimedH11(H11Protocol):
+    # h11 builds the scope once the head is complete: within the data_received that completed it,
+    # or - when the bytes came while the previous exchange was still finishing - later, from
+    # handle_events after the response. Either way the request began with the first read that
+    # came while the client was between requests.
+    _rx_pending = None
+
     def data_received(self, data):
-        t = time.monotonic_ns()
-        before = self.scope
+        if self._rx_pending is None and self.conn.their_state in (h11.IDLE, h11.DONE):
+            self._rx_pending = time.monotonic_ns()
         super().data_received(data)
-        # h11 builds the scope once the head is complete, within this call.
+
+    def handle_events(self):
+        before = self.scope
+        super().handle_events()
         if self.scope is not None and self.scope is not before:
-            self.scope.setdefault("rx_start_ns", t)
+            self.scope["rx_start_ns"] = self._rx_pending or time.monotonic_ns()
+            self._rx_pending = None
 
 
 class TimedHttpTools(HttpToolsProtocol):

@@ -182,7 +182,7 @@ bool Stack::StartNginx(const Route& r, std::string* error) {
   return true;
 }
 
-bool Stack::StartAgent(const std::vector<std::string>& extra, std::string* error) {
+bool Stack::StartAgent(const std::vector<std::string>& extra, std::string* error, int nice) {
   metrics_addr_ = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
   inspect_addr_ = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
   std::vector<std::string> argv = {InfertapBinary(), "run",           "--metrics-auth",
@@ -193,6 +193,7 @@ bool Stack::StartAgent(const std::vector<std::string>& extra, std::string* error
     argv.push_back(ns_.srv_v4() + ":" + std::to_string(s.port));
   }
   argv.insert(argv.end(), extra.begin(), extra.end());
+  if (nice > 0) argv.insert(argv.begin(), {"/usr/bin/nice", "-n", std::to_string(nice)});
   agent_ = std::make_unique<Child>();
   if (!agent_->Start(argv, "", dir_ + "/agent.out", dir_ + "/agent.err", error)) return false;
   WaitUntil(seconds(30), [&] {
@@ -210,6 +211,11 @@ bool Stack::StartAgent(const std::vector<std::string>& extra, std::string* error
     return false;
   }
   return true;
+}
+
+bool Stack::ReniceAgent(int nice) {
+  return agent_ && agent_->running() &&
+         Sh("renice -n " + std::to_string(nice) + " -p " + std::to_string(agent_->pid())) == 0;
 }
 
 bool Stack::StartRecords(std::string* error) {

@@ -49,8 +49,11 @@ class Stack {
   bool StartServer(const Server& s, std::string* error);
   bool StartHaproxy(const std::vector<Route>& routes, std::string* error);
   bool StartNginx(const Route& route, std::string* error);
-  // `infertap run` tracing every server started so far, plus `extra` flags.
-  bool StartAgent(const std::vector<std::string>& extra, std::string* error);
+  // `infertap run` tracing every server started so far, plus `extra` flags; `nice` > 0 runs it
+  // at that lower CPU priority (an agent that loses the race for CPU against the load).
+  bool StartAgent(const std::vector<std::string>& extra, std::string* error, int nice = 0);
+  // Sets the running agent's CPU priority (root may raise it back).
+  bool ReniceAgent(int nice);
   // Subscribes to /v1/records (JSON lines) into records.jsonl.
   bool StartRecords(std::string* error);
   void StopRecords();
