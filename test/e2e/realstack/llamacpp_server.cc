@@ -112,15 +112,17 @@ int64_t PromptTokens(const json& body) {
 }
 
 json Timings(int64_t prompt, int64_t predicted) {
-  return {{"prompt_n", prompt},       {"prompt_ms", 1.5},       {"predicted_n", predicted},
-          {"predicted_ms", 2.5},      {"predicted_per_token_ms", 0.1},
+  return {{"prompt_n", prompt},
+          {"prompt_ms", 1.5},
+          {"predicted_n", predicted},
+          {"predicted_ms", 2.5},
+          {"predicted_per_token_ms", 0.1},
           {"predicted_per_second", 400.0}};
 }
 
 void SetError(httplib::Response& res, int status, const std::string& type, Truth& t) {
-  const json body = {{"error",
-                      {{"code", status}, {"message", "The test asked for this error."},
-                       {"type", type}}}};
+  const json body = {
+      {"error", {{"code", status}, {"message", "The test asked for this error."}, {"type", type}}}};
   res.status = status;
   res.set_content(body.dump(), "application/json; charset=utf-8");
   t.status = status;
@@ -136,9 +138,11 @@ void Handle(const httplib::Request& req, httplib::Response& res, TruthLog& log,
   t->request_bytes = req.body.size();
   const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   const int want = HeaderInt(req, "x-test-status", 0);
-  if (req.has_header("authorization") && req.get_header_value("authorization") != "Bearer test-key") {
-    const json b = {{"error",
-                     {{"code", 401}, {"message", "Invalid API Key"}, {"type", "authentication_error"}}}};
+  if (req.has_header("authorization") &&
+      req.get_header_value("authorization") != "Bearer test-key") {
+    const json b = {
+        {"error",
+         {{"code", 401}, {"message", "Invalid API Key"}, {"type", "authentication_error"}}}};
     res.status = 401;
     res.set_content(b.dump(), "application/json; charset=utf-8");
     t->status = 401;
@@ -153,9 +157,8 @@ void Handle(const httplib::Request& req, httplib::Response& res, TruthLog& log,
     log.Write(*t);
     return;
   }
-  const std::string model = body.value("model", std::string()).empty()
-                                ? served
-                                : body["model"].get<std::string>();
+  const std::string model =
+      body.value("model", std::string()).empty() ? served : body["model"].get<std::string>();
   t->model = model;
   const int tokens = HeaderInt(req, "x-test-tokens", body.value("max_tokens", 8));
   const int itl_ms = HeaderInt(req, "x-test-itl-ms", 0);
@@ -200,8 +203,11 @@ void Handle(const httplib::Request& req, httplib::Response& res, TruthLog& log,
 
   t->stream = true;
   auto event = [=](const json& choices, const json& extra) {
-    json c = {{"choices", choices},     {"created", created}, {"id", id},
-              {"model", model},         {"system_fingerprint", "b1-test"},
+    json c = {{"choices", choices},
+              {"created", created},
+              {"id", id},
+              {"model", model},
+              {"system_fingerprint", "b1-test"},
               {"object", object}};
     for (const auto& [k, v] : extra.items()) c[k] = v;
     return "data: " + c.dump() + "\n\n";
@@ -254,12 +260,11 @@ void Handle(const httplib::Request& req, httplib::Response& res, TruthLog& log,
         } else {
           fin["text"] = "";
         }
-        pending += event(json::array({fin}),
-                         {{"usage",
-                           {{"completion_tokens", tokens},
-                            {"prompt_tokens", prompt},
-                            {"total_tokens", prompt + tokens}}},
-                          {"timings", Timings(prompt, tokens)}});
+        pending += event(json::array({fin}), {{"usage",
+                                               {{"completion_tokens", tokens},
+                                                {"prompt_tokens", prompt},
+                                                {"total_tokens", prompt + tokens}}},
+                                              {"timings", Timings(prompt, tokens)}});
         // [DONE] without the final blank line, as some llama.cpp builds send it.
         pending += "data: [DONE]\n";
         if (!write(pending, pending_content)) return false;
@@ -316,7 +321,8 @@ int main(int argc, char** argv) {
   });
   const std::string host = listen.substr(0, colon);
   const int port = std::atoi(listen.c_str() + colon + 1);
-  const int bound = port == 0 ? svr.bind_to_any_port(host) : (svr.bind_to_port(host, port) ? port : -1);
+  const int bound =
+      port == 0 ? svr.bind_to_any_port(host) : (svr.bind_to_port(host, port) ? port : -1);
   if (bound <= 0) {
     std::fprintf(stderr, "realstack-llamacpp: cannot listen on %s\n", listen.c_str());
     return 1;

@@ -140,10 +140,10 @@ TEST_F(RealStackE2E, MixedLoadThroughHaproxyAndNginxMatchesServerTruth) {
   const auto t0 = std::chrono::steady_clock::now();
   Stack stack(*ns_, tmp_.path());
   std::string err;
-  for (const Server& s : {Server{"vllm-h11", "vllm", "h11", 8001},
-                          Server{"vllm-httptools", "vllm", "httptools", 8002},
-                          Server{"sglang-h11", "sglang", "h11", 8003},
-                          Server{"llamacpp", "llamacpp", "", 8004}}) {
+  for (const Server& s :
+       {Server{"vllm-h11", "vllm", "h11", 8001},
+        Server{"vllm-httptools", "vllm", "httptools", 8002},
+        Server{"sglang-h11", "sglang", "h11", 8003}, Server{"llamacpp", "llamacpp", "", 8004}}) {
     ASSERT_TRUE(stack.StartServer(s, &err)) << err;
   }
   const std::vector<Route> routes = {
@@ -237,6 +237,10 @@ TEST_F(RealStackE2E, MixedLoadThroughHaproxyAndNginxMatchesServerTruth) {
   const FamilySums from_metrics = SumsFromMetrics(exposition, {});
   EXPECT_EQ(DiffSums(from_metrics, from_truth, "metrics", "truth"), "");
   EXPECT_EQ(DiffSums(from_metrics, from_records, "metrics", "records"), "");
+  // Seconds: the exposition holds the records' own values; the server's clock agrees within
+  // the timing tolerance per observation.
+  EXPECT_EQ(DiffSeconds(from_metrics, from_records, 1e-6, "metrics", "records"), "");
+  EXPECT_EQ(DiffSeconds(from_metrics, from_truth, kTimingToleranceS, "metrics", "truth"), "");
   // Nothing in flight, and no series for a model nobody asked for.
   std::vector<std::string> leaked;
   for (const auto& [key, value] : ParsePrometheus(exposition)) {
@@ -258,9 +262,8 @@ TEST_F(RealStackE2E, MixedLoadThroughHaproxyAndNginxMatchesServerTruth) {
       "real stack: %zu requests (%s), %zu records, %zu exact; agent - server: ttft p50 %.2f "
       "p99 %.2f max %.2f ms, duration p50 %.2f p99 %.2f max %.2f ms; %.1f s\n",
       truth.size(), mix.c_str(), records.size(), exact, Percentile(ttft_off_ms, 0.5),
-      Percentile(ttft_off_ms, 0.99), Percentile(ttft_off_ms, 1.0),
-      Percentile(duration_off_ms, 0.5), Percentile(duration_off_ms, 0.99),
-      Percentile(duration_off_ms, 1.0),
+      Percentile(ttft_off_ms, 0.99), Percentile(ttft_off_ms, 1.0), Percentile(duration_off_ms, 0.5),
+      Percentile(duration_off_ms, 0.99), Percentile(duration_off_ms, 1.0),
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
@@ -324,8 +327,8 @@ TEST_F(RealStackE2E, OverloadLosesEventsButNeverProducesAWrongRecord) {
       ++absent;
       continue;
     }
-    if (it->second.size() > 1) wrong.push_back(Describe(t) + ": " +
-                                               std::to_string(it->second.size()) + " records");
+    if (it->second.size() > 1)
+      wrong.push_back(Describe(t) + ": " + std::to_string(it->second.size()) + " records");
     for (const json& r : it->second) {
       const std::vector<std::string> d = RecordDiffs(r, t, 0, /*check_timing=*/false);
       if (d.empty()) {
@@ -333,9 +336,9 @@ TEST_F(RealStackE2E, OverloadLosesEventsButNeverProducesAWrongRecord) {
         continue;
       }
       const int status = r.value("status", 0);
-      const bool consistent = status == 0 || (status == t.server.value("status", -1) &&
-                                              r.value("stream", false) ==
-                                                  t.server.value("stream", false));
+      const bool consistent =
+          status == 0 || (status == t.server.value("status", -1) &&
+                          r.value("stream", false) == t.server.value("stream", false));
       if (r.value("error_code", "") == "Incomplete" && consistent &&
           r.value("response_bytes", uint64_t{0}) <= t.server.value("response_bytes", uint64_t{0})) {
         ++incomplete;
@@ -370,8 +373,8 @@ TEST_F(RealStackE2E, OverloadLosesEventsButNeverProducesAWrongRecord) {
   ASSERT_TRUE(harness2.empty()) << Examples(harness2);
   const std::vector<json> all_records =
       SettledRecords(stack, records.size() + after.size(), seconds(10));
-  std::vector<json> after_records(all_records.begin() + std::min(records.size(), all_records.size()),
-                                  all_records.end());
+  std::vector<json> after_records(
+      all_records.begin() + std::min(records.size(), all_records.size()), all_records.end());
   std::vector<json> unmatched2;
   const auto matched2 = MatchRecords(after_records, after, &unmatched2);
   std::vector<std::string> not_exact;
@@ -399,9 +402,9 @@ TEST_F(RealStackE2E, OverloadLosesEventsButNeverProducesAWrongRecord) {
   const std::string exposition = stack.Metrics();
   const double lost_after = Sample(exposition, "infertap_capture_lost_events_total").value_or(0);
   EXPECT_EQ(lost_after, lost) << "events lost after the overload: phase 2 cannot be exact";
-  EXPECT_EQ(DiffSums(SumsFromMetrics(exposition, after_models), SumsFromTruth(after), "metrics",
-                     "truth"),
-            "");
+  EXPECT_EQ(
+      DiffSums(SumsFromMetrics(exposition, after_models), SumsFromTruth(after), "metrics", "truth"),
+      "");
 
   // Every connection has closed: the tracked count returns to its baseline.
   double conns = -1;

@@ -2,8 +2,10 @@
 
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -51,8 +53,8 @@ std::string Get(const std::string& url) {
 
 std::string MissingTools() {
   std::string missing;
-  if (Sh(std::string(kPython) +
-         " -c 'import uvicorn, fastapi, httptools, h11, aiohttp, httpx'") != 0)
+  if (Sh(std::string(kPython) + " -c 'import uvicorn, fastapi, httptools, h11, aiohttp, httpx'") !=
+      0)
     missing += " python3-uvicorn/fastapi/httptools/h11/aiohttp/httpx";
   for (const char* tool : {"/usr/sbin/haproxy", "/usr/sbin/nginx", "/usr/bin/curl"})
     if (!std::filesystem::exists(tool)) missing += std::string(" ") + tool;
@@ -79,8 +81,8 @@ bool Stack::StartServer(const Server& s, std::string* error) {
   const std::string listen = ns_.srv_v4() + ":" + std::to_string(s.port);
   std::vector<std::string> argv;
   if (s.flavor == "llamacpp") {
-    argv = {INFERTAP_REALSTACK_LLAMACPP, "--listen", listen, "--model", s.served_model(),
-            "--truth", dir_ + "/truth.jsonl"};
+    argv = {INFERTAP_REALSTACK_LLAMACPP, "--listen", listen, "--model", s.served_model(), "--truth",
+            dir_ + "/truth.jsonl"};
   } else {
     argv = {"/usr/bin/env",
             "REALSTACK_TRUTH=" + dir_ + "/truth.jsonl",
@@ -101,9 +103,8 @@ bool Stack::StartServer(const Server& s, std::string* error) {
                     error))
     return false;
   children_.push_back(std::move(child));
-  if (!WaitUntil(seconds(20), [&] {
-        return StatusIn(ns_.srv(), "http://" + listen + "/health") == "200";
-      })) {
+  if (!WaitUntil(seconds(20),
+                 [&] { return StatusIn(ns_.srv(), "http://" + listen + "/health") == "200"; })) {
     *error = s.name + " did not come up: " + Tail(s.name + ".err");
     return false;
   }
@@ -126,8 +127,7 @@ bool Stack::StartHaproxy(const std::vector<Route>& routes, std::string* error) {
   }
   const std::string tmpl = ReadFileOr(AppDir() + "/haproxy.cfg.in");
   const std::string cfg = dir_ + "/haproxy.cfg";
-  if (tmpl.empty() ||
-      !WriteFile(cfg, Substitute(tmpl, {{"PREFIX", dir_}, {"PROXIES", proxies}}))) {
+  if (tmpl.empty() || !WriteFile(cfg, Substitute(tmpl, {{"PREFIX", dir_}, {"PROXIES", proxies}}))) {
     *error = "cannot write " + cfg;
     return false;
   }
@@ -138,9 +138,8 @@ bool Stack::StartHaproxy(const std::vector<Route>& routes, std::string* error) {
   children_.push_back(std::move(child));
   for (const Route& r : routes) {
     if (r.gateway != "haproxy") continue;
-    if (!WaitUntil(seconds(10), [&] {
-          return StatusIn(ns_.cli(), RouteUrl(r) + "/health") == "200";
-        })) {
+    if (!WaitUntil(seconds(10),
+                   [&] { return StatusIn(ns_.cli(), RouteUrl(r) + "/health") == "200"; })) {
       *error = "haproxy did not come up on " + r.name + ": " + Tail("haproxy.err");
       return false;
     }
@@ -173,9 +172,8 @@ bool Stack::StartNginx(const Route& r, std::string* error) {
                     ns_.cli(), prefix + "/nginx.out", prefix + "/nginx.err", error))
     return false;
   children_.push_back(std::move(child));
-  if (!WaitUntil(seconds(10), [&] {
-        return StatusIn(ns_.cli(), RouteUrl(r) + "/nginx-ready") == "204";
-      })) {
+  if (!WaitUntil(seconds(10),
+                 [&] { return StatusIn(ns_.cli(), RouteUrl(r) + "/nginx-ready") == "204"; })) {
     *error = "nginx did not come up on " + r.name + ": " + ReadFileOr(prefix + "/logs/error.log");
     return false;
   }
@@ -185,9 +183,9 @@ bool Stack::StartNginx(const Route& r, std::string* error) {
 bool Stack::StartAgent(const std::vector<std::string>& extra, std::string* error, int nice) {
   metrics_addr_ = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
   inspect_addr_ = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
-  std::vector<std::string> argv = {InfertapBinary(), "run",           "--metrics-auth",
-                                   "none",           "--metrics-addr", metrics_addr_,
-                                   "--inspect-addr", inspect_addr_};
+  std::vector<std::string> argv = {
+      InfertapBinary(), "run",         "--metrics-auth", "none",
+      "--metrics-addr", metrics_addr_, "--inspect-addr", inspect_addr_};
   for (const Server& s : servers_) {
     argv.push_back("--target");
     argv.push_back(ns_.srv_v4() + ":" + std::to_string(s.port));
@@ -277,7 +275,8 @@ bool Stack::RunLoad(json plan, const std::vector<Route>& routes, const std::stri
     return false;
   int status = 0;
   if (!load.Wait(milliseconds(int64_t(timeout_s * 1000)), &status)) {
-    *error = "load.py hung (" + std::to_string(timeout_s) + " s): " + ReadFileOr(views_file + ".err");
+    *error =
+        "load.py hung (" + std::to_string(timeout_s) + " s): " + ReadFileOr(views_file + ".err");
     return false;
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -430,8 +429,8 @@ std::vector<std::string> RecordDiffs(const json& r, const Truth& t, double tol, 
   if (want_ttft && start && first && r.contains("ttft_s")) {
     const double want = double(*first - *start) / 1e9, got = r["ttft_s"].get<double>();
     if (std::fabs(got - want) > tol) {
-      std::snprintf(buf, sizeof buf, "ttft_s %.6f vs the server's %.6f (off by %.2f ms)", got,
-                    want, (got - want) * 1e3);
+      std::snprintf(buf, sizeof buf, "ttft_s %.6f vs the server's %.6f (off by %.2f ms)", got, want,
+                    (got - want) * 1e3);
       d.push_back(buf);
     }
   }
@@ -450,6 +449,10 @@ namespace {
 
 void Add(FamilySums& f, const std::string& family, const std::string& pair, double v) {
   if (v != 0) f.values[family + "|" + pair] += v;
+}
+
+void AddSeconds(FamilySums& f, const std::string& family, const std::string& pair, double v) {
+  f.seconds[family + "|" + pair] += v;
 }
 
 std::string Pair(const std::string& model, const std::string& target) {
@@ -475,6 +478,14 @@ const std::map<std::string, std::string> kFamilies = {
     {"inference_model_prompt_cached_tokens_count", "cached_tokens_count"},
 };
 
+// The seconds sums, and the count family that says how many observations each one has.
+const std::map<std::string, std::pair<std::string, std::string>> kSecondsFamilies = {
+    {"inference_model_request_duration_seconds_sum", {"duration_sum", "duration_count"}},
+    {"inference_model_request_ttft_seconds_sum", {"ttft_sum", "ttft_count"}},
+    {"inference_model_request_tpot_seconds_sum", {"tpot_sum", "tpot_count"}},
+    {"inference_model_normalized_time_per_output_token_seconds_sum", {"ntpot_sum", "ntpot_count"}},
+};
+
 }  // namespace
 
 FamilySums SumsFromTruth(const std::map<std::string, Truth>& truth) {
@@ -491,6 +502,13 @@ FamilySums SumsFromTruth(const std::map<std::string, Truth>& truth) {
     Add(f, "response_sizes_count", p, 1);
     Add(f, "response_sizes_sum", p, double(s.value("response_bytes", uint64_t{0})));
     Add(f, "duration_count", p, 1);
+    const auto start = Opt<uint64_t>(s, "start_ns"), last = Opt<uint64_t>(s, "last_byte_ns"),
+               first = Opt<uint64_t>(s, "first_content_ns");
+    // A slow upload's exchange may end with its request body, after the server's last write.
+    if (t.view.value("client", "") == "slow" || !start || !last) f.untimed.insert(p);
+    if (start && last) AddSeconds(f, "duration_sum", p, double(*last - *start) / 1e9);
+    if (start && first && s.value("stream", false))
+      AddSeconds(f, "ttft_sum", p, double(*first - *start) / 1e9);
     const auto in = Opt<uint64_t>(s, "input_tokens"), out = Opt<uint64_t>(s, "output_tokens");
     if (in && *in > 0) {
       Add(f, "input_tokens_count", p, 1);
@@ -535,6 +553,12 @@ FamilySums SumsFromRecords(const std::vector<json>& records) {
     }
     if (r.contains("ttft_s")) Add(f, "ttft_count", p, 1);
     if (r.contains("tpot_s")) Add(f, "tpot_count", p, 1);
+    const double duration = r.value("duration_s", 0.0);
+    if (status != 0) AddSeconds(f, "duration_sum", p, duration);
+    if (r.contains("ttft_s")) AddSeconds(f, "ttft_sum", p, r["ttft_s"].get<double>());
+    if (r.contains("tpot_s")) AddSeconds(f, "tpot_sum", p, r["tpot_s"].get<double>());
+    if (status != 0 && r.value("output_tokens", uint64_t{0}) > 0)
+      AddSeconds(f, "ntpot_sum", p, duration / double(r["output_tokens"].get<uint64_t>()));
     if (r.contains("cached_tokens")) Add(f, "cached_tokens_count", p, 1);
   }
   return f;
@@ -544,8 +568,10 @@ FamilySums SumsFromMetrics(const std::string& exposition, const std::set<std::st
   FamilySums f;
   for (const auto& [key, value] : ParsePrometheus(exposition)) {
     const size_t brace = key.find('{');
-    auto fam = kFamilies.find(key.substr(0, brace));
-    if (fam == kFamilies.end()) continue;
+    const std::string name = key.substr(0, brace);
+    auto fam = kFamilies.find(name);
+    auto sec = kSecondsFamilies.find(name);
+    if (fam == kFamilies.end() && sec == kSecondsFamilies.end()) continue;
     auto label = [&](const std::string& name) {
       const std::string pat = "," + name + "=\"";
       const std::string k = "," + key.substr(brace + 1);
@@ -557,11 +583,46 @@ FamilySums SumsFromMetrics(const std::string& exposition, const std::set<std::st
     const std::string model = label("model_name"), target = label("target_model_name");
     // Only the pairs asked about (all of them when `models` is empty).
     if (!models.empty() && !models.count(model) && !models.count(target)) continue;
+    if (sec != kSecondsFamilies.end()) {
+      AddSeconds(f, sec->second.first, Pair(model, target), value);
+      continue;
+    }
     std::string family = fam->second;
     if (family == "error_total") family += "|" + label("error_code");
     Add(f, family, Pair(model, target), value);
   }
   return f;
+}
+
+std::string DiffSeconds(const FamilySums& got, const FamilySums& want, double tol_s,
+                        const std::string& got_name, const std::string& want_name) {
+  std::vector<std::string> lines;
+  std::map<std::string, std::string> count_family;
+  for (const auto& [metric, names] : kSecondsFamilies) count_family[names.first] = names.second;
+  for (const auto& [key, w] : want.seconds) {
+    const size_t bar = key.find('|');
+    const std::string family = key.substr(0, bar), pair = key.substr(bar + 1);
+    if (want.untimed.count(pair)) continue;
+    auto c = want.values.find(count_family[family] + "|" + pair);
+    const double n = c == want.values.end() ? 1 : c->second;
+    auto g = got.seconds.find(key);
+    const double gv = g == got.seconds.end() ? 0 : g->second;
+    if (std::fabs(gv - w) > tol_s * std::max(1.0, n)) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, ": %s %.6f, %s %.6f (%.0f observations)", got_name.c_str(), gv,
+                    want_name.c_str(), w, n);
+      lines.push_back(key + buf);
+    }
+  }
+  std::set<std::string> want_families;
+  for (const auto& [key, w] : want.seconds) want_families.insert(key.substr(0, key.find('|')));
+  for (const auto& [key, g] : got.seconds) {
+    if (!want.seconds.count(key) && g != 0 && want_families.count(key.substr(0, key.find('|'))))
+      lines.push_back(key + ": only in " + got_name);
+  }
+  std::string out;
+  for (size_t i = 0; i < lines.size() && i < 20; ++i) out += "  " + lines[i] + "\n";
+  return lines.empty() ? "" : std::to_string(lines.size()) + " differences\n" + out;
 }
 
 }  // namespace infertap::e2e::realstack

@@ -64,9 +64,9 @@ class Stack {
   bool RunLoad(json plan, const std::vector<Route>& routes, const std::string& views_file,
                double timeout_s, std::string* error);
 
-  std::string Metrics() const;                  // GET /metrics ("" on failure)
-  std::vector<json> Records() const;            // everything on the record stream so far
-  std::vector<json> Truth() const;              // every server's ground-truth lines
+  std::string Metrics() const;        // GET /metrics ("" on failure)
+  std::vector<json> Records() const;  // everything on the record stream so far
+  std::vector<json> Truth() const;    // every server's ground-truth lines
   std::vector<json> Views(const std::string& views_file) const;
   const Server* FindServer(const std::string& name) const;
   std::string Tail(const std::string& file, size_t n = 3000) const;
@@ -110,11 +110,17 @@ std::vector<std::string> RecordDiffs(const json& record, const Truth& t, double 
 
 // Metric families per label pair, summed over the truth vs read from the exposition.
 struct FamilySums {
-  std::map<std::string, double> values;  // "family|key" → value
+  std::map<std::string, double> values;   // "family|pair" → counts, bytes, tokens: exact
+  std::map<std::string, double> seconds;  // "family|pair" → sums of seconds: within a tolerance
+  std::set<std::string> untimed;          // pairs whose truth has no exact clock (slow uploads)
 };
 FamilySums SumsFromTruth(const std::map<std::string, Truth>& truth);
 // Only pairs with a side in `models` (every pair when it is empty).
 FamilySums SumsFromMetrics(const std::string& exposition, const std::set<std::string>& models);
 FamilySums SumsFromRecords(const std::vector<json>& records);
+// Differences of the seconds sums, each within `tol_s` per observation of `want` (pairs that
+// `want` marks untimed are skipped); "" when none.
+std::string DiffSeconds(const FamilySums& got, const FamilySums& want, double tol_s,
+                        const std::string& got_name, const std::string& want_name);
 
 }  // namespace infertap::e2e::realstack
