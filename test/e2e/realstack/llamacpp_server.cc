@@ -247,7 +247,8 @@ void Handle(const httplib::Request& req, httplib::Response& res, TruthLog& log,
           pending += event(json::array({ch}), json::object());
           pending_content = true;
           ++t->content_events;
-          if (++in_pending >= per_write || itl_ms > 0) {
+          // Tokens queue up between writes, as when llama.cpp's HTTP thread lags the generation.
+          if (++in_pending >= per_write) {
             if (!write(pending, pending_content)) return false;
             pending.clear();
             in_pending = 0;

@@ -119,6 +119,8 @@ def make_request(rng, i, route, mode, prefix, no_model_len, kind=None):
         h["x-test-tokens"] = str(tokens)
         h["x-test-ttft-ms"] = str(rng.randrange(5, 25))
         h["x-test-itl-ms"] = str(rng.randrange(1, 4))
+    if route["flavor"] == "llamacpp":
+        h["x-test-events-per-write"] = str(rng.randrange(1, 5))
     if mode == "overload":
         # Few models, as in production: the record of a request is found by its body length.
         model = "%s-m%d-%s" % (prefix, i % 8, route["server"])
