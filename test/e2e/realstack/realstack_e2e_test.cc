@@ -35,9 +35,13 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-// TTFT and duration against the server's own clock. The server's clock starts when the app
-// sees the request, a little after the kernel's read that the agent starts at.
+// TTFT and duration against the server's own clock, which it reads right after the read that
+// carried the request's first bytes and right before each write: within a few ms of the kernel's
+// timestamps. The server reads its clock in user space, though, where a shared 2-core machine
+// can preempt it for a while: up to 1% of the requests (at least one) may be off by up to
+// kTimingOutlierS, every other one must be within kTimingToleranceS.
 constexpr double kTimingToleranceS = 0.005;
+constexpr double kTimingOutlierS = 0.050;
 
 class RealStackE2E : public ::testing::Test {
  protected:
@@ -183,6 +187,7 @@ TEST_F(RealStackE2E, MixedLoadThroughHaproxyAndNginxMatchesServerTruth) {
 
   // Request by request.
   std::map<std::string, std::vector<std::string>> problems;  // category → lines
+  std::vector<std::string> timing_outliers;
   std::vector<double> ttft_off_ms, duration_off_ms;
   size_t exact = 0;
   std::map<std::string, size_t> kinds;
@@ -221,13 +226,25 @@ TEST_F(RealStackE2E, MixedLoadThroughHaproxyAndNginxMatchesServerTruth) {
     const bool only_timing = std::all_of(d.begin(), d.end(), [](const std::string& x) {
       return x.rfind("ttft_s ", 0) == 0 || x.rfind("duration_s ", 0) == 0;
     });
-    problems[only_timing ? "timing" : t.view.value("kind", "") + " record differs"].push_back(
-        line + " record " + r.dump());
+    const bool outlier = only_timing && RecordDiffs(r, t, kTimingOutlierS, timing).empty();
+    (outlier ? timing_outliers
+             : problems[only_timing ? "timing" : t.view.value("kind", "") + " record differs"])
+        .push_back(line + " record " + r.dump());
+  }
+  const size_t outliers_allowed = std::max<size_t>(1, truth.size() / 100);
+  if (timing_outliers.size() > outliers_allowed) {
+    auto& timing_problems = problems["timing"];
+    timing_problems.insert(timing_problems.end(), timing_outliers.begin(), timing_outliers.end());
+    timing_outliers.clear();
   }
   for (const json& r : unmatched) problems["record of no request"].push_back(r.dump());
   for (const auto& [category, lines] : problems)
     ADD_FAILURE() << lines.size() << " × " << category << ":\n" << Examples(lines);
-  EXPECT_EQ(exact, truth.size()) << "records exactly right";
+  if (!timing_outliers.empty()) {
+    std::printf("%zu timing outliers (allowed %zu):\n%s", timing_outliers.size(), outliers_allowed,
+                Examples(timing_outliers).c_str());
+  }
+  EXPECT_EQ(exact + timing_outliers.size(), truth.size()) << "records exactly right";
 
   // Every metric family per label pair: the truth's sums, the records' sums, the exposition.
   const std::string exposition = stack.Metrics();
