@@ -307,9 +307,9 @@ TEST_F(RealStackE2E, OverloadLosesEventsButNeverProducesAWrongRecord) {
   const std::vector<Route> routes = {{"llamacpp-a", "llamacpp", "", 0},
                                      {"llamacpp-b", "llamacpp", "", 0},
                                      {"httptools", "vllm-httptools", "", 0}};
-  // 128 KiB: the ring the issue saw go wrong (docs/capture.md). At nice 19 the agent loses the
+  // 128 KiB: the ring the issue saw go wrong (docs/capture.md). At nice 10 the agent loses the
   // CPU to the load whenever both cores are busy, so the ring overflows however fast it drains.
-  ASSERT_TRUE(stack.StartAgent({"--ring-buffer-size", "131072"}, &err, /*nice=*/19)) << err;
+  ASSERT_TRUE(stack.StartAgent({"--ring-buffer-size", "131072"}, &err, /*nice=*/10)) << err;
   ASSERT_TRUE(stack.StartRecords(&err)) << err;
   std::string before = stack.Metrics();
   const double baseline_conns = Sample(before, "infertap_connections_tracked").value_or(-1);
