@@ -249,6 +249,7 @@ TEST_F(RealStackE2E, MixedLoadThroughHaproxyAndNginxMatchesServerTruth) {
   // Every metric family per label pair: the truth's sums, the records' sums, the exposition.
   const std::string exposition = stack.Metrics();
   ASSERT_FALSE(exposition.empty());
+  WriteFile(tmp_.path() + "/metrics.txt", exposition);
   const FamilySums from_truth = SumsFromTruth(truth);
   const FamilySums from_records = SumsFromRecords(records);
   const FamilySums from_metrics = SumsFromMetrics(exposition, {});
@@ -417,6 +418,7 @@ TEST_F(RealStackE2E, OverloadLosesEventsButNeverProducesAWrongRecord) {
   std::set<std::string> after_models;
   for (const auto& [rid, t] : after) after_models.insert(t.model);
   const std::string exposition = stack.Metrics();
+  WriteFile(tmp_.path() + "/metrics.txt", exposition);
   const double lost_after = Sample(exposition, "infertap_capture_lost_events_total").value_or(0);
   EXPECT_EQ(lost_after, lost) << "events lost after the overload: phase 2 cannot be exact";
   EXPECT_EQ(
