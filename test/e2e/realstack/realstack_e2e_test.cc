@@ -424,6 +424,9 @@ TEST_F(RealStackE2E, OverloadLosesEventsButNeverProducesAWrongRecord) {
   EXPECT_EQ(
       DiffSums(SumsFromMetrics(exposition, after_models), SumsFromTruth(after), "metrics", "truth"),
       "");
+  EXPECT_EQ(DiffSums(SumsFromMetrics(exposition, after_models), SumsFromRecords(after_records),
+                     "metrics", "records"),
+            "");
 
   // Every connection has closed: the tracked count returns to its baseline.
   double conns = -1;
