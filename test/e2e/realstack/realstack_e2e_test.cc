@@ -325,8 +325,27 @@ TEST_F(RealStackE2E, OverloadLosesEventsButNeverProducesAWrongRecord) {
                                  {"prefix", "o"}},
                             routes, overload_views, 120, &err))
       << err;
-  const auto truth = JoinTruth(stack.Views(overload_views), stack.Truth(), stack);
-  const std::vector<std::string> harness = HarnessProblems(truth);
+  auto truth = JoinTruth(stack.Views(overload_views), stack.Truth(), stack);
+  // Under this load a server may reset a connection (cpp-httplib's listen backlog is 5): a
+  // request its server never logged has no truth to compare with; a record of it can only be
+  // Incomplete (it is judged below as a record of no request). A few such requests are the
+  // load's cost, many would make the test meaningless.
+  std::vector<std::string> dropped;
+  for (auto it = truth.begin(); it != truth.end();) {
+    if (!it->second.view["transport_error"].is_null() && !it->second.server.is_object()) {
+      dropped.push_back(Describe(it->second) + ": " + it->second.view["transport_error"].dump());
+      it = truth.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  ASSERT_LE(dropped.size(), 30u) << "requests the servers never saw:\n" << Examples(dropped);
+  std::vector<std::string> harness;
+  for (const std::string& problem : HarnessProblems(truth)) {
+    // A client that lost the end of an answer the server logged in full: the server's truth
+    // stands for the record.
+    if (problem.find(": client error ") == std::string::npos) harness.push_back(problem);
+  }
   ASSERT_TRUE(harness.empty()) << "clients and servers disagree (a harness problem):\n"
                                << Examples(harness);
   const std::vector<json> records = SettledRecords(stack, truth.size(), seconds(10));
@@ -446,11 +465,11 @@ TEST_F(RealStackE2E, OverloadLosesEventsButNeverProducesAWrongRecord) {
   std::string tail;
   EXPECT_TRUE(stack.StopAgent(&tail)) << tail;
   std::printf(
-      "overload: %zu requests, %.0f events lost, %zu records: %zu exact, %zu Incomplete, %zu "
-      "wrong, %zu requests without a record; after: %zu requests, %zu not exact; connections "
-      "tracked %.0f (baseline %.0f); %.1f s\n",
-      truth.size(), lost, records.size(), exact, incomplete, wrong.size(), absent, after.size(),
-      not_exact.size(), conns, baseline_conns,
+      "overload: %zu requests (%zu more never reached a server), %.0f events lost, %zu records: "
+      "%zu exact, %zu Incomplete, %zu wrong, %zu requests without a record; after: %zu requests, "
+      "%zu not exact; connections tracked %.0f (baseline %.0f); %.1f s\n",
+      truth.size(), dropped.size(), lost, records.size(), exact, incomplete, wrong.size(), absent,
+      after.size(), not_exact.size(), conns, baseline_conns,
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
