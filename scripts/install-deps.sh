@@ -24,8 +24,19 @@ debs=(
   iproute2 curl nginx-light prometheus tmux procps util-linux strace
   python3 gnuplot-nox
 )
+# The real-stack end-to-end tests (test/e2e/realstack, docs/testing.md): other projects' servers,
+# gateways and clients, all from Debian 12. uvicorn with both HTTP implementations (h11,
+# httptools) running a FastAPI app in vLLM's and SGLang's wire formats; cpp-httplib (the HTTP
+# library of llama.cpp's server) for a server in llama.cpp's format; HAProxy as a gateway that
+# streams request bodies; aiohttp and httpx as clients. They run under Debian's /usr/bin/python3.
+realstack_debs=(
+  python3-uvicorn python3-fastapi python3-httptools python3-h11
+  python3-aiohttp python3-httpx
+  libcpp-httplib-dev haproxy
+)
+debs+=("${realstack_debs[@]}")
 # Packages whose installation may start a system service (kept from starting, see above).
-service_debs=(nginx-light prometheus)
+service_debs=(nginx-light prometheus haproxy)
 
 log=$(mktemp /tmp/infertap-install-deps.XXXXXX)
 cleanup() {
