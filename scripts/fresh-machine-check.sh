@@ -5,7 +5,8 @@
 # CI does — with real BPF on this kernel. Prints both wall times and the ctest summary; exit 0
 # only when both pass.
 #
-# Usage: sudo scripts/fresh-machine-check.sh [--commit REV] [--keep] [--dir DIR]
+# Usage: sudo scripts/fresh-machine-check.sh [--repo DIR] [--commit REV] [--keep] [--dir DIR]
+#   --repo DIR    the repository to clone (default: the checkout this script is in)
 #   --commit REV  what to clone (default HEAD; only committed work is in a clone)
 #   --keep        leave the chroot in place afterwards (its mounts are removed all the same)
 #   --dir DIR     where to build the chroot (default: a new directory under /var/tmp)
@@ -24,10 +25,11 @@ keep=
 root=
 while [[ $# -gt 0 ]]; do
   case $1 in
+    --repo) here=$(cd "${2:?--repo needs a directory}" && pwd); shift 2 ;;
     --commit) commit=${2:?--commit needs a revision}; shift 2 ;;
     --keep) keep=1; shift ;;
     --dir) root=${2:?--dir needs a directory}; shift 2 ;;
-    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "fresh-machine-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
