@@ -15,6 +15,7 @@ debs=(
   libsimdjson-dev libcurl4-openssl-dev libpcap-dev nlohmann-json3-dev libspdlog-dev libssl-dev openssl
   iproute2 curl nginx-light prometheus tmux procps
   python3 gnuplot-nox
+  libyaml-cpp-dev                             # kubeconfig parsing (k8s/)
 )
 
 missing=()
