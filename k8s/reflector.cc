@@ -321,8 +321,8 @@ void Reflector::Run() {
                    static_cast<long long>(options_.missing_retry.count()));
           logged_missing_ = true;
         }
-        synced_.store(true);
-        if (had && on_change_) on_change_();
+        bool first = !synced_.exchange(true);
+        if ((had || first) && on_change_) on_change_();
         backoff_.Reset();
         SleepFor(options_.missing_retry);
         continue;
