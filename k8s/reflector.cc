@@ -264,16 +264,22 @@ bool Reflector::WatchOnce() {
     Fail("watch: " + w.error);  // no answer at all (API down, TLS failure)
     return false;
   }
+  if (w.line_too_long) {
+    // We could not apply an event: only a relist (whose body may be larger) makes the store
+    // whole again. Pause first: the object may still be that large.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      need_list_ = true;
+    }
+    Fail("watch: " + w.error);
+    return false;
+  }
   if (!w.error.empty()) {
     // A broken stream or an idle timeout: resume from the last resourceVersion, after a pause
     // if the stream broke right away (a server or proxy that keeps dropping us).
     if (std::chrono::steady_clock::now() - started < std::chrono::seconds(1)) {
       Fail("watch: " + w.error);
       return false;
-    }
-    if (w.error.find("larger than") != std::string::npos) {
-      std::lock_guard<std::mutex> lock(mu_);
-      need_list_ = true;  // we skipped an event: only a relist makes the store whole again
     }
     LOG_INFO("k8s: %s: watch ended (%s); resuming", spec_.Describe().c_str(), w.error.c_str());
     return true;

@@ -144,7 +144,8 @@ RestClient::~RestClient() = default;
 void RestClient::Stop() { stop_.store(true); }
 
 void* RestClient::NewHandle(Transfer* t, const std::string& method, const std::string& path,
-                            const std::string& token, const std::string* body) const {
+                            const std::string& token, const std::string* body,
+                            const std::string& content_type) const {
   CURL* h = curl_easy_init();
   if (h == nullptr) return nullptr;
   t->easy = h;
@@ -196,11 +197,19 @@ void* RestClient::NewHandle(Transfer* t, const std::string& method, const std::s
     std::string auth = "Authorization: Bearer " + token;
     t->headers = curl_slist_append(t->headers, auth.c_str());
   }
-  if (method == "POST") {
-    t->headers = curl_slist_append(t->headers, "Content-Type: application/json");
+  if (body != nullptr) {
+    std::string ct = "Content-Type: " + content_type;
+    t->headers = curl_slist_append(t->headers, ct.c_str());
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data());
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+  }
+  if (method != "GET" && method != "POST") {
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
+  } else if (method == "POST" && body == nullptr) {
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(0));
   }
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->headers);
   return h;
@@ -217,7 +226,8 @@ std::string CurlError(CURLcode rc, const char* errbuf) {
 }  // namespace
 
 HttpResult RestClient::Do(const std::string& method, const std::string& path,
-                          const std::string* body, const std::atomic<bool>* cancel) {
+                          const std::string* body, const std::atomic<bool>* cancel,
+                          const std::string& content_type) {
   HttpResult r;
   for (int attempt = 0; attempt < 2; ++attempt) {
     r = HttpResult();
@@ -231,7 +241,7 @@ HttpResult RestClient::Do(const std::string& method, const std::string& path,
     t.max_body = options_.max_body_bytes;
     std::string token_err;
     std::string token = tokens_.Get(&token_err);
-    CURL* h = static_cast<CURL*>(NewHandle(&t, method, path, token, body));
+    CURL* h = static_cast<CURL*>(NewHandle(&t, method, path, token, body, content_type));
     if (h == nullptr) {
       r.error = "curl_easy_init failed";
       return r;
@@ -244,9 +254,9 @@ HttpResult RestClient::Do(const std::string& method, const std::string& path,
     if (rc != CURLE_OK) {
       r.stopped = rc == CURLE_ABORTED_BY_CALLBACK &&
                   (stop_.load() || (cancel != nullptr && cancel->load()));
-      r.error = t.body_too_large ? "response larger than " +
-                                       std::to_string(options_.max_body_bytes >> 20) + " MiB"
-                                 : CurlError(rc, errbuf);
+      r.error = t.body_too_large
+                    ? "response larger than " + std::to_string(options_.max_body_bytes) + " bytes"
+                    : CurlError(rc, errbuf);
       r.status = 0;
       return r;
     }
@@ -262,11 +272,16 @@ HttpResult RestClient::Do(const std::string& method, const std::string& path,
 }
 
 HttpResult RestClient::Get(const std::string& path, const std::atomic<bool>* cancel) {
-  return Do("GET", path, nullptr, cancel);
+  return Do("GET", path, nullptr, cancel, "");
 }
 
 HttpResult RestClient::PostJson(const std::string& path, const std::string& json_body) {
-  return Do("POST", path, &json_body, nullptr);
+  return Do("POST", path, &json_body, nullptr, "application/json");
+}
+
+HttpResult RestClient::Request(const std::string& method, const std::string& path,
+                               const std::string* body, const std::string& content_type) {
+  return Do(method, path, body, nullptr, content_type);
 }
 
 WatchResult RestClient::Watch(const std::string& path, std::chrono::milliseconds idle_timeout,
@@ -287,7 +302,7 @@ WatchResult RestClient::Watch(const std::string& path, std::chrono::milliseconds
   t.idle_ms = idle_timeout.count();
   t.last_data_ms = NowMs();
   std::string token = tokens_.Get();
-  CURL* h = static_cast<CURL*>(NewHandle(&t, "GET", path, token, nullptr));
+  CURL* h = static_cast<CURL*>(NewHandle(&t, "GET", path, token, nullptr, ""));
   if (h == nullptr) {
     w.error = "curl_easy_init failed";
     return w;
@@ -304,7 +319,8 @@ WatchResult RestClient::Watch(const std::string& path, std::chrono::milliseconds
   }
   if (rc != CURLE_OK) {
     if (t.line_too_long) {
-      w.error = "watch event larger than " + std::to_string(options_.max_line_bytes >> 20) + " MiB";
+      w.line_too_long = true;
+      w.error = "watch event larger than " + std::to_string(options_.max_line_bytes) + " bytes";
     } else if (t.idle_expired) {
       w.error = "watch idle for " + std::to_string(idle_timeout.count() / 1000) + " s";
     } else if (rc == CURLE_ABORTED_BY_CALLBACK &&

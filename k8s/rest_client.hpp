@@ -47,6 +47,7 @@ struct WatchResult {
   std::string error;               // transport error, or "line too long", or "idle for N s"
   bool stopped = false;            // Stop() ended it
   bool aborted_by_caller = false;  // on_line returned false
+  bool line_too_long = false;      // a line exceeded max_line_bytes (error says so)
   size_t lines = 0;                // complete lines handed to on_line
 };
 
@@ -61,6 +62,9 @@ class RestClient {
   // `cancel` (optional) ends the transfer promptly like Stop(), for one caller only.
   HttpResult Get(const std::string& path, const std::atomic<bool>* cancel = nullptr);
   HttpResult PostJson(const std::string& path, const std::string& json_body);
+  // Any method (DELETE, PUT, PATCH with `content_type`); `body` may be null.
+  HttpResult Request(const std::string& method, const std::string& path, const std::string* body,
+                     const std::string& content_type = "application/json");
 
   // A streaming GET: every complete '\n'-terminated line of a 200 response goes to on_line
   // (without the newline; empty lines skipped). Returns when the server ends the stream, the
@@ -78,9 +82,10 @@ class RestClient {
  private:
   struct Transfer;
   HttpResult Do(const std::string& method, const std::string& path, const std::string* body,
-                const std::atomic<bool>* cancel);
+                const std::atomic<bool>* cancel, const std::string& content_type);
   void* NewHandle(Transfer* t, const std::string& method, const std::string& path,
-                  const std::string& token, const std::string* body) const;
+                  const std::string& token, const std::string* body,
+                  const std::string& content_type) const;
 
   const ClusterConfig config_;
   const RestOptions options_;
