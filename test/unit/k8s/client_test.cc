@@ -122,9 +122,9 @@ TEST_F(FakeApiTest, RelistAfterCompactionAndGone) {
   // While the watch is down the history is compacted: resuming from the old resourceVersion
   // gets 410, which must lead to a relist that also picks up what changed in the gap.
   ASSERT_TRUE(server.Control("POST", "/fake/stop?mode=refuse").ok());
-  ASSERT_TRUE(server.Control("POST", "/fake/start").ok());
   ASSERT_TRUE(server.Apply({PodJson("ns", "gap", "n1", "10.0.0.9", {{"app", "x"}})}).ok());
   ASSERT_TRUE(server.Control("POST", "/fake/compact").ok());
+  ASSERT_TRUE(server.Control("POST", "/fake/start").ok());
   ASSERT_TRUE(
       WaitFor([&] { return PodNames(r) == std::vector<std::string>{"gap"}; }, milliseconds(8000)));
   ReflectorStats s = r.stats();
