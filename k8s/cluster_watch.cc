@@ -30,8 +30,14 @@ ClusterWatch::ClusterWatch(RestClient& client, ClusterWatchOptions options, OnTo
 
 ClusterWatch::~ClusterWatch() { Stop(); }
 
-void ClusterWatch::Start() {
+Status ClusterWatch::Start() {
+  if (options_.node.empty()) {
+    return Status::Error(
+        "kubernetes: the node name is not set (--node or NODE_NAME, from the downward API "
+        "spec.nodeName)");
+  }
   for (auto& r : reflectors_) r->Start();
+  return Status::Ok();
 }
 
 void ClusterWatch::Stop() {

@@ -39,7 +39,8 @@ class ClusterWatch {
   ClusterWatch(RestClient& client, ClusterWatchOptions options, OnTopology on_topology = {});
   ~ClusterWatch();
 
-  void Start();
+  // Starts the reflectors; an error (nothing started) when options.node is empty.
+  [[nodiscard]] Status Start();
   void Stop();
 
   // The latest published topology (version 0 and empty before the first sync).

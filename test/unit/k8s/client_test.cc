@@ -261,6 +261,58 @@ TEST_F(FakeApiTest, KubeconfigVariants) {
   }
 }
 
+TEST_F(FakeApiTest, InClusterConfigAgainstTheServer) {
+  // A pod's view: service-account files under a test root, env from the fake's URL.
+  const std::string sa = "/var/run/secrets/kubernetes.io/serviceaccount/";
+  ASSERT_TRUE(
+      server.AddToken("sa-token-1", "system:serviceaccount:infertap:agent", {"system:masters"})
+          .ok());
+  server.tmp().Write("root" + sa + "token", "sa-token-1\n");
+  server.tmp().Write("root" + sa + "ca.crt", testing::ReadFile(server.dir() + "/ca.crt") + "\n");
+  server.tmp().Write("root" + sa + "namespace", "infertap");
+  std::string hostport = server.url().substr(std::string("https://").size());
+  std::string host = hostport.substr(0, hostport.rfind(':'));
+  std::string port = hostport.substr(hostport.rfind(':') + 1);
+  ClusterConfig c;
+  Status st = LoadInClusterConfig(server.dir() + "/root", &c, [&](const char* n) -> const char* {
+    if (std::string(n) == "KUBERNETES_SERVICE_HOST") return host.c_str();
+    if (std::string(n) == "KUBERNETES_SERVICE_PORT") return port.c_str();
+    return nullptr;
+  });
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(c.default_namespace, "infertap");
+  RestClient client(c);
+  HttpResult r = client.Get("/api/v1/namespaces/infertap/pods");
+  EXPECT_EQ(r.status, 200) << r.Describe();
+  bool seen = false;
+  for (const auto& q : server.Requests()) {
+    seen |= q.value("user", "") == "system:serviceaccount:infertap:agent";
+  }
+  EXPECT_TRUE(seen);
+}
+
+TEST_F(FakeApiTest, NamespaceScopedWatch) {
+  ASSERT_TRUE(server
+                  .Apply({PodJson("mine", "a", "n1", "10.0.0.1", {{"app", "x"}}),
+                          PodJson("theirs", "b", "n1", "10.0.0.2", {{"app", "x"}})})
+                  .ok());
+  RestClient client(server.AdminConfig());
+  ResourceSpec spec = PodSpec("n1");
+  spec.ns = "mine";
+  Reflector r(client, spec, FastOptions(), {});
+  r.Start();
+  ASSERT_TRUE(WaitFor([&] { return r.synced(); }));
+  EXPECT_EQ(PodNames(r), std::vector<std::string>{"a"});
+  ASSERT_TRUE(server
+                  .Apply({PodJson("theirs", "c", "n1", "10.0.0.3", {{"app", "x"}}),
+                          PodJson("mine", "d", "n1", "10.0.0.4", {{"app", "x"}})})
+                  .ok());
+  ASSERT_TRUE(WaitFor([&] { return PodNames(r).size() == 2; }));
+  EXPECT_EQ(PodNames(r), (std::vector<std::string>{"a", "d"}));
+  EXPECT_GE(server.CountRequests("/api/v1/namespaces/mine/pods"), 2);
+  EXPECT_EQ(server.CountRequests("/api/v1/pods"), 0);
+}
+
 TEST_F(FakeApiTest, TokenFileRotation) {
   ASSERT_TRUE(server.AddToken("tokenAAAA", "alice", {"system:masters"}).ok());
   ASSERT_TRUE(server.AddToken("tokenBBBB", "bob", {"system:masters"}).ok());
@@ -313,7 +365,7 @@ TEST_F(FakeApiTest, ClusterWatchTopologyFollowsObjectsAndMissingGroup) {
   o.reflector.missing_retry = seconds(60);
   std::atomic<int> published{0};
   ClusterWatch w(client, o, [&](std::shared_ptr<const Topology>) { ++published; });
-  w.Start();
+  ASSERT_TRUE(w.Start().ok());
   ASSERT_TRUE(w.WaitSynced(milliseconds(5000)));
   auto t = w.Current();
   ASSERT_EQ(t->pools.size(), 1u);
@@ -353,7 +405,7 @@ TEST_F(FakeApiTest, ClusterWatchModelMappingAndGroupAppearingLater) {
   o.node = "n1";
   o.reflector = FastOptions();  // missing CRDs retried every 1 s here
   ClusterWatch w(client, o);
-  w.Start();
+  ASSERT_TRUE(w.Start().ok());
   ASSERT_TRUE(w.WaitSynced(milliseconds(5000)));
   EXPECT_TRUE(w.Current()->pools.empty());
   ASSERT_TRUE(
@@ -395,6 +447,16 @@ TEST_F(FakeApiTest, ClusterWatchModelMappingAndGroupAppearingLater) {
   EXPECT_EQ(t->pools[0].endpoints[0].port, 9000);
   EXPECT_EQ(t->pools[0].endpoints[0].engine, "vllm");
   EXPECT_EQ(t->ModelName("a", "old", "unmapped"), "unmapped");
+}
+
+TEST(ClusterWatchTest, NodeNameIsRequired) {
+  ClusterConfig c;
+  c.server = "https://127.0.0.1:1";
+  RestClient client(c);
+  ClusterWatch w(client, ClusterWatchOptions{});
+  Status s = w.Start();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("node name"), std::string::npos);
 }
 
 class AuthFakeApiTest : public FakeApiTest {
