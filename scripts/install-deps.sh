@@ -23,6 +23,7 @@ debs=(
   # Tools the tests and the demo run: gateways, clients, checkers, tracers.
   iproute2 curl nginx-light prometheus tmux procps util-linux strace
   python3 gnuplot-nox
+  libyaml-cpp-dev                             # kubeconfig parsing (k8s/)
 )
 # The real-stack end-to-end tests (test/e2e/realstack, docs/testing.md): other projects' servers,
 # gateways and clients, all from Debian 12. uvicorn with both HTTP implementations (h11,

@@ -60,7 +60,7 @@ bool DenyUnlessAuthorized(Authorizer& authorizer, const HttpRequest& req, HttpRe
   }
   AuthDecision d;
   try {
-    d = authorizer.Authorize(token, req.path);
+    d = authorizer.Authorize(token, req.method, req.path);
   } catch (const std::exception& e) {
     d = AuthDecision::Error(e.what());
   } catch (...) {

@@ -1,4 +1,5 @@
-// Access control for /metrics (docs/kubernetes.md auth, docs/serving.md): the bearer-token hook and the choice of mode.
+// Access control for /metrics (docs/kubernetes.md auth, docs/serving.md): the bearer-token hook and
+// the choice of mode.
 //
 // The Kubernetes authorizer (TokenReview + SubjectAccessReview with caching) implements
 // Authorizer elsewhere; this file only maps its decisions to HTTP, so the mapping — 401 for a
@@ -36,8 +37,11 @@ class Authorizer {
  public:
   virtual ~Authorizer() = default;
   // Called on an HTTP worker thread, possibly several at once; may block on network I/O but
-  // should bound it (the worker pool is small). `bearer_token` is never empty.
-  virtual AuthDecision Authorize(std::string_view bearer_token, std::string_view path) = 0;
+  // should bound it (the worker pool is small). `bearer_token` is never empty. `method` is the
+  // request method as received ("GET", "HEAD"); a Kubernetes authorizer asks for the verb
+  // strings.ToLower(method), as the upstream endpoint picker's metrics filter does.
+  virtual AuthDecision Authorize(std::string_view bearer_token, std::string_view method,
+                                 std::string_view path) = 0;
 };
 
 // Extracts the token from an Authorization header value: scheme "Bearer" (any case), one or more

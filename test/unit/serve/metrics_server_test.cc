@@ -19,10 +19,12 @@ using testing::StatusOf;
 // Answers by token: "good" → allow, "nope" → 403, "bad" → 401, "down" → 500, "throw" → throws.
 class FakeAuthorizer : public Authorizer {
  public:
-  AuthDecision Authorize(std::string_view token, std::string_view path) override {
+  AuthDecision Authorize(std::string_view token, std::string_view method,
+                         std::string_view path) override {
     std::lock_guard lock(mu_);
     calls_++;
     last_token_ = token;
+    last_method_ = method;
     last_path_ = path;
     if (token == "good") return AuthDecision::Allow();
     if (token == "nope") return AuthDecision::Forbidden("user cannot get /metrics");
@@ -42,11 +44,15 @@ class FakeAuthorizer : public Authorizer {
     std::lock_guard lock(mu_);
     return last_path_;
   }
+  std::string last_method() {
+    std::lock_guard lock(mu_);
+    return last_method_;
+  }
 
  private:
   std::mutex mu_;
   int calls_ = 0;
-  std::string last_token_, last_path_;
+  std::string last_token_, last_method_, last_path_;
 };
 
 MetricsServerOptions Options() {
@@ -173,6 +179,7 @@ TEST_F(MetricsAuthTest, DecisionsMapToStatus) {
   EXPECT_EQ(BodyOf(r), metrics_.Serialize());
   EXPECT_EQ(auth_->last_token(), "good");
   EXPECT_EQ(auth_->last_path(), "/metrics");
+  EXPECT_EQ(auth_->last_method(), "GET");
 
   // The scheme is case-insensitive; extra spaces are tolerated.
   EXPECT_EQ(StatusOf(Scrape("authorization: bEaReR   good\r\n")), 200);
