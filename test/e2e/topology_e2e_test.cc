@@ -65,7 +65,8 @@ topology::Topology OnePool(const std::string& name, const std::string& addr) {
   p.ns = "test";
   p.name = p.label = name;
   p.origin = "test";
-  p.endpoints.push_back({*ep, "pod-" + name, "test", pool::Engine::kAuto, addr, "/metrics", "test"});
+  p.endpoints.push_back(
+      {*ep, "pod-" + name, "test", pool::Engine::kAuto, addr, "/metrics", "test"});
   t.pools.push_back(std::move(p));
   return t;
 }
@@ -110,8 +111,9 @@ class TopologyE2E : public ::testing::Test {
 
   // One request in its own curl process (a new connection). Returns the HTTP status.
   int Request(int sim, const std::vector<std::string>& headers = {}) {
-    std::vector<std::string> argv = {"/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                                     "--max-time", "10", "-H", "content-type: application/json"};
+    std::vector<std::string> argv = {
+        "/usr/bin/curl", "-s",         "-o", "/dev/null", "-w",
+        "%{http_code}",  "--max-time", "10", "-H",        "content-type: application/json"};
     for (const auto& h : headers) argv.insert(argv.end(), {"-H", h});
     argv.insert(argv.end(), {"--data-binary",
                              std::string("{\"model\":\"") + kModel +
@@ -158,12 +160,12 @@ TEST_F(TopologyE2E, ChangeWhileTrafficFlows) {
   // ---- v2: pool b = sim 2; sim 1 leaves ----
   const auto published = std::chrono::steady_clock::now();
   source_->Publish(OnePool("b", addr_[1]));
-  ASSERT_TRUE(WaitUntil(milliseconds(1000), [&] { return agent_->applied_version() == 2; },
-                        milliseconds(5)))
+  ASSERT_TRUE(WaitUntil(
+      milliseconds(1000), [&] { return agent_->applied_version() == 2; }, milliseconds(5)))
       << "topology not applied within 1 s";
-  const auto applied_ms = std::chrono::duration_cast<milliseconds>(
-                              std::chrono::steady_clock::now() - published)
-                              .count();
+  const auto applied_ms =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - published)
+          .count();
   EXPECT_LE(applied_ms, 1000);
   RecordProperty("applied_ms", std::to_string(applied_ms));
 
