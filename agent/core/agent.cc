@@ -94,10 +94,15 @@ Status Agent::Start() {
   msopts.http.addr = opt_.metrics_addr;
   msopts.http.tls_cert_file = opt_.tls_cert;
   msopts.http.tls_key_file = opt_.tls_key;
+  // Ready once the programs are attached and a first topology is applied (a watch-based source
+  // may deliver it after Start); a later failure of the source keeps the last one.
   msopts.readiness = [this] {
     serve::Readiness r;
-    r.ready = ready_.load();
-    if (!r.ready) r.reason = "BPF programs not attached yet";
+    r.ready = ready_.load() && applied_version_.load() > 0;
+    if (!ready_.load())
+      r.reason = "BPF programs not attached yet";
+    else if (!r.ready)
+      r.reason = "waiting for the first topology from the " + source_->Name() + " source";
     return r;
   };
   metrics_server_ = std::make_unique<serve::MetricsServer>(msopts, *metrics_);
