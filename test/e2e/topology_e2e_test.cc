@@ -20,6 +20,7 @@
 
 #include "agent/core/agent.hpp"
 #include "agent/topology/static_source.hpp"
+#include "test/common/require.hpp"
 #include "test/e2e/agent_e2e_util.hpp"
 #include "test/e2e/e2e_util.hpp"
 
@@ -44,7 +45,7 @@ class Records : public RecordListener {
     std::lock_guard lock(mu_);
     return records_;
   }
-  // Records whose server was `pod_addr` (by the pod label in the record, or its absence).
+  // Records attributed to `pool`.
   size_t CountFor(const std::string& pool) const {
     size_t n = 0;
     for (const auto& r : Get()) n += r.pool == pool;
@@ -75,6 +76,7 @@ class TopologyE2E : public ::testing::Test {
  protected:
   void SetUp() override {
     INFERTAP_REQUIRE_BPF_OR_SKIP();
+    INFERTAP_NEED_TOOL("curl");
     for (int i = 0; i < 2; ++i) {
       addr_[i] = "127.0.0.1:" + std::to_string(18961 + i);
       sim_[i] = std::make_unique<ChildProcess>(std::vector<std::string>{
