@@ -307,22 +307,23 @@ static __always_inline int lookup_conn(__u32 tgid, __u32 fd, __u64 *key_out)
 		roles = match_endpoint(sv.remote, sv.rport) & IT_ROLE_CLIENT;
 
 	c = bpf_map_lookup_elem(&conns, &key);
+	if (c) {
+		/*
+		 * Already traced, re-decided after an endpoint change: a connection stays traced until
+		 * it closes even when its endpoint left the set (a pod relabelled out of its pool
+		 * finishes the requests it has; user space keeps the attribution it had at open).
+		 */
+		nv.kind = FD_TRACED;
+		bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
+		return 1;
+	}
 	if (!roles) {
 		nv.kind = FD_UNTRACED;
 		bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
 		fast_store(tgid, fd, FD_UNTRACED, epoch);
-		if (c) { /* no longer traced after an endpoint change */
-			emit_conn_event(IT_EV_CLOSE, tgid, c, NULL);
-			if (bpf_map_delete_elem(&conns, &key) == 0)
-				tgid_conns_add(tgid, -1);
-		}
 		return 0;
 	}
 	nv.kind = FD_TRACED;
-	if (c) { /* still traced after an endpoint change: keep the connection going */
-		bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
-		return 1;
-	}
 
 	struct conn_state ns = {};
 	ns.conn_id = __sync_fetch_and_add(&next_conn_id, 1) + 1;

@@ -153,29 +153,41 @@ std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Sta
   return cap;
 }
 
-Status BpfCapture::SetEndpoints(const std::vector<TracedEndpoint>& endpoints) {
-  const int fd = bpf_map__fd(skel_->maps.endpoints);
-  auto key_of = [](const Endpoint& e) {
+namespace {
+
+class KernelEndpointMap : public EndpointMapWriter {
+ public:
+  explicit KernelEndpointMap(int fd) : fd_(fd) {}
+  int Upsert(const TracedEndpoint& e) override {
+    it_endpoint_key k = KeyOf(e.endpoint);
+    it_endpoint_value v{e.roles, e.pool_index};
+    return bpf_map_update_elem(fd_, &k, &v, BPF_ANY) == 0 ? 0 : errno;
+  }
+  int Remove(const Endpoint& e) override {
+    it_endpoint_key k = KeyOf(e);
+    return bpf_map_delete_elem(fd_, &k) == 0 ? 0 : errno;
+  }
+
+ private:
+  static it_endpoint_key KeyOf(const Endpoint& e) {
     it_endpoint_key k{};
     std::memcpy(k.addr, e.addr.data(), 16);
     k.port = e.port;
     return k;
-  };
-  for (const TracedEndpoint& old : endpoints_) {
-    it_endpoint_key k = key_of(old.endpoint);
-    bpf_map_delete_elem(fd, &k);
   }
-  for (const TracedEndpoint& e : endpoints) {
-    it_endpoint_key k = key_of(e.endpoint);
-    it_endpoint_value v{e.roles, e.pool_index};
-    if (bpf_map_update_elem(fd, &k, &v, BPF_ANY) != 0)
-      return Status::FromErrno(
-          "cannot add endpoint " + e.endpoint.ToString() + " to the kernel filter", errno);
-  }
-  endpoints_ = endpoints;
+  int fd_;
+};
+
+}  // namespace
+
+Status BpfCapture::SetEndpoints(const std::vector<TracedEndpoint>& endpoints) {
+  KernelEndpointMap map(bpf_map__fd(skel_->maps.endpoints));
+  EndpointDiffResult res =
+      ApplyEndpointDiff(map, endpoints_, endpoints, bpf_map__max_entries(skel_->maps.endpoints));
+  endpoints_ = std::move(res.in_map);
   // Cached per-fd decisions carry the epoch they were made in; moving it re-decides them.
-  __atomic_add_fetch(&skel_->data->filter_epoch, 1, __ATOMIC_SEQ_CST);
-  return Status::Ok();
+  if (res.changed()) __atomic_add_fetch(&skel_->data->filter_epoch, 1, __ATOMIC_SEQ_CST);
+  return res.status;
 }
 
 int BpfCapture::OnRingEvent(void* ctx, void* data, size_t size) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "agent/capture/abi.hpp"
+#include "agent/capture/endpoint_map.hpp"
 #include "agent/capture/event_source.hpp"
 #include "agent/common/status.hpp"
 
@@ -27,12 +28,6 @@ struct KernelStats {
            resolves = 0;
 };
 
-struct TracedEndpoint {
-  Endpoint endpoint;
-  uint32_t roles = IT_ROLE_SERVER;  // IT_ROLE_* mask
-  uint32_t pool_index = 0;
-};
-
 // Checks for root or CAP_BPF + CAP_PERFMON. On failure the message says what is missing.
 Status CheckCapturePrivileges();
 
@@ -45,8 +40,12 @@ class BpfCapture : public EventSource {
   ~BpfCapture() override;
   static std::unique_ptr<BpfCapture> Start(const CaptureOptions& options, Status* status);
 
-  // Replaces the traced endpoint set (kernel filter) and makes every cached decision stale.
+  // Changes the traced endpoint set (kernel filter) to `endpoints` by a diff (insert new, then
+  // delete gone: endpoint_map.hpp) and makes every cached decision stale. On a partial failure
+  // the map and endpoints() both hold exactly what succeeded; calling again retries.
   Status SetEndpoints(const std::vector<TracedEndpoint>& endpoints);
+  // What the kernel filter holds.
+  const std::vector<TracedEndpoint>& endpoints() const { return endpoints_; }
 
   PollResult Poll(EventSink& sink, int timeout_ms) override;
   int64_t WallOffsetNs() const override { return wall_offset_ns_; }

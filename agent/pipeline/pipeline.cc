@@ -31,32 +31,49 @@ struct Pipeline::ConnState {
   // Keys of requests received and not finished, in order (exchanges finish FIFO on a
   // connection). Counted at the key the request had when it arrived.
   std::deque<InFlightKey> open_requests;
+  // The entry the connection was attributed with (null: none) and the table that holds it.
+  std::shared_ptr<const AttributionTable> table;
   const EndpointAttribution* attribution = nullptr;
   std::unique_ptr<ConnObserver> observer;
   std::unique_ptr<ExchangeAssembler> assembler;
 };
 
 Pipeline::Pipeline(PipelineOptions options, Metrics* metrics)
-    : opt_(std::move(options)), metrics_(metrics) {}
+    : opt_(std::move(options)), metrics_(metrics) {
+  auto t = std::make_shared<AttributionTable>();
+  t->models = opt_.model_alias;
+  table_ = std::move(t);
+}
 
 Pipeline::~Pipeline() = default;
 
 void Pipeline::SetEndpoints(std::vector<EndpointAttribution> endpoints) {
-  endpoints_ = std::move(endpoints);
-  // Existing connections keep pointing into the new table.
-  for (auto& [id, st] : conns_) st->attribution = Attribute(st->info);
+  auto t = std::make_shared<AttributionTable>();
+  t->endpoints = std::move(endpoints);
+  t->models = opt_.model_alias;
+  SetAttribution(std::move(t));
 }
 
-const EndpointAttribution* Pipeline::Attribute(const ConnInfo& conn) const {
+void Pipeline::SetAttribution(std::shared_ptr<const AttributionTable> table) {
+  if (table) table_ = std::move(table);
+}
+
+const EndpointAttribution* Pipeline::Attribute(const AttributionTable& table,
+                                               const ConnInfo& conn) {
   if (!conn.addresses_known) return nullptr;
   const Endpoint& server = conn.role == Role::kClient ? conn.remote : conn.local;
   const EndpointAttribution* wildcard = nullptr;
-  for (const auto& e : endpoints_) {
+  for (const auto& e : table.endpoints) {
     if (e.endpoint.port != server.port) continue;
     if (e.endpoint.addr == server.addr) return &e;
     if (e.endpoint.is_wildcard() && !wildcard) wildcard = &e;
   }
   return wildcard;
+}
+
+void Pipeline::Attribute(ConnState& st) const {
+  st.table = table_;
+  st.attribution = Attribute(*st.table, st.info);
 }
 
 bool Pipeline::IsRequestDirection(Role role, Direction dir) {
@@ -69,13 +86,13 @@ Pipeline::ConnState& Pipeline::State(const ConnInfo& conn) {
   if (it != conns_.end()) {
     if (!it->second->info.addresses_known && conn.addresses_known) {
       it->second->info = conn;
-      it->second->attribution = Attribute(conn);
+      Attribute(*it->second);
     }
     return *it->second;
   }
   auto st = std::make_unique<ConnState>();
   st->info = conn;
-  st->attribution = Attribute(conn);
+  Attribute(*st);
   st->observer = std::make_unique<ConnObserver>(*this, *st);
   st->assembler = std::make_unique<ExchangeAssembler>(opt_.exchange, *st->observer);
   ConnState& ref = *st;
@@ -93,8 +110,21 @@ void Pipeline::Decorate(const ConnState& st, RequestRecord& rec) const {
   } else {
     rec.pool = opt_.default_pool;
   }
-  auto alias = opt_.model_alias.find(rec.target_model_name);
-  rec.model_name = alias != opt_.model_alias.end() ? alias->second : rec.target_model_name;
+  // Model names follow the current table for the connection's pool (a mapping can change
+  // while a keep-alive connection lives); a pool that left uses the table it was opened with.
+  const AttributionTable* t = table_.get();
+  if (st.attribution && st.table && !t->pool_models.count(rec.pool) &&
+      st.table->pool_models.count(rec.pool))
+    t = st.table.get();
+  rec.model_name = rec.target_model_name;
+  if (auto p = t->pool_models.find(rec.pool); p != t->pool_models.end()) {
+    if (auto m = p->second.find(rec.target_model_name); m != p->second.end()) {
+      rec.model_name = m->second;
+      return;
+    }
+  }
+  if (auto m = t->models.find(rec.target_model_name); m != t->models.end())
+    rec.model_name = m->second;
 }
 
 void Pipeline::ConnObserver::OnRequestReceived(const RequestRecord& partial) {

@@ -24,7 +24,8 @@ namespace infertap {
 
 class Metrics;
 
-// Who serves behind an endpoint (docs/attribution.md): the pool it belongs to and, in a cluster, the pod.
+// Who serves behind an endpoint (docs/attribution.md): the pool it belongs to and, in a cluster,
+// the pod.
 struct EndpointAttribution {
   Endpoint endpoint;  // wildcard address (all zeros) matches any address on that port
   std::string pool = "default";
@@ -32,10 +33,23 @@ struct EndpointAttribution {
   std::string pod;
 };
 
+// The attribution table (docs/attribution.md): immutable once built, swapped whole. A
+// connection keeps the entry it was attributed with at open (and the table holding it) until it
+// closes, even when a later table no longer has its endpoint.
+struct AttributionTable {
+  std::vector<EndpointAttribution> endpoints;
+  // target_model_name → model_name. A pool's own mapping (key: pool label) wins over `models`,
+  // which applies to every pool; a target found in neither is its own model_name. A connection
+  // whose pool has no entry here (it left) uses the mapping of the table it opened with.
+  std::map<std::string, std::map<std::string, std::string>> pool_models;
+  std::map<std::string, std::string> models;
+};
+
 struct PipelineOptions {
   ExchangeConfig exchange;
   std::string node;
-  // --model-alias TARGET=MODEL: client-facing model_name for a target_model_name.
+  // --model-alias TARGET=MODEL: client-facing model_name for a target_model_name (the
+  // `models` of the table SetEndpoints builds).
   std::map<std::string, std::string> model_alias;
   // Pool of connections that match no endpoint (replay of a pcap without --target); "" = none.
   std::string default_pool;
@@ -67,7 +81,11 @@ class Pipeline : public StreamSink {
   ~Pipeline() override;
 
   void AddListener(RecordListener* listener) { listeners_.push_back(listener); }
+  // Replaces the table with `endpoints` and options.model_alias. Open connections keep theirs.
   void SetEndpoints(std::vector<EndpointAttribution> endpoints);
+  // Replaces the table (call on the pipeline's thread). Open connections keep theirs.
+  void SetAttribution(std::shared_ptr<const AttributionTable> table);
+  const std::shared_ptr<const AttributionTable>& attribution() const { return table_; }
 
   void OnOpen(const ConnInfo& conn) override;
   void OnData(const ConnInfo& conn, Direction dir, uint64_t ts_ns,
@@ -86,13 +104,14 @@ class Pipeline : public StreamSink {
   ConnState& State(const ConnInfo& conn);
   // True when the bytes of `dir` are the client→server (request) direction for this role.
   static bool IsRequestDirection(Role role, Direction dir);
-  const EndpointAttribution* Attribute(const ConnInfo& conn) const;
+  static const EndpointAttribution* Attribute(const AttributionTable& table, const ConnInfo& conn);
+  void Attribute(ConnState& st) const;
   void Decorate(const ConnState& st, RequestRecord& rec) const;
 
   PipelineOptions opt_;
   Metrics* metrics_;
   std::vector<RecordListener*> listeners_;
-  std::vector<EndpointAttribution> endpoints_;
+  std::shared_ptr<const AttributionTable> table_;
   std::unordered_map<uint64_t, std::unique_ptr<ConnState>> conns_;
   PipelineStats stats_;
   std::map<InFlightKey, int64_t> in_flight_;

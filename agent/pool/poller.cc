@@ -154,7 +154,7 @@ void PoolPoller::Tick(TimePoint now) {
       if (s.kv_pods > 0) g.average_kv_cache_utilization = s.kv / double(s.kv_pods);
     }
     metrics_.SetPoolGauges(pool, g);
-    pools_[pool] = true;
+    pools_[pool] = g;
   }
   for (auto it = pools_.begin(); it != pools_.end();) {
     if (!sums.count(it->first)) {
@@ -177,6 +177,21 @@ std::vector<PodStatus> PoolPoller::Pods() const {
                    .stats = p.stats,
                    .last_error = p.last_error,
                    .scrape_errors = p.scrape_errors});
+  }
+  return out;
+}
+
+PollerSnapshot PoolPoller::Snapshot() const {
+  std::lock_guard lock(mu_);
+  PollerSnapshot out;
+  out.pools = pools_;
+  out.pods.reserve(pods_.size());
+  for (const auto& [key, p] : pods_) {
+    out.pods.push_back({.target = p.target,
+                        .fresh = p.gauges_set,
+                        .stats = p.stats,
+                        .last_error = p.last_error,
+                        .scrape_errors = p.scrape_errors});
   }
   return out;
 }

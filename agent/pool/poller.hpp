@@ -1,5 +1,5 @@
-// The pool poller (docs/pool-gauges.md): scrapes the model-server pods of each pool on this node and keeps
-// the inference_pool_* gauges of the metrics registry current.
+// The pool poller (docs/pool-gauges.md): scrapes the model-server pods of each pool on this node
+// and keeps the inference_pool_* gauges of the metrics registry current.
 //
 // Split in two so the rules are testable without a network:
 //  - pure state: OnScrapeResult() records one pod's scrape outcome, Tick(now) recomputes every
@@ -69,6 +69,13 @@ struct PodStatus {
   uint64_t scrape_errors = 0;
 };
 
+// What the gauges were set from at the last Tick(): the one producer of the pool averages and
+// of pod freshness, read by /metrics (through the registry) and /v1/state (through this).
+struct PollerSnapshot {
+  std::map<std::string, PoolGauges> pools;  // by pool label; pools with targets only
+  std::vector<PodStatus> pods;              // `fresh` as of that Tick
+};
+
 class PoolPoller {
  public:
   PoolPoller(Metrics& metrics, Clock clock, PollerOptions options = {});
@@ -94,6 +101,7 @@ class PoolPoller {
   void Tick(std::chrono::steady_clock::time_point now);
 
   std::vector<PodStatus> Pods() const;
+  PollerSnapshot Snapshot() const;
 
  private:
   struct PodState {
@@ -118,7 +126,7 @@ class PoolPoller {
 
   mutable std::mutex mu_;
   std::map<Key, PodState> pods_;
-  std::map<std::string, bool> pools_;  // pools currently exported (value unused)
+  std::map<std::string, PoolGauges> pools_;  // pools currently exported, as last set
 
   std::mutex run_mu_;  // serializes Start/Stop
   std::thread worker_;
