@@ -57,6 +57,12 @@ struct RequestRecord {
   // True when the whole request (headers + body) reached the model server. Drives
   // inference_model_request_total (docs/metrics.md#seed-metrics recording rules).
   bool request_complete = false;
+  // True when ExchangeObserver::OnRequestReceived was called for this exchange while it was still
+  // in flight: request_total and request_sizes were counted then (under this record's final
+  // label pair) and running_requests went +1, so OnRecord only takes running_requests −1. False
+  // when the label pair was only known once the exchange ended: OnRecord does all the counting
+  // (docs/metrics.md#seed-metrics recording rules).
+  bool counted_in_flight = false;
   // True when the response ended normally (not cut by close/gap).
   bool response_complete = false;
 

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/capture/bpf_capture.hpp"
@@ -29,6 +30,15 @@
 
 namespace infertap::cli {
 namespace {
+
+// True when /proc/<tgid>/fd/<fd> is a socket (the process is alive and still holds the fd).
+bool FdHoldsSocket(uint32_t tgid, uint32_t fd) {
+  char path[64], target[64];
+  std::snprintf(path, sizeof(path), "/proc/%u/fd/%u", tgid, fd);
+  ssize_t n = ::readlink(path, target, sizeof(target) - 1);
+  if (n <= 0) return false;
+  return std::string_view(target, size_t(n)).starts_with("socket:");
+}
 
 using pool::Engine;
 using pool::EngineName;
@@ -327,7 +337,11 @@ int RunAgent(const RunArgs& a) {
   pipeline.SetEndpoints(table);
   BroadcastListener listener(broadcaster);
   pipeline.AddListener(&listener);
-  ConnectionTracker tracker(pipeline);
+  TrackerOptions topts;
+  // Close events may be lost in a ring overflow: a connection idle for a second whose fd no
+  // longer holds a socket in its process is over (docs/capture.md#loss).
+  topts.is_alive = [](const ConnInfo& c) { return FdHoldsSocket(c.tgid, c.fd); };
+  ConnectionTracker tracker(pipeline, topts);
 
   std::vector<PoolTarget> scrape;
   for (const PoolSpec& p : pools)

@@ -1,7 +1,5 @@
 #include "agent/pipeline/pipeline.hpp"
 
-#include <deque>
-
 #include "agent/metrics/metrics.hpp"
 
 namespace infertap {
@@ -28,9 +26,6 @@ class Pipeline::ConnObserver : public ExchangeObserver {
 
 struct Pipeline::ConnState {
   ConnInfo info;
-  // Keys of requests received and not finished, in order (exchanges finish FIFO on a
-  // connection). Counted at the key the request had when it arrived.
-  std::deque<InFlightKey> open_requests;
   const EndpointAttribution* attribution = nullptr;
   std::unique_ptr<ConnObserver> observer;
   std::unique_ptr<ExchangeAssembler> assembler;
@@ -97,24 +92,24 @@ void Pipeline::Decorate(const ConnState& st, RequestRecord& rec) const {
   rec.model_name = alias != opt_.model_alias.end() ? alias->second : rec.target_model_name;
 }
 
+// The assembler calls OnRequestReceived with the exchange's final target (docs/metrics.md#seed-metrics)
+// and never changes it afterwards, so Decorate gives the same pair here and in OnRecord: the
+// in-flight entry and running_requests are released under the key they were taken with.
 void Pipeline::ConnObserver::OnRequestReceived(const RequestRecord& partial) {
   ++p_.stats_.requests_received;
   RequestRecord rec = partial;
   p_.Decorate(st_, rec);
-  InFlightKey key{rec.pool, rec.model_name, rec.target_model_name};
-  ++p_.in_flight_[key];
-  st_.open_requests.push_back(std::move(key));
+  ++p_.in_flight_[InFlightKey{rec.pool, rec.model_name, rec.target_model_name}];
   if (p_.metrics_) p_.metrics_->OnRequestReceived(rec);
 }
 
 void Pipeline::ConnObserver::OnRecord(RequestRecord&& rec) {
   ++p_.stats_.records;
-  if (rec.request_complete && !st_.open_requests.empty()) {
-    auto it = p_.in_flight_.find(st_.open_requests.front());
-    if (it != p_.in_flight_.end() && --it->second <= 0) p_.in_flight_.erase(it);
-    st_.open_requests.pop_front();
-  }
   p_.Decorate(st_, rec);
+  if (rec.counted_in_flight) {
+    auto it = p_.in_flight_.find(InFlightKey{rec.pool, rec.model_name, rec.target_model_name});
+    if (it != p_.in_flight_.end() && --it->second <= 0) p_.in_flight_.erase(it);
+  }
   if (p_.metrics_) p_.metrics_->OnRecord(rec);
   for (RecordListener* l : p_.listeners_) l->OnRecord(rec);
 }

@@ -200,6 +200,7 @@ TEST(GoldenRecordPath, RecordsYieldGoldenFamilies) {
     r.output_tokens = in.out;
     r.request_complete = true;
     r.response_complete = true;
+    r.counted_in_flight = true;
     metrics.OnRequestReceived(r);
     metrics.OnRecord(r);
   }
