@@ -1,5 +1,6 @@
 #include "parsers/exchange.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 
@@ -146,6 +147,7 @@ void ExchangeAssembler::DropPairing(uint64_t ts_ns) {
   queue_.clear();
   req_ex_ = nullptr;
   resp_ex_ = nullptr;
+  skip_hi_ = 0;
   // Their responses may still come: they must not be paired with what follows.
   PushHidden(ts_ns);
 }
@@ -164,72 +166,114 @@ void ExchangeAssembler::LoseRequests(uint64_t ts_ns) {
   ResetRequestBody();
 }
 
+uint64_t ExchangeAssembler::CountStartedBy(uint64_t ts_ns) const {
+  // Waiting exchanges (FIFO) whose request began by ts_ns. Starts grow along the queue (the
+  // request stream is in order), so the count stops at the first later one. A hidden marker
+  // stands for any number of requests that began before the bytes after its gap.
+  uint64_t n = 0;
+  for (const Exchange& ex : queue_) {
+    if (ex.response_done) continue;
+    if (ex.kind == Exchange::Kind::kHidden) return kUnbounded;
+    if (ex.rec.start_ns > ts_ns) break;
+    ++n;
+  }
+  // A request whose head is still arriving has no queue entry yet but may be answered too.
+  if (req_parser_.in_message() && req_ex_ == nullptr && req_begin_ns_ <= ts_ns) ++n;
+  return n;
+}
+
+bool ExchangeAssembler::MayAwaitInterim(uint64_t candidates) const {
+  uint64_t i = 0;
+  for (const Exchange& ex : queue_) {
+    if (ex.response_done) continue;
+    if (i++ > candidates) break;
+    if (ex.kind == Exchange::Kind::kHidden || (ex.expect_continue && !ex.got_interim)) return true;
+  }
+  return false;
+}
+
 void ExchangeAssembler::LoseResponses(uint64_t ts_ns) {
-  Exchange* cut = resp_ex_;
-  const bool at_boundary = !resp_parser_.in_message() && !resp_interim_;
+  const RespMsg msg = resp_msg_;
+  Exchange* paired = resp_ex_;
   resp_ex_ = nullptr;
   resp_interim_ = false;
+  // Until the next message start the parser skips bytes it cannot place.
+  resp_msg_ = RespMsg::kResync;
   ResetResponseBody();
-  if (cut != nullptr) {
-    CutResponse(*cut, ts_ns);
-  } else if (at_boundary) {
-    // The lost bytes begin the next response. Inference servers send no unsolicited 1xx, so
-    // unless a 100 Continue is still due it is the final response of the oldest waiting one.
+  if (msg == RespMsg::kPaired && paired != nullptr) {
+    CutResponse(*paired, ts_ns);
+  } else if ((msg == RespMsg::kNone || msg == RespMsg::kPending) && !MayAwaitInterim(skip_hi_)) {
+    // A final response was being parsed but not yet paired, or (at a message boundary) the lost
+    // bytes begin one: it answers the next waiting exchange after skip_hi_ (unknown) others, so
+    // the oldest waiting exchange is answered in any case. Inference servers send no unsolicited
+    // 1xx, so unless a 100 Continue is due it is a final response.
     Exchange* first = FirstAwaitingResponse();
-    if (first != nullptr && first->kind != Exchange::Kind::kHidden && !first->doubtful &&
-        !(first->expect_continue && !first->got_interim) && first->rec.start_ns <= ts_ns) {
-      CutResponse(*first, ts_ns);
-    }
-  }
-  // Lost bytes were written no later than ts_ns (the bytes after them); a response starts after
-  // its request began. So only exchanges whose request began by then can have been answered.
-  for (Exchange& ex : queue_) {
-    if (!ex.response_done && ex.kind != Exchange::Kind::kHidden && ex.rec.start_ns <= ts_ns)
-      ex.doubtful = true;
+    if (first != nullptr && first->rec.start_ns <= ts_ns) CutResponse(*first, ts_ns);
   }
   Reap();
+  // The lost bytes were written no later than ts_ns (the bytes after them), and a response starts
+  // after its request began, so they can only have answered exchanges whose request began by
+  // then: the next response answers one of the first CountStartedBy(ts_ns) + 1 waiting ones.
+  skip_hi_ = std::max(skip_hi_, CountStartedBy(ts_ns));
 }
 
 void ExchangeAssembler::MaybeQuietPoint() {
   bool hidden = false;
   for (const Exchange& ex : queue_) hidden = hidden || ex.kind == Exchange::Kind::kHidden;
-  if (!hidden || pipelining_seen_) return;
+  if ((!hidden && skip_hi_ == 0) || pipelining_seen_) return;
   // The response direction must be idle at a message boundary and nothing may have been written
   // at or after this request began (docs/parsing.md#loss: a client that does not pipeline sends
   // a request only after the previous response ended; the tracker delivers the other
   // direction's older bytes, and declares its older holes, before these request bytes).
-  if (resp_parser_.in_message() || resp_interim_ || resp_last_ns_ >= req_begin_ns_) return;
+  if ((resp_msg_ != RespMsg::kNone && resp_msg_ != RespMsg::kResync) ||
+      resp_last_ns_ >= req_begin_ns_)
+    return;
   for (Exchange& ex : queue_) Abort(ex, req_begin_ns_);
   queue_.clear();
   resp_ex_ = nullptr;
+  skip_hi_ = 0;
 }
 
 ExchangeAssembler::Exchange* ExchangeAssembler::PairResponse() {
-  Exchange* ex = FirstAwaitingResponse();
-  if (ex == nullptr) {
+  Exchange* first = FirstAwaitingResponse();
+  if (first == nullptr) {
     observer_.OnParseError("orphan_response");
     return nullptr;
   }
-  if (ex->kind == Exchange::Kind::kHidden) {
+  if (first->kind == Exchange::Kind::kHidden) {
     // Answers a hidden request, or one queued after the marker: not provable which.
     observer_.OnParseError("unpaired_response");
     return nullptr;
   }
-  if (ex->doubtful) {
-    // Answers `ex` or a later exchange (if ex's answer was lost): ex is answered either way.
+  if (skip_hi_ > 0) {
+    // It answers waiting exchange k for some 0 <= k <= skip_hi_ (the k before it were answered
+    // in lost bytes): not provable which, so it is dropped. The oldest is answered either way
+    // (by it or before it) and ends; the range stays, because requests whose events were lost
+    // after the newest one seen would be candidates too, and nothing shows them yet. Only a
+    // quiet point (MaybeQuietPoint) ends the doubt.
     observer_.OnParseError("unpaired_response");
-    CutResponse(*ex, resp_begin_ns_);
+    CutResponse(*first, resp_begin_ns_);
     Reap();
     return nullptr;
   }
   // Causality: a server cannot answer a request it has not received yet, so a response that
   // began before the oldest waiting request belongs to a request we never saw (capture started
   // mid-connection).
-  if (ex->rec.start_ns > resp_begin_ns_) {
+  if (first->rec.start_ns > resp_begin_ns_) {
     observer_.OnParseError("orphan_response");
     return nullptr;
   }
-  return ex;
+  // A later request that began before this response began was sent before this one was
+  // answered: the client pipelines (docs/parsing.md#loss).
+  bool later = false;
+  for (const Exchange& e : queue_) {
+    if (&e == first) {
+      later = true;
+    } else if (later && e.kind != Exchange::Kind::kHidden && e.rec.start_ns < resp_begin_ns_) {
+      pipelining_seen_ = true;
+    }
+  }
+  return first;
 }
 
 void ExchangeAssembler::Reap() {
@@ -251,16 +295,15 @@ ExchangeAssembler::Exchange* ExchangeAssembler::FirstAwaitingResponse() {
 // ---------------------------------------------------------------------------------------------
 // Request direction
 
-void ExchangeAssembler::RequestSide::OnMessageBegin() { a_.req_begin_ns_ = a_.now_ns_; }
+// The bytes carrying the first byte of the message, also when its start was found by
+// resynchronisation across several pieces (docs/records.md: start).
+void ExchangeAssembler::RequestSide::OnMessageBegin() {
+  a_.req_begin_ns_ = a_.req_parser_.begin_tag();
+}
 
 bool ExchangeAssembler::RequestSide::OnHeadersComplete(const HttpMessageHead& head) {
   ExchangeAssembler& a = a_;
   a.MaybeQuietPoint();
-  // A request that begins while an earlier one still waits for (the end of) its response: the
-  // client pipelines (or that response's end was lost, which only costs resynchronisation).
-  for (const Exchange& e : a.queue_) {
-    if (e.kind != Exchange::Kind::kHidden && !e.response_done) a.pipelining_seen_ = true;
-  }
   if (a.queue_.size() >= a.config_.max_pipelined) {
     // Nothing answers this connection's requests (or we lost track). Dropping only the oldest
     // would pair its answer with the next request: end them all and hide what follows.
@@ -359,9 +402,10 @@ void ExchangeAssembler::ResetResponseBody() {
 }
 
 void ExchangeAssembler::ResponseSide::OnMessageBegin() {
-  a_.resp_begin_ns_ = a_.now_ns_;
+  a_.resp_begin_ns_ = a_.resp_parser_.begin_tag();
   a_.resp_interim_ = false;
   a_.resp_ex_ = nullptr;
+  a_.resp_msg_ = RespMsg::kPending;
 }
 
 bool ExchangeAssembler::ResponseSide::OnHeadersComplete(const HttpMessageHead& head) {
@@ -370,12 +414,18 @@ bool ExchangeAssembler::ResponseSide::OnHeadersComplete(const HttpMessageHead& h
   if (head.status >= 100 && head.status < 200 && head.status != 101) {
     // 100 Continue, 102, 103: interim, the final response follows for the same request.
     a.resp_interim_ = true;
+    a.resp_msg_ = RespMsg::kInterim;
     Exchange* first = a.FirstAwaitingResponse();
-    if (first != nullptr && first->kind != Exchange::Kind::kHidden) first->got_interim = true;
+    if (a.skip_hi_ == 0 && first != nullptr && first->kind != Exchange::Kind::kHidden)
+      first->got_interim = true;
     return false;
   }
   Exchange* ex = a.PairResponse();
-  if (ex == nullptr) return false;
+  if (ex == nullptr) {
+    a.resp_msg_ = RespMsg::kDropped;
+    return false;
+  }
+  a.resp_msg_ = RespMsg::kPaired;
   a.resp_ex_ = ex;
   bool skip_body = ex->rec.method == "HEAD";
   if (ex->emitted || ex->kind != Exchange::Kind::kInference) return skip_body;
@@ -456,6 +506,7 @@ void ExchangeAssembler::FinishResponseBody() {
 
 void ExchangeAssembler::ResponseSide::OnMessageComplete() {
   ExchangeAssembler& a = a_;
+  a.resp_msg_ = RespMsg::kNone;
   if (a.resp_interim_) {
     a.resp_interim_ = false;
     return;
@@ -526,13 +577,13 @@ void ExchangeAssembler::ResponseSide::OnOversize() { a_.observer_.OnParseError("
 
 void ExchangeAssembler::OnRequestBytes(uint64_t ts_ns, std::span<const uint8_t> bytes) {
   now_ns_ = ts_ns;
-  req_parser_.Feed(bytes);
+  req_parser_.Feed(bytes, ts_ns);
 }
 
 void ExchangeAssembler::OnResponseBytes(uint64_t ts_ns, std::span<const uint8_t> bytes) {
   now_ns_ = ts_ns;
   resp_last_ns_ = ts_ns;
-  if (resp_parser_.Feed(bytes) == ParseState::kEnd) {
+  if (resp_parser_.Feed(bytes, ts_ns) == ParseState::kEnd) {
     // 101 Switching Protocols: what follows on both directions is not HTTP/1.1.
     req_parser_.SetOpaque();
   }
@@ -578,6 +629,8 @@ void ExchangeAssembler::OnClose(uint64_t ts_ns) {
   req_ex_ = nullptr;
   resp_ex_ = nullptr;
   resp_interim_ = false;
+  resp_msg_ = RespMsg::kNone;
+  skip_hi_ = 0;
   ResetRequestBody();
   ResetResponseBody();
 }

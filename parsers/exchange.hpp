@@ -4,7 +4,8 @@
 // server→client "response" bytes, each piece stamped with the CLOCK_MONOTONIC time of the syscall
 // that carried it), parses them with two HttpParsers, pairs requests with responses in FIFO order
 // (HTTP/1.1 pipelining), interprets inference bodies (JSON, SSE, gzip/deflate) and reports one
-// RequestRecord per inference exchange (docs/parsing.md, docs/records.md, docs/metrics.md#error-codes).
+// RequestRecord per inference exchange (docs/parsing.md, docs/records.md,
+// docs/metrics.md#error-codes).
 //
 // Usage (the agent, one assembler per connection, all calls on one thread):
 //
@@ -49,14 +50,16 @@
 //    exchanges in doubt end Incomplete and pairing is exact again. A pipelining connection stays
 //    in doubt until it closes (or the pipeline cap), because no byte count or timestamp bounds
 //    how many of its requests the gap hid.
-//  - A response-direction gap (or malformed response bytes) of known length ending at time t:
-//    the response being parsed is cut (Incomplete); at a message boundary the lost bytes begin
-//    the final response of the oldest waiting exchange, which is cut too (unless it still expects
-//    a 100 Continue). Every other waiting exchange whose request began at or before t may have been
-//    answered inside the lost bytes: it is "doubtful". A response reaching a doubtful exchange is
-//    dropped and ends it (FIFO: the response answers it or a later one, so it is answered either
-//    way). An exchange whose request began after t cannot have been answered in the lost bytes
-//    (its response starts after its request), so once the doubtful ones are gone pairing is exact.
+//  - A response-direction gap (or malformed response bytes) whose following bytes were written at
+//    time t: the response being parsed is cut (Incomplete); at a message boundary the lost bytes
+//    begin the next final response, which answers the oldest waiting exchange or (after earlier
+//    losses) a later one: the oldest is answered either way and is cut too (unless a 100
+//    Continue may still be due). The lost bytes can also hold whole responses, but only to
+//    requests that began by t (a response starts after its request): after the gap the next
+//    response answers waiting exchange k, 0 <= k <= skip_hi_ = (waiting exchanges whose request
+//    began by t). While that count is above 0 no response is provably paired (requests whose
+//    events were lost after the newest one seen would be candidates too): each response is
+//    dropped ("unpaired_response") and ends the oldest waiting exchange, until a quiet point.
 //  - Causality: a response that began before the oldest waiting request began is dropped
 //    ("orphan_response").
 // Memory per connection is bounded whatever the peer sends: header blocks (max_header_bytes),
@@ -143,14 +146,13 @@ class ExchangeAssembler {
     enum class Kind { kHidden, kInference, kOther };
     Kind kind = Kind::kHidden;
     RequestRecord rec;
-    bool request_done = false;    // request complete or abandoned
-    bool response_done = false;   // response complete or abandoned
-    bool emitted = false;         // OnRecord / OnIgnoredExchange already called
-    bool body_error = false;      // error object/event seen in the response body
-    bool counted = false;         // OnRequestReceived already called
+    bool request_done = false;     // request complete or abandoned
+    bool response_done = false;    // response complete or abandoned
+    bool emitted = false;          // OnRecord / OnIgnoredExchange already called
+    bool body_error = false;       // error object/event seen in the response body
+    bool counted = false;          // OnRequestReceived already called
     bool expect_continue = false;  // request carried Expect: 100-continue
     bool got_interim = false;      // a 1xx was paired with it
-    bool doubtful = false;  // may have been answered inside bytes lost from the response direction
     std::string response_model;
   };
 
@@ -214,7 +216,12 @@ class ExchangeAssembler {
   void PushHidden(uint64_t ts_ns);
   // Request bytes were lost or malformed: cut the request being parsed, hide what follows.
   void LoseRequests(uint64_t ts_ns);
-  // Response bytes were lost or malformed (ending at ts_ns): cut and mark doubtful.
+  // Response bytes were lost or malformed (the bytes after them at ts_ns): cut what they cut and
+  // widen skip_hi_.
+  static constexpr uint64_t kUnbounded = ~uint64_t(0) >> 1;
+  uint64_t CountStartedBy(uint64_t ts_ns) const;
+  // Whether one of the first candidates + 1 waiting exchanges may still get a 1xx.
+  bool MayAwaitInterim(uint64_t candidates) const;
   void LoseResponses(uint64_t ts_ns);
   // A request begins: removes hidden markers at a provable quiet point.
   void MaybeQuietPoint();
@@ -252,6 +259,16 @@ class ExchangeAssembler {
   uint64_t resp_last_ns_ = 0;    // ts of the last response body bytes
   Exchange* resp_ex_ = nullptr;  // exchange being answered (nullptr: discard this response)
   bool resp_interim_ = false;    // current response is a 1xx
+  // What the response being parsed is (for a gap cutting it). kNone: at a message boundary;
+  // kResync: skipping bytes after a gap or malformed bytes (not at a known boundary); kPending:
+  // a message began, its head is not complete.
+  enum class RespMsg { kNone, kResync, kPending, kInterim, kPaired, kDropped };
+  RespMsg resp_msg_ = RespMsg::kNone;
+  // Pairing offset after response-direction loss (docs/parsing.md#loss): the next final response
+  // answers waiting exchange k for some 0 <= k <= skip_hi_ (the k before it were answered in
+  // lost bytes). 0: pairing is exact. Only causality (a response starts after its request) or a
+  // quiet point brings it back to 0.
+  uint64_t skip_hi_ = 0;
   bool resp_stream_ = false;
   bool resp_decode_ = false;
   bool resp_json_type_ = false;      // response Content-Type mentions json

@@ -79,9 +79,9 @@ struct RequestRecord {
   }
 };
 
-// One JSON object (no trailing newline) with the docs/records.md field names. `wall_offset_ns` is added
-// to the monotonic start to produce `ts` (RFC 3339 with nanoseconds, UTC). Optional fields that
-// are unknown are omitted. Never contains payload text.
+// One JSON object (no trailing newline) with the docs/records.md field names. `wall_offset_ns` is
+// added to the monotonic start to produce `ts` (RFC 3339 with nanoseconds, UTC). Optional fields
+// that are unknown are omitted. Never contains payload text.
 std::string RecordToJson(const RequestRecord& r, int64_t wall_offset_ns);
 
 }  // namespace infertap

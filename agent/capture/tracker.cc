@@ -98,7 +98,8 @@ ConnectionTracker::Conn* ConnectionTracker::GetOrCreate(const it_event_header& h
     return nullptr;
   }
   const StreamReassembler::Limits limits{opt_.max_pending_bytes, 0};
-  auto c = std::unique_ptr<Conn>(new Conn{{}, {StreamReassembler(limits), StreamReassembler(limits)}});
+  auto c =
+      std::unique_ptr<Conn>(new Conn{{}, {StreamReassembler(limits), StreamReassembler(limits)}});
   c->info.conn_id = h.conn_id;
   c->info.tgid = h.tgid;
   c->info.fd = fd;
@@ -132,9 +133,11 @@ void ConnectionTracker::OnClose(const it_conn_event& ev) {
   EraseConn(it);
 }
 
-void ConnectionTracker::EraseConn(std::unordered_map<uint64_t, std::unique_ptr<Conn>>::iterator it) {
+void ConnectionTracker::EraseConn(
+    std::unordered_map<uint64_t, std::unique_ptr<Conn>>::iterator it) {
   const ConnInfo& info = it->second->info;
-  if (auto f = by_fd_.find(FdKey(info.tgid, info.fd)); f != by_fd_.end() && f->second == info.conn_id)
+  if (auto f = by_fd_.find(FdKey(info.tgid, info.fd));
+      f != by_fd_.end() && f->second == info.conn_id)
     by_fd_.erase(f);
   conns_.erase(it);
 }

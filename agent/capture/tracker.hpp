@@ -1,4 +1,5 @@
-// The connection tracker: capture events in, ordered byte streams out (docs/capture.md, docs/parsing.md).
+// The connection tracker: capture events in, ordered byte streams out (docs/capture.md,
+// docs/parsing.md).
 //
 // Per connection (conn_id from the kernel: a reused fd number gets a new id) and direction, the
 // tracker rebuilds the byte stream from event positions. Events may arrive out of order (two
@@ -56,7 +57,8 @@ class StreamSink {
 };
 
 struct TrackerOptions {
-  // Out-of-order bytes held per direction before the hole is declared a gap (docs/parsing.md: 1 MiB).
+  // Out-of-order bytes held per direction before the hole is declared a gap (docs/parsing.md: 1
+  // MiB).
   size_t max_pending_bytes = 1 << 20;
   // A hole older than this (kernel time, vs the newest event seen) is declared a gap.
   uint64_t reorder_window_ns = 50'000'000;

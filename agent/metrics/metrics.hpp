@@ -1,11 +1,12 @@
-// The metrics registry (docs/metrics.md): every exposed series, and the recording rules that turn request
-// records and pool samples into them.
+// The metrics registry (docs/metrics.md): every exposed series, and the recording rules that turn
+// request records and pool samples into them.
 //
 // Threads: every method is safe to call from any thread. In the agent the pipeline thread calls
 // OnRequestReceived/OnRecord and the capture counters, the pool poller thread calls the pool
 // methods, and the HTTP server thread calls Serialize() or collects registry() directly.
 //
-// Recording rules (docs/metrics.md#seed-metrics, docs/metrics.md#beyond-the-seed), for the pipeline:
+// Recording rules (docs/metrics.md#seed-metrics, docs/metrics.md#beyond-the-seed), for the
+// pipeline:
 //  - OnRequestReceived(r) when the model server has received the whole request (headers + body)
 //    and the exchange's final label pair is known while it is still in flight (the assembler
 //    decides, parsers/exchange.cc MaybeCount): request_total +1, request_sizes observe
@@ -30,8 +31,8 @@
 //  Replaying finished records without live events: OnRecord(r) alone (with counted_in_flight
 //  false) counts everything.
 //
-// Cardinality (docs/faults.md): at most `max_models` distinct (model_name, target_model_name) pairs get
-// their own series. Later pairs are folded into model_name="__other__" AND
+// Cardinality (docs/faults.md): at most `max_models` distinct (model_name, target_model_name) pairs
+// get their own series. Later pairs are folded into model_name="__other__" AND
 // target_model_name="__other__" (folding only the model would still let target names grow
 // without bound), and every folded request counts in infertap_model_labels_folded_total. Pairs
 // are never evicted, so a folded pair stays folded and increments/decrements always meet.

@@ -92,9 +92,10 @@ void Pipeline::Decorate(const ConnState& st, RequestRecord& rec) const {
   rec.model_name = alias != opt_.model_alias.end() ? alias->second : rec.target_model_name;
 }
 
-// The assembler calls OnRequestReceived with the exchange's final target (docs/metrics.md#seed-metrics)
-// and never changes it afterwards, so Decorate gives the same pair here and in OnRecord: the
-// in-flight entry and running_requests are released under the key they were taken with.
+// The assembler calls OnRequestReceived with the exchange's final target
+// (docs/metrics.md#seed-metrics) and never changes it afterwards, so Decorate gives the same pair
+// here and in OnRecord: the in-flight entry and running_requests are released under the key they
+// were taken with.
 void Pipeline::ConnObserver::OnRequestReceived(const RequestRecord& partial) {
   ++p_.stats_.requests_received;
   RequestRecord rec = partial;
