@@ -338,8 +338,8 @@ int RunAgent(const RunArgs& a) {
   BroadcastListener listener(broadcaster);
   pipeline.AddListener(&listener);
   TrackerOptions topts;
-  // Close events may be lost in a ring overflow: a connection idle for a second whose fd no
-  // longer holds a socket in its process is over (docs/capture.md#loss).
+  // Close events may be lost in a ring overflow: an idle connection whose fd no longer holds a
+  // socket in its process is over (docs/capture.md#loss).
   topts.is_alive = [](const ConnInfo& c) { return FdHoldsSocket(c.tgid, c.fd); };
   ConnectionTracker tracker(pipeline, topts);
 
@@ -437,8 +437,7 @@ Runner RegisterRun(CLI::App& app) {
                   "Seconds a pod's scraped values stay fresh")
       ->check(CLI::Range(0.05, 3600.0))
       ->capture_default_str();
-  cmd->add_option("--ring-buffer-size", args->ring_bytes, "BPF ring buffer bytes (power of two)")
-      ->capture_default_str();
+  AddRingBufferOption(*cmd, args->ring_bytes);
   cmd->add_option("--syscall-cap", args->syscall_cap,
                   "Bytes captured per syscall; the rest is counted as a gap")
       ->check(CLI::Range(1u, 16u << 20))
