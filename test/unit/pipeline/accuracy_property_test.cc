@@ -729,5 +729,65 @@ TEST(AccuracyProperty, NoRecordIsEverWrongAndMetricsAreTheSumOfTheRecords) {
   }
 }
 
+double Sample(Metrics& m, const std::string& family, const PairKey& key) {
+  double v = 0;
+  for (const auto& fam : m.registry()->Collect()) {
+    if (fam.name != family) continue;
+    for (const auto& metric : fam.metric) {
+      if (Label(metric, "model_name") != key.first) continue;
+      if (family != "inference_model_running_requests" &&
+          Label(metric, "target_model_name") != key.second)
+        continue;
+      v += family == "inference_model_running_requests" ? metric.gauge.value : metric.counter.value;
+    }
+  }
+  return v;
+}
+
+size_t Series(Metrics& m, const std::string& family) {
+  for (const auto& fam : m.registry()->Collect())
+    if (fam.name == family) return fam.metric.size();
+  return 0;
+}
+
+// docs/metrics.md#seed-metrics: a streamed request without `model` is counted (request_total,
+// running_requests) when the first response event names the served model, under that pair;
+// nothing is ever counted under the empty model.
+TEST(AccuracyPipeline, RequestWithoutModelIsCountedUnderTheServedModelWhileItStreams) {
+  Metrics metrics;
+  Pipeline pipeline(PipelineOptions{}, &metrics);
+  pipeline.SetEndpoints({EndpointAttribution{Endpoint{}, "pool", "", ""}});
+  ConnectionTracker tracker(pipeline);
+  uint64_t ts = 1'000'000'000'000ull, in = 0, out = 0;
+  auto send = [&](Direction d, const std::string& bytes) {
+    uint64_t& pos = d == Direction::kIngress ? in : out;
+    tracker.OnEvent(testing::DataEvent(1, d, pos, bytes, ts += 1000, 0, 11));
+    pos += bytes.size();
+  };
+  tracker.OnEvent(testing::ConnEvent(IT_EV_OPEN, 1, ts, 0, 0, 11));
+  const std::string body = R"({"messages":[],"stream":true})";
+  send(Direction::kIngress, "POST /v1/chat/completions HTTP/1.1\r\ncontent-length: " +
+                                std::to_string(body.size()) + "\r\n\r\n" + body);
+  send(Direction::kEgress,
+       "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n");
+  EXPECT_EQ(Series(metrics, "inference_model_request_total"), 0u);  // pair not known yet
+  EXPECT_EQ(Series(metrics, "inference_model_running_requests"), 0u);
+  send(Direction::kEgress,
+       ChunkOf("data: {\"model\":\"served\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"));
+  EXPECT_EQ(Sample(metrics, "inference_model_request_total", {"served", "served"}), 1.0);
+  EXPECT_EQ(Sample(metrics, "inference_model_running_requests", {"served", ""}), 1.0);
+  EXPECT_EQ(Series(metrics, "inference_model_running_requests"), 1u);
+  ASSERT_EQ(pipeline.in_flight().size(), 1u);
+  EXPECT_EQ(pipeline.in_flight().begin()->first.target_model_name, "served");
+  send(Direction::kEgress, ChunkOf("data: [DONE]\n\n") + "0\r\n\r\n");
+  EXPECT_EQ(Sample(metrics, "inference_model_request_total", {"served", "served"}), 1.0);
+  EXPECT_EQ(Sample(metrics, "inference_model_running_requests", {"served", ""}), 0.0);
+  EXPECT_EQ(Series(metrics, "inference_model_request_total"), 1u);
+  EXPECT_TRUE(pipeline.in_flight().empty());
+  tracker.OnEvent(testing::ConnEvent(IT_EV_CLOSE, 1, ts += 1000, in, out, 11));
+  EXPECT_EQ(tracker.connections(), 0u);
+  EXPECT_EQ(pipeline.connections(), 0u);
+}
+
 }  // namespace
 }  // namespace infertap
