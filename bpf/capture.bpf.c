@@ -32,7 +32,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 agent_tgid = 0;                       /* never traced */
 const volatile __u32 syscall_cap = IT_DEFAULT_SYSCALL_CAP; /* bytes captured per syscall */
 const volatile __u32 max_iovecs = 64;                      /* iovecs walked per syscall */
-const volatile __u64 wakeup_bytes = 64 * 1024;             /* ring fill level that wakes the agent */
+const volatile __u64 wakeup_bytes = IT_WAKEUP_MAX_BYTES;  /* ring fill level that wakes the agent */
 
 /* Written by the agent at run time (mmap'd .data): bumped on every change of `endpoints`. */
 __u64 filter_epoch = 1;

@@ -67,6 +67,21 @@ enum it_syscall {
 #define IT_CHUNK_MEDIUM 1024
 #define IT_CHUNK_MAX 4096
 
+/*
+ * Ring buffer sizing (docs/capture.md#ring-buffer). Every ring record is prefixed by the kernel's
+ * 8-byte header (BPF_RINGBUF_HDR_SZ) and padded to 8 bytes. The largest record is a data event of
+ * the largest class; a ring that cannot hold it loses every such event, so the agent refuses
+ * rings smaller than IT_RING_MIN_BYTES (ring sizes are powers of two, a multiple of the page
+ * size). The wake-up mark (fill level at which a submit wakes the agent) is an eighth of the
+ * ring, at most IT_WAKEUP_MAX_BYTES: a fixed mark above the ring size would never be reached.
+ */
+#define IT_RINGBUF_HDR_BYTES 8
+#define IT_MAX_EVENT_BYTES (56 + IT_CHUNK_MAX) /* sizeof(struct it_data_event) + payload */
+#define IT_RING_MIN_BYTES 8192
+#define IT_WAKEUP_MAX_BYTES (64 * 1024)
+#define IT_WAKEUP_BYTES(ring_bytes) \
+	((ring_bytes) / 8 < IT_WAKEUP_MAX_BYTES ? (ring_bytes) / 8 : IT_WAKEUP_MAX_BYTES)
+
 /* Per-syscall capture cap default: bytes past it are reported as a gap (never dropped silently). */
 #define IT_DEFAULT_SYSCALL_CAP (256 * 1024)
 
@@ -163,6 +178,9 @@ IT_STATIC_ASSERT(sizeof(struct it_data_event) == 56, "it_data_event size");
 IT_STATIC_ASSERT(__builtin_offsetof(struct it_data_event, pos) == 24, "it_data_event.pos");
 IT_STATIC_ASSERT(__builtin_offsetof(struct it_data_event, data) == 56, "it_data_event.data");
 IT_STATIC_ASSERT(sizeof(struct it_conn_event) == 96, "it_conn_event size");
+IT_STATIC_ASSERT(IT_MAX_EVENT_BYTES == sizeof(struct it_data_event) + IT_CHUNK_MAX, "largest event");
+IT_STATIC_ASSERT(IT_RING_MIN_BYTES >= IT_MAX_EVENT_BYTES + IT_RINGBUF_HDR_BYTES, "ring holds the largest event");
+IT_STATIC_ASSERT((IT_RING_MIN_BYTES & (IT_RING_MIN_BYTES - 1)) == 0, "ring minimum is a power of two");
 IT_STATIC_ASSERT(__builtin_offsetof(struct it_conn_event, local_port) == 56, "it_conn_event.local_port");
 IT_STATIC_ASSERT(__builtin_offsetof(struct it_conn_event, cgroup_id) == 72, "it_conn_event.cgroup_id");
 IT_STATIC_ASSERT(sizeof(struct it_endpoint_key) == 24, "it_endpoint_key size");

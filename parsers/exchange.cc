@@ -1,5 +1,6 @@
 #include "parsers/exchange.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 
@@ -70,6 +71,32 @@ void ExchangeAssembler::SetError(Exchange& ex, ErrorCode code) {
   if (ex.rec.error == ErrorCode::kNone) ex.rec.error = code;
 }
 
+// The one decision point for the label pair of an exchange (docs/metrics.md#seed-metrics): the
+// request body's `model`, else the first `model` of the response. MaybeCount freezes it in
+// rec.target_model_name before OnRequestReceived, Emit fills it the same way, so request_total
+// and request_sizes (counted in MaybeCount, or by OnRecord when counted_in_flight is false) and
+// every other series of the exchange use the same pair, and so does the record.
+//
+// When request_total is counted: once the request is fully received AND the pair is known while
+// the exchange is in flight (body `model`: at once; no body `model`: at the first response chunk
+// or body that names one — for a stream that is its first event). Otherwise, at the latest, when
+// the exchange ends (OnRecord with counted_in_flight == false): then running_requests is not
+// touched at all, so no series for an empty model is ever created for a request whose model
+// only the end revealed.
+void ExchangeAssembler::MaybeCount(Exchange& ex) {
+  if (ex.kind != Exchange::Kind::kInference || ex.counted || ex.emitted ||
+      !ex.rec.request_complete || ex.response_done) {
+    return;
+  }
+  if (ex.rec.target_model_name.empty()) {
+    if (ex.response_model.empty()) return;  // wait for the response (or the end)
+    ex.rec.target_model_name = ex.response_model;
+  }
+  ex.counted = true;
+  ex.rec.counted_in_flight = true;
+  observer_.OnRequestReceived(ex.rec);
+}
+
 void ExchangeAssembler::Emit(Exchange& ex) {
   if (ex.emitted) return;
   ex.emitted = true;
@@ -77,17 +104,176 @@ void ExchangeAssembler::Emit(Exchange& ex) {
     observer_.OnIgnoredExchange();
   } else if (ex.kind == Exchange::Kind::kInference) {
     if (ex.rec.target_model_name.empty()) ex.rec.target_model_name = ex.response_model;
+    ex.rec.counted_in_flight = ex.counted;
     RequestRecord rec = std::move(ex.rec);
     ex.rec = RequestRecord{};
     observer_.OnRecord(std::move(rec));
   }
 }
 
+void ExchangeAssembler::MaybeEmit(Exchange& ex) {
+  // docs/parsing.md#early-responses: the exchange ends when both directions are over.
+  if (!ex.emitted && ex.request_done && ex.response_done) Emit(ex);
+}
+
 void ExchangeAssembler::Abort(Exchange& ex, uint64_t end_ns) {
   if (ex.emitted) return;
   SetError(ex, ErrorCode::kIncomplete);
-  ex.rec.end_ns = end_ns;
+  // A response that ended normally keeps its own end (only the request was cut).
+  if (!ex.rec.response_complete) ex.rec.end_ns = end_ns;
   Emit(ex);
+}
+
+void ExchangeAssembler::CutResponse(Exchange& ex, uint64_t end_ns) {
+  if (!ex.emitted) {
+    SetError(ex, ErrorCode::kIncomplete);
+    ex.rec.end_ns = end_ns;
+  }
+  ex.response_done = true;
+  MaybeEmit(ex);  // an early response still waits for the end of its request
+}
+
+void ExchangeAssembler::PushHidden(uint64_t ts_ns) {
+  if (!queue_.empty() && queue_.back().kind == Exchange::Kind::kHidden) return;
+  Exchange& h = queue_.emplace_back();
+  h.kind = Exchange::Kind::kHidden;
+  h.rec.start_ns = ts_ns;
+  h.request_done = true;
+  h.emitted = true;
+}
+
+void ExchangeAssembler::DropPairing(uint64_t ts_ns) {
+  for (Exchange& ex : queue_) Abort(ex, ts_ns);
+  queue_.clear();
+  req_ex_ = nullptr;
+  resp_ex_ = nullptr;
+  skip_hi_ = 0;
+  // Their responses may still come: they must not be paired with what follows.
+  PushHidden(ts_ns);
+}
+
+void ExchangeAssembler::LoseRequests(uint64_t ts_ns) {
+  if (req_ex_ != nullptr) {
+    // Cut: it ends Incomplete now and stays queued (until its response ends) so that the answer
+    // the server still sends to it is absorbed, not paired with a later request.
+    Exchange* ex = req_ex_;
+    req_ex_ = nullptr;
+    ex->request_done = true;
+    Abort(*ex, ts_ns);
+  }
+  // The lost bytes may also hold any number of whole requests.
+  PushHidden(ts_ns);
+  ResetRequestBody();
+}
+
+uint64_t ExchangeAssembler::CountStartedBy(uint64_t ts_ns) const {
+  // Waiting exchanges (FIFO) whose request began by ts_ns. Starts grow along the queue (the
+  // request stream is in order), so the count stops at the first later one. A hidden marker
+  // stands for any number of requests that began before the bytes after its gap.
+  uint64_t n = 0;
+  for (const Exchange& ex : queue_) {
+    if (ex.response_done) continue;
+    if (ex.kind == Exchange::Kind::kHidden) return kUnbounded;
+    if (ex.rec.start_ns > ts_ns) break;
+    ++n;
+  }
+  // A request whose head is still arriving has no queue entry yet but may be answered too.
+  if (req_parser_.in_message() && req_ex_ == nullptr && req_begin_ns_ <= ts_ns) ++n;
+  return n;
+}
+
+bool ExchangeAssembler::MayAwaitInterim(uint64_t candidates) const {
+  uint64_t i = 0;
+  for (const Exchange& ex : queue_) {
+    if (ex.response_done) continue;
+    if (i++ > candidates) break;
+    if (ex.kind == Exchange::Kind::kHidden || (ex.expect_continue && !ex.got_interim)) return true;
+  }
+  return false;
+}
+
+void ExchangeAssembler::LoseResponses(uint64_t ts_ns) {
+  const RespMsg msg = resp_msg_;
+  Exchange* paired = resp_ex_;
+  resp_ex_ = nullptr;
+  resp_interim_ = false;
+  // Until the next message start the parser skips bytes it cannot place.
+  resp_msg_ = RespMsg::kResync;
+  ResetResponseBody();
+  if (msg == RespMsg::kPaired && paired != nullptr) {
+    CutResponse(*paired, ts_ns);
+  } else if ((msg == RespMsg::kNone || msg == RespMsg::kPending) && !MayAwaitInterim(skip_hi_)) {
+    // A final response was being parsed but not yet paired, or (at a message boundary) the lost
+    // bytes begin one: it answers the next waiting exchange after skip_hi_ (unknown) others, so
+    // the oldest waiting exchange is answered in any case. Inference servers send no unsolicited
+    // 1xx, so unless a 100 Continue is due it is a final response.
+    Exchange* first = FirstAwaitingResponse();
+    if (first != nullptr && first->rec.start_ns <= ts_ns) CutResponse(*first, ts_ns);
+  }
+  Reap();
+  // The lost bytes were written no later than ts_ns (the bytes after them), and a response starts
+  // after its request began, so they can only have answered exchanges whose request began by
+  // then: the next response answers one of the first CountStartedBy(ts_ns) + 1 waiting ones.
+  skip_hi_ = std::max(skip_hi_, CountStartedBy(ts_ns));
+}
+
+void ExchangeAssembler::MaybeQuietPoint() {
+  bool hidden = false;
+  for (const Exchange& ex : queue_) hidden = hidden || ex.kind == Exchange::Kind::kHidden;
+  if ((!hidden && skip_hi_ == 0) || pipelining_seen_) return;
+  // The response direction must be idle at a message boundary and nothing may have been written
+  // at or after this request began (docs/parsing.md#loss: a client that does not pipeline sends
+  // a request only after the previous response ended; the tracker delivers the other
+  // direction's older bytes, and declares its older holes, before these request bytes).
+  if ((resp_msg_ != RespMsg::kNone && resp_msg_ != RespMsg::kResync) ||
+      resp_last_ns_ >= req_begin_ns_)
+    return;
+  for (Exchange& ex : queue_) Abort(ex, req_begin_ns_);
+  queue_.clear();
+  resp_ex_ = nullptr;
+  skip_hi_ = 0;
+}
+
+ExchangeAssembler::Exchange* ExchangeAssembler::PairResponse() {
+  Exchange* first = FirstAwaitingResponse();
+  if (first == nullptr) {
+    observer_.OnParseError("orphan_response");
+    return nullptr;
+  }
+  if (first->kind == Exchange::Kind::kHidden) {
+    // Answers a hidden request, or one queued after the marker: not provable which.
+    observer_.OnParseError("unpaired_response");
+    return nullptr;
+  }
+  if (skip_hi_ > 0) {
+    // It answers waiting exchange k for some 0 <= k <= skip_hi_ (the k before it were answered
+    // in lost bytes): not provable which, so it is dropped. The oldest is answered either way
+    // (by it or before it) and ends; the range stays, because requests whose events were lost
+    // after the newest one seen would be candidates too, and nothing shows them yet. Only a
+    // quiet point (MaybeQuietPoint) ends the doubt.
+    observer_.OnParseError("unpaired_response");
+    CutResponse(*first, resp_begin_ns_);
+    Reap();
+    return nullptr;
+  }
+  // Causality: a server cannot answer a request it has not received yet, so a response that
+  // began before the oldest waiting request belongs to a request we never saw (capture started
+  // mid-connection).
+  if (first->rec.start_ns > resp_begin_ns_) {
+    observer_.OnParseError("orphan_response");
+    return nullptr;
+  }
+  // A later request that began before this response began was sent before this one was
+  // answered: the client pipelines (docs/parsing.md#loss).
+  bool later = false;
+  for (const Exchange& e : queue_) {
+    if (&e == first) {
+      later = true;
+    } else if (later && e.kind != Exchange::Kind::kHidden && e.rec.start_ns < resp_begin_ns_) {
+      pipelining_seen_ = true;
+    }
+  }
+  return first;
 }
 
 void ExchangeAssembler::Reap() {
@@ -109,20 +295,23 @@ ExchangeAssembler::Exchange* ExchangeAssembler::FirstAwaitingResponse() {
 // ---------------------------------------------------------------------------------------------
 // Request direction
 
-void ExchangeAssembler::RequestSide::OnMessageBegin() { a_.req_begin_ns_ = a_.now_ns_; }
+// The bytes carrying the first byte of the message, also when its start was found by
+// resynchronisation across several pieces (docs/records.md: start).
+void ExchangeAssembler::RequestSide::OnMessageBegin() {
+  a_.req_begin_ns_ = a_.req_parser_.begin_tag();
+}
 
 bool ExchangeAssembler::RequestSide::OnHeadersComplete(const HttpMessageHead& head) {
   ExchangeAssembler& a = a_;
+  a.MaybeQuietPoint();
   if (a.queue_.size() >= a.config_.max_pipelined) {
-    // Nothing answers this connection's requests (or we lost track): drop the oldest.
+    // Nothing answers this connection's requests (or we lost track). Dropping only the oldest
+    // would pair its answer with the next request: end them all and hide what follows.
     a.observer_.OnParseError("pipeline_cap");
-    Exchange& old = a.queue_.front();
-    a.Abort(old, a.now_ns_);
-    old.request_done = old.response_done = true;
-    if (&old == a.resp_ex_) a.resp_ex_ = nullptr;
-    a.Reap();
+    a.DropPairing(a.now_ns_);
   }
   Exchange& ex = a.queue_.emplace_back();
+  ex.expect_continue = head.expect_continue;
   ex.kind = (head.method == "POST" && a.IsInferencePath(head.target)) ? Exchange::Kind::kInference
                                                                       : Exchange::Kind::kOther;
   ex.rec.start_ns = a.req_begin_ns_;
@@ -171,7 +360,7 @@ void ExchangeAssembler::RequestSide::OnMessageComplete() {
   a.req_ex_ = nullptr;
   if (ex == nullptr) return;
   ex->request_done = true;
-  if (ex->kind == Exchange::Kind::kInference) {
+  if (ex->kind == Exchange::Kind::kInference && !ex->emitted) {
     bool decode_failed = a.req_decode_ && (a.req_inflate_.failed() || !a.req_inflate_.finished());
     if (decode_failed) {
       a.observer_.OnParseError("decode_error");
@@ -183,8 +372,9 @@ void ExchangeAssembler::RequestSide::OnMessageComplete() {
       ex->rec.target_model_name = std::move(info.model);
     }
     ex->rec.request_complete = true;
-    if (!ex->emitted) a.observer_.OnRequestReceived(ex->rec);
+    a.MaybeCount(*ex);
   }
+  a.MaybeEmit(*ex);
   a.ResetRequestBody();
   a.Reap();
 }
@@ -192,14 +382,9 @@ void ExchangeAssembler::RequestSide::OnMessageComplete() {
 void ExchangeAssembler::RequestSide::OnError(std::string_view reason) {
   ExchangeAssembler& a = a_;
   a.observer_.OnParseError(reason);
-  Exchange* ex = a.req_ex_;
-  a.req_ex_ = nullptr;
-  a.ResetRequestBody();
-  if (ex == nullptr) return;
-  // The request was cut by malformed bytes: it ends Incomplete now, and stays queued so that
-  // whatever the server answers to it is not paired with the next request.
-  ex->request_done = true;
-  a.Abort(*ex, a.now_ns_);
+  // Malformed bytes are skipped up to the next plausible request start: like a gap, they may
+  // hold requests the server answers.
+  a.LoseRequests(a.now_ns_);
   a.Reap();
 }
 
@@ -217,9 +402,10 @@ void ExchangeAssembler::ResetResponseBody() {
 }
 
 void ExchangeAssembler::ResponseSide::OnMessageBegin() {
-  a_.resp_begin_ns_ = a_.now_ns_;
+  a_.resp_begin_ns_ = a_.resp_parser_.begin_tag();
   a_.resp_interim_ = false;
   a_.resp_ex_ = nullptr;
+  a_.resp_msg_ = RespMsg::kPending;
 }
 
 bool ExchangeAssembler::ResponseSide::OnHeadersComplete(const HttpMessageHead& head) {
@@ -228,16 +414,18 @@ bool ExchangeAssembler::ResponseSide::OnHeadersComplete(const HttpMessageHead& h
   if (head.status >= 100 && head.status < 200 && head.status != 101) {
     // 100 Continue, 102, 103: interim, the final response follows for the same request.
     a.resp_interim_ = true;
+    a.resp_msg_ = RespMsg::kInterim;
+    Exchange* first = a.FirstAwaitingResponse();
+    if (a.skip_hi_ == 0 && first != nullptr && first->kind != Exchange::Kind::kHidden)
+      first->got_interim = true;
     return false;
   }
-  Exchange* ex = a.FirstAwaitingResponse();
-  // Causality: a server cannot answer a request it has not received yet, so a response that
-  // began before the oldest waiting request belongs to a request we never saw (capture started
-  // mid-connection, or lost in a gap).
-  if (ex == nullptr || ex->rec.start_ns > a.resp_begin_ns_) {
-    a.observer_.OnParseError("orphan_response");
+  Exchange* ex = a.PairResponse();
+  if (ex == nullptr) {
+    a.resp_msg_ = RespMsg::kDropped;
     return false;
   }
+  a.resp_msg_ = RespMsg::kPaired;
   a.resp_ex_ = ex;
   bool skip_body = ex->rec.method == "HEAD";
   if (ex->emitted || ex->kind != Exchange::Kind::kInference) return skip_body;
@@ -282,7 +470,10 @@ void ExchangeAssembler::ApplyResponseInfo(Exchange& ex, const OpenAiResponseInfo
     ex.body_error = true;
     SetError(ex, ErrorCode::kModelServerError);
   }
-  if (ex.response_model.empty() && !info.model.empty()) ex.response_model = info.model;
+  if (ex.response_model.empty() && !info.model.empty()) {
+    ex.response_model = info.model;
+    MaybeCount(ex);
+  }
   if (info.has_usage) {
     // Continuous usage stats repeat the cumulative usage on every chunk: the last one wins.
     ex.rec.input_tokens = info.input_tokens;
@@ -315,19 +506,33 @@ void ExchangeAssembler::FinishResponseBody() {
 
 void ExchangeAssembler::ResponseSide::OnMessageComplete() {
   ExchangeAssembler& a = a_;
+  a.resp_msg_ = RespMsg::kNone;
   if (a.resp_interim_) {
     a.resp_interim_ = false;
     return;
   }
   Exchange* ex = a.resp_ex_;
   if (ex == nullptr) return;
+  // Done before the body is interpreted: a model found now is the end of the exchange, counted
+  // by OnRecord, not a request still running.
+  ex->response_done = true;
   if (!ex->emitted) {
     a.FinishResponseBody();
     ex->rec.end_ns = a.now_ns_;
     ex->rec.response_complete = true;
-    a.Emit(*ex);
+  }
+  // A later request that began before this response ended (both seen whole) proves the client
+  // pipelines (docs/parsing.md#loss).
+  bool later = false;
+  for (const Exchange& e : a.queue_) {
+    if (&e == ex) {
+      later = true;
+    } else if (later && e.kind != Exchange::Kind::kHidden && e.rec.start_ns < a.now_ns_) {
+      a.pipelining_seen_ = true;
+    }
   }
   ex->response_done = true;
+  a.MaybeEmit(*ex);
   a.resp_ex_ = nullptr;
   a.ResetResponseBody();
   a.Reap();
@@ -336,14 +541,10 @@ void ExchangeAssembler::ResponseSide::OnMessageComplete() {
 void ExchangeAssembler::ResponseSide::OnError(std::string_view reason) {
   ExchangeAssembler& a = a_;
   a.observer_.OnParseError(reason);
-  Exchange* ex = a.resp_ex_;
-  a.resp_ex_ = nullptr;
-  a.resp_interim_ = false;
-  a.ResetResponseBody();
-  if (ex == nullptr) return;
-  a.Abort(*ex, a.now_ns_);
-  ex->response_done = true;
-  a.Reap();
+  // Malformed bytes are skipped up to the next plausible response start: like a gap, they may
+  // hold whole responses. HttpParser already left the message, so the boundary rule of a gap
+  // does not apply; the response being parsed (if any) is cut.
+  a.LoseResponses(a.now_ns_);
 }
 
 void ExchangeAssembler::ResponseSide::OnEvent(const SseEvent& ev) {
@@ -376,13 +577,13 @@ void ExchangeAssembler::ResponseSide::OnOversize() { a_.observer_.OnParseError("
 
 void ExchangeAssembler::OnRequestBytes(uint64_t ts_ns, std::span<const uint8_t> bytes) {
   now_ns_ = ts_ns;
-  req_parser_.Feed(bytes);
+  req_parser_.Feed(bytes, ts_ns);
 }
 
 void ExchangeAssembler::OnResponseBytes(uint64_t ts_ns, std::span<const uint8_t> bytes) {
   now_ns_ = ts_ns;
   resp_last_ns_ = ts_ns;
-  if (resp_parser_.Feed(bytes) == ParseState::kEnd) {
+  if (resp_parser_.Feed(bytes, ts_ns) == ParseState::kEnd) {
     // 101 Switching Protocols: what follows on both directions is not HTTP/1.1.
     req_parser_.SetOpaque();
   }
@@ -392,28 +593,7 @@ void ExchangeAssembler::OnRequestGap(uint64_t ts_ns, uint64_t len) {
   if (len == 0) return;
   now_ns_ = ts_ns;
   observer_.OnParseError("gap");
-  if (req_ex_ != nullptr) {
-    Exchange* ex = req_ex_;
-    req_ex_ = nullptr;
-    ex->request_done = true;
-    Abort(*ex, ts_ns);
-  } else {
-    // The lost bytes began a request we will never see; queue a stand-in so that its response
-    // is absorbed instead of being paired with the next request.
-    if (queue_.size() >= config_.max_pipelined) {
-      observer_.OnParseError("pipeline_cap");
-      Exchange& old = queue_.front();
-      Abort(old, ts_ns);
-      old.request_done = old.response_done = true;
-      if (&old == resp_ex_) resp_ex_ = nullptr;
-      Reap();
-    }
-    Exchange& ph = queue_.emplace_back();
-    ph.rec.start_ns = ts_ns;
-    ph.request_done = true;
-    ph.emitted = true;
-  }
-  ResetRequestBody();
+  LoseRequests(ts_ns);
   req_parser_.OnGap();
   Reap();
 }
@@ -422,19 +602,7 @@ void ExchangeAssembler::OnResponseGap(uint64_t ts_ns, uint64_t len) {
   if (len == 0) return;
   now_ns_ = ts_ns;
   observer_.OnParseError("gap");
-  Exchange* ex = resp_ex_;
-  if (ex == nullptr) {
-    // Between responses (or inside a 1xx): the lost bytes began the next final response.
-    ex = FirstAwaitingResponse();
-    if (ex != nullptr && ex->rec.start_ns > ts_ns) ex = nullptr;
-  }
-  resp_ex_ = nullptr;
-  resp_interim_ = false;
-  ResetResponseBody();
-  if (ex != nullptr) {
-    Abort(*ex, ts_ns);
-    ex->response_done = true;
-  }
+  LoseResponses(ts_ns);
   resp_parser_.OnGap();
   Reap();
 }
@@ -445,6 +613,7 @@ void ExchangeAssembler::OnClose(uint64_t ts_ns) {
   now_ns_ = resp_last_ns_;
   if (resp_parser_.Finish() == ParseState::kInvalid && resp_ex_ != nullptr) {
     Exchange* ex = resp_ex_;
+    ex->response_done = true;
     // A usage chunk written just before the connection closed still counts (docs/parsing.md).
     if (resp_stream_ && !ex->emitted) FinishResponseBody();
     Abort(*ex, ts_ns);
@@ -460,6 +629,8 @@ void ExchangeAssembler::OnClose(uint64_t ts_ns) {
   req_ex_ = nullptr;
   resp_ex_ = nullptr;
   resp_interim_ = false;
+  resp_msg_ = RespMsg::kNone;
+  skip_hi_ = 0;
   ResetRequestBody();
   ResetResponseBody();
 }

@@ -4,7 +4,8 @@
 // server→client "response" bytes, each piece stamped with the CLOCK_MONOTONIC time of the syscall
 // that carried it), parses them with two HttpParsers, pairs requests with responses in FIFO order
 // (HTTP/1.1 pipelining), interprets inference bodies (JSON, SSE, gzip/deflate) and reports one
-// RequestRecord per inference exchange (docs/parsing.md, docs/records.md, docs/metrics.md#error-codes).
+// RequestRecord per inference exchange (docs/parsing.md, docs/records.md,
+// docs/metrics.md#error-codes).
 //
 // Usage (the agent, one assembler per connection, all calls on one thread):
 //
@@ -31,11 +32,36 @@
 //    /v1/responses, plus ExchangeConfig::extra_inference_paths; query string ignored) yields
 //    records. Every other exchange yields one OnIgnoredExchange when it ends.
 //
-// Loss and garbage: a gap or malformed bytes end the affected in-flight exchange as Incomplete,
-// and the direction resynchronises at the next message start. To keep later responses paired with
-// the right requests, a request cut by a gap stays queued as a placeholder that silently absorbs
-// its response; a response is never paired with a request that started after the response did.
+// Early responses (docs/parsing.md): a server may answer from the headers alone (401) before the
+// request body has arrived, and even finish its response first. The exchange then ends (OnRecord)
+// when BOTH the response has ended and the request has been fully received, or when the
+// connection ends; request_bytes and the request's `model` are those of the whole request.
 //
+// Loss and garbage (docs/parsing.md#loss): a record is never paired with bytes of another
+// exchange. Pairing is FIFO and is only used where it is provable from the two byte streams:
+//  - A request-direction gap (or malformed request bytes) hides an unknown number of requests. It
+//    leaves a "hidden" marker in the queue: requests queued before it are still answered in FIFO
+//    order, every response that reaches the marker is dropped ("unpaired_response"), and requests
+//    queued after it wait in doubt. The marker goes at a quiet point: a request begins while the
+//    response direction is at a message boundary, no response byte was written at or after that
+//    request began, and the connection was never seen pipelining (a later request began before an
+//    earlier response had ended). A client that does not pipeline sends a request only after the
+//    previous response ended, so at that point every earlier request has been answered; the
+//    exchanges in doubt end Incomplete and pairing is exact again. A pipelining connection stays
+//    in doubt until it closes (or the pipeline cap), because no byte count or timestamp bounds
+//    how many of its requests the gap hid.
+//  - A response-direction gap (or malformed response bytes) whose following bytes were written at
+//    time t: the response being parsed is cut (Incomplete); at a message boundary the lost bytes
+//    begin the next final response, which answers the oldest waiting exchange or (after earlier
+//    losses) a later one: the oldest is answered either way and is cut too (unless a 100
+//    Continue may still be due). The lost bytes can also hold whole responses, but only to
+//    requests that began by t (a response starts after its request): after the gap the next
+//    response answers waiting exchange k, 0 <= k <= skip_hi_ = (waiting exchanges whose request
+//    began by t). While that count is above 0 no response is provably paired (requests whose
+//    events were lost after the newest one seen would be candidates too): each response is
+//    dropped ("unpaired_response") and ends the oldest waiting exchange, until a quiet point.
+//  - Causality: a response that began before the oldest waiting request began is dropped
+//    ("orphan_response").
 // Memory per connection is bounded whatever the peer sends: header blocks (max_header_bytes),
 // one captured JSON body per direction (max_json_body_bytes; the rest is only counted), one SSE
 // event (max_sse_event_bytes), at most max_pipelined queued exchanges. Large buffers are released
@@ -76,14 +102,16 @@ struct ExchangeConfig {
 class ExchangeObserver {
  public:
   virtual ~ExchangeObserver() = default;
-  // The request (headers + body) of an inference exchange was fully received. Drives
-  // request_total, request_sizes and running_requests+1. `partial` has method, path, start_ns,
-  // request_bytes, target_model_name from the request body ("" if it had none: OnRecord may then
-  // carry the response's model). Called at most once per exchange and always before its OnRecord;
-  // not called at all when the exchange ended before its request was complete.
+  // The request (headers + body) of an inference exchange was fully received AND its final
+  // target_model_name is known while the exchange is still in flight: from the request body's
+  // `model`, or else from the first response `model` seen (docs/metrics.md#seed-metrics). Drives
+  // request_total, request_sizes and running_requests+1 under the final label pair. `partial` has
+  // method, path, start_ns, request_bytes, target_model_name (never changed afterwards) and
+  // counted_in_flight = true. Called at most once per exchange and always before its OnRecord;
+  // not called when the pair is only known when the exchange ends (then OnRecord counts).
   virtual void OnRequestReceived(const RequestRecord& partial) = 0;
   // The exchange finished or was aborted; exactly once per inference exchange.
-  // rec.request_complete tells whether OnRequestReceived was called for it.
+  // rec.counted_in_flight tells whether OnRequestReceived was called for it.
   virtual void OnRecord(RequestRecord&& rec) = 0;
   // A non-inference HTTP exchange ended (GET /metrics, /health, /v1/models...).
   virtual void OnIgnoredExchange() = 0;
@@ -113,13 +141,18 @@ class ExchangeAssembler {
 
  private:
   struct Exchange {
-    enum class Kind { kPlaceholder, kInference, kOther };
-    Kind kind = Kind::kPlaceholder;
+    // kHidden: marker for the requests a request-direction gap hid (unknown number). It never
+    // gets a response: every response reaching it is dropped until a quiet point removes it.
+    enum class Kind { kHidden, kInference, kOther };
+    Kind kind = Kind::kHidden;
     RequestRecord rec;
-    bool request_done = false;   // request complete or abandoned
-    bool response_done = false;  // response complete or abandoned
-    bool emitted = false;        // OnRecord / OnIgnoredExchange already called
-    bool body_error = false;     // error object/event seen in the response body
+    bool request_done = false;     // request complete or abandoned
+    bool response_done = false;    // response complete or abandoned
+    bool emitted = false;          // OnRecord / OnIgnoredExchange already called
+    bool body_error = false;       // error object/event seen in the response body
+    bool counted = false;          // OnRequestReceived already called
+    bool expect_continue = false;  // request carried Expect: 100-continue
+    bool got_interim = false;      // a 1xx was paired with it
     std::string response_model;
   };
 
@@ -168,9 +201,32 @@ class ExchangeAssembler {
   // has an error, then emits it.
   void Abort(Exchange& ex, uint64_t end_ns);
   void Emit(Exchange& ex);
+  // Emits once both directions of the exchange are over.
+  void MaybeEmit(Exchange& ex);
+  // Calls OnRequestReceived once the request is complete and its final label pair is known.
+  void MaybeCount(Exchange& ex);
+  // The response of `ex` was cut (gap, malformed bytes, dropped as unprovable): Incomplete.
+  void CutResponse(Exchange& ex, uint64_t end_ns);
   // Pops finished exchanges from the front of the queue.
   void Reap();
   Exchange* FirstAwaitingResponse();
+  // The exchange a final response that began at resp_begin_ns_ answers, or nullptr to drop it.
+  Exchange* PairResponse();
+  // Appends a hidden marker (unless the newest entry already is one).
+  void PushHidden(uint64_t ts_ns);
+  // Request bytes were lost or malformed: cut the request being parsed, hide what follows.
+  void LoseRequests(uint64_t ts_ns);
+  // Response bytes were lost or malformed (the bytes after them at ts_ns): cut what they cut and
+  // widen skip_hi_.
+  static constexpr uint64_t kUnbounded = ~uint64_t(0) >> 1;
+  uint64_t CountStartedBy(uint64_t ts_ns) const;
+  // Whether one of the first candidates + 1 waiting exchanges may still get a 1xx.
+  bool MayAwaitInterim(uint64_t candidates) const;
+  void LoseResponses(uint64_t ts_ns);
+  // A request begins: removes hidden markers at a provable quiet point.
+  void MaybeQuietPoint();
+  // Nothing can be paired any more (pipeline cap): everything queued ends, a marker remains.
+  void DropPairing(uint64_t ts_ns);
   void ResetResponseBody();
   void ResetRequestBody();
   void RequestBodyBytes(std::span<const uint8_t> decoded);
@@ -187,6 +243,9 @@ class ExchangeAssembler {
   SseParser sse_;
   std::deque<Exchange> queue_;  // FIFO; references stay valid across push_back/pop_front
   uint64_t now_ns_ = 0;         // ts of the bytes being parsed right now
+  // A later request began before an earlier response ended normally: this client pipelines, so
+  // a request-direction gap can never be resolved by a quiet point on this connection.
+  bool pipelining_seen_ = false;
 
   // Request-direction state of the message being parsed.
   uint64_t req_begin_ns_ = 0;
@@ -200,6 +259,16 @@ class ExchangeAssembler {
   uint64_t resp_last_ns_ = 0;    // ts of the last response body bytes
   Exchange* resp_ex_ = nullptr;  // exchange being answered (nullptr: discard this response)
   bool resp_interim_ = false;    // current response is a 1xx
+  // What the response being parsed is (for a gap cutting it). kNone: at a message boundary;
+  // kResync: skipping bytes after a gap or malformed bytes (not at a known boundary); kPending:
+  // a message began, its head is not complete.
+  enum class RespMsg { kNone, kResync, kPending, kInterim, kPaired, kDropped };
+  RespMsg resp_msg_ = RespMsg::kNone;
+  // Pairing offset after response-direction loss (docs/parsing.md#loss): the next final response
+  // answers waiting exchange k for some 0 <= k <= skip_hi_ (the k before it were answered in
+  // lost bytes). 0: pairing is exact. Only causality (a response starts after its request) or a
+  // quiet point brings it back to 0.
+  uint64_t skip_hi_ = 0;
   bool resp_stream_ = false;
   bool resp_decode_ = false;
   bool resp_json_type_ = false;      // response Content-Type mentions json

@@ -73,6 +73,7 @@ int HttpParser::CbMessageBegin(llhttp_t* p) {
   self->field_.clear();
   self->value_.clear();
   self->in_message_ = true;
+  self->begin_tag_ = self->replaying_probe_ ? self->probe_tag_ : self->tag_;
   self->sink_.OnMessageBegin();
   return 0;
 }
@@ -160,6 +161,11 @@ ParseState HttpParser::Feed(std::span<const uint8_t> bytes) {
   return Execute(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
+ParseState HttpParser::Feed(std::span<const uint8_t> bytes, uint64_t tag) {
+  tag_ = tag;
+  return Feed(bytes);
+}
+
 ParseState HttpParser::Execute(const char* data, size_t len) {
   bool invalid = false;
   // While resynchronising, a message may also start where a syscall's data starts: after a gap
@@ -233,6 +239,7 @@ size_t HttpParser::Resync(const char* data, size_t len, ParseState* state) {
     }
     // Leading CR/LF before a message is legal (RFC 9112 §2.2); stay at line start.
     if (probe_len_ == 0 && (c == '\r' || c == '\n')) continue;
+    if (probe_len_ == 0) probe_tag_ = tag_;
     probe_[probe_len_++] = c;
     if (!ProbeMatchesPrefix()) {
       probe_len_ = 0;
@@ -246,7 +253,9 @@ size_t HttpParser::Resync(const char* data, size_t len, ParseState* state) {
     size_t n = probe_len_;
     probe_len_ = 0;
     at_line_start_ = false;
+    replaying_probe_ = true;
     llhttp_errno_t err = llhttp_execute(&parser_, probe_, n);
+    replaying_probe_ = false;
     if (err != HPE_OK) {
       // Cannot happen for the fixed probes, but never trust it: keep scanning.
       in_message_ = false;

@@ -74,6 +74,12 @@ class HttpParser {
   // kInvalid if an error was found in these bytes (the parser is then resynchronising), kEnd once
   // the connection switched protocols (101 / CONNECT): later bytes are ignored.
   ParseState Feed(std::span<const uint8_t> bytes);
+  // Same, with an opaque tag for these bytes (the caller's syscall timestamp): begin_tag() tells
+  // which Feed carried the first byte of the current message, also when a message start found
+  // while resynchronising spans several Feeds.
+  ParseState Feed(std::span<const uint8_t> bytes, uint64_t tag);
+  // Tag of the Feed that carried the first byte of the message; valid from OnMessageBegin on.
+  uint64_t begin_tag() const { return begin_tag_; }
 
   // The peer closed its side: completes a close-delimited body (OnMessageComplete). Returns kOk if
   // nothing was left half-parsed, kInvalid if a message was cut (the caller decides what that
@@ -133,6 +139,11 @@ class HttpParser {
   bool at_line_start_ = false;
   char probe_[8];
   size_t probe_len_ = 0;
+
+  uint64_t tag_ = 0;        // tag of the bytes being parsed
+  uint64_t probe_tag_ = 0;  // tag of the probe's first byte
+  uint64_t begin_tag_ = 0;
+  bool replaying_probe_ = false;
 };
 
 }  // namespace infertap

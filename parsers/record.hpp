@@ -57,6 +57,12 @@ struct RequestRecord {
   // True when the whole request (headers + body) reached the model server. Drives
   // inference_model_request_total (docs/metrics.md#seed-metrics recording rules).
   bool request_complete = false;
+  // True when ExchangeObserver::OnRequestReceived was called for this exchange while it was still
+  // in flight: request_total and request_sizes were counted then (under this record's final
+  // label pair) and running_requests went +1, so OnRecord only takes running_requests −1. False
+  // when the label pair was only known once the exchange ended: OnRecord does all the counting
+  // (docs/metrics.md#seed-metrics recording rules).
+  bool counted_in_flight = false;
   // True when the response ended normally (not cut by close/gap).
   bool response_complete = false;
 
@@ -73,9 +79,9 @@ struct RequestRecord {
   }
 };
 
-// One JSON object (no trailing newline) with the docs/records.md field names. `wall_offset_ns` is added
-// to the monotonic start to produce `ts` (RFC 3339 with nanoseconds, UTC). Optional fields that
-// are unknown are omitted. Never contains payload text.
+// One JSON object (no trailing newline) with the docs/records.md field names. `wall_offset_ns` is
+// added to the monotonic start to produce `ts` (RFC 3339 with nanoseconds, UTC). Optional fields
+// that are unknown are omitted. Never contains payload text.
 std::string RecordToJson(const RequestRecord& r, int64_t wall_offset_ns);
 
 }  // namespace infertap

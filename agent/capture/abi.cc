@@ -8,6 +8,14 @@
 
 namespace infertap {
 
+std::string CheckRingBufferSize(uint64_t bytes) {
+  const bool pow2 = bytes != 0 && (bytes & (bytes - 1)) == 0;
+  if (pow2 && bytes >= IT_RING_MIN_BYTES && bytes <= (uint64_t(1) << 31)) return "";
+  return "ring buffer size must be a power of two from " + std::to_string(IT_RING_MIN_BYTES) +
+         " (the largest capture event is " + std::to_string(IT_MAX_EVENT_BYTES) +
+         " bytes) to 2147483648, got " + std::to_string(bytes);
+}
+
 std::string_view RoleName(Role r) {
   switch (r) {
     case Role::kServer:

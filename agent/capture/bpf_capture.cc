@@ -108,9 +108,8 @@ std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Sta
   if (mounted) LOG_INFO("tracefs was not mounted: mounted it at /sys/kernel/tracing");
 
   uint32_t ring = options.ring_buffer_bytes;
-  if (ring < 4096 || (ring & (ring - 1)) != 0) {
-    *status = Status::Error("ring buffer size must be a power of two >= 4096, got " +
-                            std::to_string(ring));
+  if (std::string why = CheckRingBufferSize(ring); !why.empty()) {
+    *status = Status::Error(why);
     return nullptr;
   }
 
@@ -125,6 +124,8 @@ std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Sta
   capture_bpf* s = cap->skel_;
   s->rodata->agent_tgid = options.trace_self ? 0 : static_cast<uint32_t>(getpid());
   s->rodata->syscall_cap = options.syscall_cap;
+  // The mark scales with the ring: a fixed one above the ring size would never wake us.
+  s->rodata->wakeup_bytes = IT_WAKEUP_BYTES(uint64_t(ring));
   bpf_map__set_max_entries(s->maps.events, ring);
 
   if (int err = capture_bpf__load(s); err) {

@@ -84,19 +84,31 @@ ConnectionTracker::Conn* ConnectionTracker::GetOrCreate(const it_event_header& h
                                                         uint8_t role) {
   auto it = conns_.find(h.conn_id);
   if (it != conns_.end()) return it->second.get();
+  // fd reuse: the fd can only hold a new connection after close() of the old one, whose close
+  // event was then lost (docs/capture.md#loss). End the old one first.
+  if (auto f = by_fd_.find(FdKey(h.tgid, fd)); f != by_fd_.end() && f->second != h.conn_id) {
+    if (auto old = conns_.find(f->second); old != conns_.end()) {
+      ++stats_.reconciled_closes;
+      CloseConn(*old->second, std::max(old->second->last_ts, uint64_t(1)), nullptr);
+      EraseConn(old);
+    }
+  }
   if (conns_.size() >= opt_.max_connections) {
     ++stats_.dropped_connections;
     return nullptr;
   }
   const StreamReassembler::Limits limits{opt_.max_pending_bytes, 0};
-  auto c = std::unique_ptr<Conn>(new Conn{{}, {StreamReassembler(limits), StreamReassembler(limits)}});
+  auto c =
+      std::unique_ptr<Conn>(new Conn{{}, {StreamReassembler(limits), StreamReassembler(limits)}});
   c->info.conn_id = h.conn_id;
   c->info.tgid = h.tgid;
   c->info.fd = fd;
   c->info.role = static_cast<Role>(role);
   c->info.open_ts_ns = h.ts_ns;
+  c->last_ts = h.ts_ns;
   Conn* raw = c.get();
   conns_.emplace(h.conn_id, std::move(c));
+  by_fd_[FdKey(h.tgid, fd)] = h.conn_id;
   return raw;
 }
 
@@ -118,6 +130,15 @@ void ConnectionTracker::OnClose(const it_conn_event& ev) {
   if (it == conns_.end()) return;  // never saw data: nothing to finish
   const uint64_t final_pos[2] = {ev.bytes_ingress, ev.bytes_egress};
   CloseConn(*it->second, ev.hdr.ts_ns, final_pos);
+  EraseConn(it);
+}
+
+void ConnectionTracker::EraseConn(
+    std::unordered_map<uint64_t, std::unique_ptr<Conn>>::iterator it) {
+  const ConnInfo& info = it->second->info;
+  if (auto f = by_fd_.find(FdKey(info.tgid, info.fd));
+      f != by_fd_.end() && f->second == info.conn_id)
+    by_fd_.erase(f);
   conns_.erase(it);
 }
 
@@ -125,6 +146,19 @@ void ConnectionTracker::OnData(const it_data_event& ev, std::span<const uint8_t>
   Conn* c = GetOrCreate(ev.hdr, ev.fd, ev.role);
   if (!c) return;
   ++c->info.counters.events;
+  c->last_ts = std::max(c->last_ts, uint64_t(ev.hdr.ts_ns));
+  // Cross-direction order (docs/parsing.md#loss): the pairing of requests with responses reasons
+  // about what the other direction had carried by this event's time. Bytes of the other
+  // direction held behind a hole that were carried by a syscall no later than this one mean
+  // that hole was lost in the ring (events leave the ring in about time order): declare it now,
+  // before these bytes, instead of after the reorder window.
+  {
+    const int o = 1 - ev.direction;
+    StreamReassembler& other = c->dir[o];
+    DirOutput oout(*this, *c, static_cast<Direction>(o));
+    while (other.has_pending() && other.first_pending_ts() <= ev.hdr.ts_ns)
+      other.ForceFirstHole(oout);
+  }
   const Direction d = static_cast<Direction>(ev.direction);
   DirOutput out(*this, *c, d);
   c->dir[ev.direction].Offer(ev.pos, ev.len, ev.hdr.ts_ns, payload, out);
@@ -138,6 +172,29 @@ void ConnectionTracker::Flush(uint64_t now_ns) {
       while (r.has_pending() && now_ns >= r.first_pending_ts() + opt_.reorder_window_ns)
         r.ForceFirstHole(out);
     }
+  }
+  ReconcileIdle(now_ns);
+}
+
+void ConnectionTracker::ReconcileIdle(uint64_t now_ns) {
+  const uint64_t period = opt_.liveness_check_after_ns;
+  if (now_ns < last_reconcile_ns_ + period) return;
+  last_reconcile_ns_ = now_ns;
+  std::vector<uint64_t> ended;
+  for (auto& [id, c] : conns_) {
+    const uint64_t idle = now_ns > c->last_ts ? now_ns - c->last_ts : 0;
+    if (opt_.idle_timeout_ns != 0 && idle >= opt_.idle_timeout_ns) {
+      ended.push_back(id);
+    } else if (opt_.is_alive && idle >= period && !opt_.is_alive(c->info)) {
+      ended.push_back(id);
+    }
+  }
+  std::sort(ended.begin(), ended.end());  // deterministic order for replays
+  for (uint64_t id : ended) {
+    auto it = conns_.find(id);
+    ++stats_.reconciled_closes;
+    CloseConn(*it->second, now_ns, nullptr);
+    EraseConn(it);
   }
 }
 
@@ -158,6 +215,7 @@ void ConnectionTracker::FinishAll(uint64_t ts_ns) {
   std::sort(ids.begin(), ids.end());
   for (uint64_t id : ids) CloseConn(*conns_[id], ts_ns, nullptr);
   conns_.clear();
+  by_fd_.clear();
 }
 
 }  // namespace infertap

@@ -1,4 +1,5 @@
-// The connection tracker: capture events in, ordered byte streams out (docs/capture.md, docs/parsing.md).
+// The connection tracker: capture events in, ordered byte streams out (docs/capture.md,
+// docs/parsing.md).
 //
 // Per connection (conn_id from the kernel: a reused fd number gets a new id) and direction, the
 // tracker rebuilds the byte stream from event positions. Events may arrive out of order (two
@@ -56,12 +57,24 @@ class StreamSink {
 };
 
 struct TrackerOptions {
-  // Out-of-order bytes held per direction before the hole is declared a gap (docs/parsing.md: 1 MiB).
+  // Out-of-order bytes held per direction before the hole is declared a gap (docs/parsing.md: 1
+  // MiB).
   size_t max_pending_bytes = 1 << 20;
   // A hole older than this (kernel time, vs the newest event seen) is declared a gap.
   uint64_t reorder_window_ns = 50'000'000;
   // Connections tracked at once; beyond it new connections are dropped and counted.
   size_t max_connections = 200'000;
+  // Close events are lost with the rest of a ring overflow (docs/capture.md#loss); nothing else
+  // would ever end such a connection. A connection with no event for this long is ended by
+  // Flush (a later event of it starts a new one whose first bytes are a gap, so nothing is
+  // mis-paired). 0 disables.
+  uint64_t idle_timeout_ns = 300'000'000'000ull;
+  // Live only: tells whether a connection's (tgid, fd) still holds a socket. Asked by Flush for
+  // connections idle for at least liveness_check_after_ns, at most once per that period (a
+  // readlink each: 10,000 idle connections cost about 2,000 calls a second at 5 s); false ends
+  // the connection at once (its process exited or closed the fd). Empty in replay.
+  std::function<bool(const ConnInfo&)> is_alive;
+  uint64_t liveness_check_after_ns = 5'000'000'000ull;
 };
 
 struct TrackerStats {
@@ -71,6 +84,7 @@ struct TrackerStats {
   uint64_t malformed = 0;        // events rejected by the bounds checks
   uint64_t duplicate_bytes = 0;  // bytes seen twice (dropped)
   uint64_t dropped_connections = 0;
+  uint64_t reconciled_closes = 0;  // connections ended without their close event (see Flush)
 };
 
 class ConnectionTracker : public EventSink {
@@ -79,8 +93,9 @@ class ConnectionTracker : public EventSink {
   ~ConnectionTracker() override;
 
   void OnEvent(std::span<const uint8_t> record) override;
-  // Declares holes older than the reorder window as gaps. `now_ns` is CLOCK_MONOTONIC (live) or
-  // the newest event time (replay). Called periodically by the pipeline.
+  // Declares holes older than the reorder window as gaps, and ends connections whose close event
+  // was lost (idle timeout, is_alive). `now_ns` is CLOCK_MONOTONIC (live) or the newest event
+  // time (replay). Called periodically by the pipeline.
   void Flush(uint64_t now_ns);
   // Ends every connection (end of capture): pending holes become gaps, then OnClose.
   void FinishAll(uint64_t ts_ns);
@@ -93,6 +108,7 @@ class ConnectionTracker : public EventSink {
   struct Conn {
     ConnInfo info;
     StreamReassembler dir[2];
+    uint64_t last_ts = 0;  // newest event of this connection
   };
   class DirOutput;
 
@@ -101,12 +117,20 @@ class ConnectionTracker : public EventSink {
   void OnOpen(const it_conn_event& ev);
   void OnClose(const it_conn_event& ev);
   void CloseConn(Conn& c, uint64_t ts, const uint64_t* final_pos);
+  // Erases `it` after CloseConn; keeps the (tgid, fd) index in step.
+  void EraseConn(std::unordered_map<uint64_t, std::unique_ptr<Conn>>::iterator it);
+  void ReconcileIdle(uint64_t now_ns);
+  static uint64_t FdKey(uint32_t tgid, uint32_t fd) { return uint64_t(tgid) << 32 | fd; }
 
   StreamSink& sink_;
   TrackerOptions opt_;
   TrackerStats stats_;
   uint64_t newest_ts_ = 0;
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
+  // (tgid, fd) → conn_id of the live connection holding that fd. A new connection on the same
+  // (tgid, fd) proves the old one was closed even if its close event was lost.
+  std::unordered_map<uint64_t, uint64_t> by_fd_;
+  uint64_t last_reconcile_ns_ = 0;
 };
 
 }  // namespace infertap

@@ -132,9 +132,7 @@ Runner RegisterCapture(CLI::App& app) {
   cmd->add_flag("--summary", args->summary,
                 "On exit print one JSON object per connection: pid, fd, role, local, remote, "
                 "bytes_in, bytes_out, gap_bytes, events");
-  cmd->add_option("--ring-buffer-size", args->ring_bytes,
-                  "BPF ring buffer size in bytes (power of two)")
-      ->capture_default_str();
+  AddRingBufferOption(*cmd, args->ring_bytes);
   cmd->add_option("--syscall-cap", args->syscall_cap,
                   "Bytes captured per syscall; the rest is reported as a gap")
       ->check(CLI::Range(1u, 16u << 20))

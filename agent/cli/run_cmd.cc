@@ -142,8 +142,7 @@ Runner RegisterRun(CLI::App& app) {
                   "Seconds a pod's scraped values stay fresh")
       ->check(CLI::Range(0.05, 3600.0))
       ->capture_default_str();
-  cmd->add_option("--ring-buffer-size", args->ring_bytes, "BPF ring buffer bytes (power of two)")
-      ->capture_default_str();
+  AddRingBufferOption(*cmd, args->ring_bytes);
   cmd->add_option("--syscall-cap", args->syscall_cap,
                   "Bytes captured per syscall; the rest is counted as a gap")
       ->check(CLI::Range(1u, 16u << 20))

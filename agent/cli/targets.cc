@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdlib>
 
 #include "agent/metrics/metrics.hpp"
@@ -9,6 +10,22 @@
 namespace infertap::cli {
 
 const char* CaptureSideName(const std::string& side) { return side.c_str(); }
+
+void AddRingBufferOption(CLI::App& cmd, uint32_t& bytes) {
+  cmd.add_option(
+         "--ring-buffer-size", bytes,
+         "BPF ring buffer bytes (power of two, >= " + std::to_string(IT_RING_MIN_BYTES) + ")")
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            uint64_t n = 0;
+            auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+            if (ec != std::errc() || end != value.data() + value.size())
+              return "ring buffer size must be a number of bytes, got " + value;
+            return CheckRingBufferSize(n);
+          },
+          "POWER_OF_TWO"))
+      ->capture_default_str();
+}
 
 void AddTargetOptions(CLI::App& cmd, TargetArgs& args) {
   cmd.add_option("-t,--target", args.targets,

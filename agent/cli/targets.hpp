@@ -19,7 +19,8 @@ struct TargetArgs {
   std::string side = "server";
 };
 
-// Attribution and metric naming shared by run and replay (docs/attribution.md, docs/metrics.md, docs/cli.md).
+// Attribution and metric naming shared by run and replay (docs/attribution.md, docs/metrics.md,
+// docs/cli.md).
 struct AttributionArgs {
   std::string pool = "default";
   std::vector<std::string> model_alias;  // TARGET=MODEL
@@ -30,6 +31,9 @@ struct AttributionArgs {
 
 const char* CaptureSideName(const std::string& side);
 void AddTargetOptions(CLI::App& cmd, TargetArgs& args);
+// --ring-buffer-size for run and capture: a bad size is a usage error (exit 2) with one line
+// saying why (docs/capture.md#ring-buffer), before anything is loaded.
+void AddRingBufferOption(CLI::App& cmd, uint32_t& bytes);
 Status ResolveTargets(const TargetArgs& args, std::vector<TracedEndpoint>* out);
 
 void AddAttributionOptions(CLI::App& cmd, AttributionArgs& args);

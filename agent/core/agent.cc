@@ -1,10 +1,13 @@
 #include "agent/core/agent.hpp"
 
 #include <time.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <string_view>
 
 #include "agent/capture/tracker.hpp"
 #include "agent/common/log.hpp"
@@ -15,6 +18,15 @@
 
 namespace infertap {
 namespace {
+
+// True when /proc/<tgid>/fd/<fd> is a socket (the process is alive and still holds the fd).
+bool FdHoldsSocket(uint32_t tgid, uint32_t fd) {
+  char path[64], target[64];
+  std::snprintf(path, sizeof(path), "/proc/%u/fd/%u", tgid, fd);
+  ssize_t n = ::readlink(path, target, sizeof(target) - 1);
+  if (n <= 0) return false;
+  return std::string_view(target, size_t(n)).starts_with("socket:");
+}
 
 uint64_t MonoNowNs() {
   timespec ts{};
@@ -138,7 +150,11 @@ Status Agent::Start() {
   broadcast_listener_ = std::make_unique<Broadcast>(*broadcaster_);
   pipeline_->AddListener(broadcast_listener_.get());
   for (RecordListener* l : extra_listeners_) pipeline_->AddListener(l);
-  tracker_ = std::make_unique<ConnectionTracker>(*pipeline_);
+  TrackerOptions topts;
+  // Close events may be lost in a ring overflow: an idle connection whose fd no longer holds a
+  // socket in its process is over (docs/capture.md#loss).
+  topts.is_alive = [](const ConnInfo& c) { return FdHoldsSocket(c.tgid, c.fd); };
+  tracker_ = std::make_unique<ConnectionTracker>(*pipeline_, topts);
 
   {
     std::lock_guard lock(state_mu_);

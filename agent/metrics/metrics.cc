@@ -349,9 +349,9 @@ void Metrics::OnRecord(const RequestRecord& r) {
   std::lock_guard lock(models_mu_);
   bool folded;
   PairSeries& s = ResolvePairLocked(r.model_name, r.target_model_name, &folded);
-  if (r.request_complete) {
+  if (r.counted_in_flight) {
     RunningLocked(s.model).Decrement();
-  } else if (r.status == 0) {
+  } else if (!r.request_complete && r.status == 0) {
     requests_incomplete_->Increment();
     return;
   } else {

@@ -1,33 +1,38 @@
-// The metrics registry (docs/metrics.md): every exposed series, and the recording rules that turn request
-// records and pool samples into them.
+// The metrics registry (docs/metrics.md): every exposed series, and the recording rules that turn
+// request records and pool samples into them.
 //
 // Threads: every method is safe to call from any thread. In the agent the pipeline thread calls
 // OnRequestReceived/OnRecord and the capture counters, the pool poller thread calls the pool
 // methods, and the HTTP server thread calls Serialize() or collects registry() directly.
 //
-// Recording rules (docs/metrics.md#seed-metrics, docs/metrics.md#beyond-the-seed), for the pipeline:
-//  - OnRequestReceived(r) when the model server has received the whole request (headers + body):
-//    request_total +1, request_sizes observe(request_bytes) (0 allowed), running_requests +1.
-//  - OnRecord(r) once per record, after the exchange ended:
-//      * running_requests −1 if r.request_complete (its OnRequestReceived happened).
+// Recording rules (docs/metrics.md#seed-metrics, docs/metrics.md#beyond-the-seed), for the
+// pipeline:
+//  - OnRequestReceived(r) when the model server has received the whole request (headers + body)
+//    and the exchange's final label pair is known while it is still in flight (the assembler
+//    decides, parsers/exchange.cc MaybeCount): request_total +1, request_sizes observe
+//    (request_bytes, 0 allowed), running_requests +1. r.counted_in_flight is true.
+//  - OnRecord(r) once per record, after the exchange ended, under the same pair:
+//      * r.counted_in_flight: running_requests −1 (request_total was counted already).
+//      * otherwise, if r.request_complete or a response was seen (status != 0, e.g. a 413 sent
+//        before the body ended and the connection closed): request_total +1 and request_sizes
+//        now — the pair was only known at the end (a request without `model` answered by a
+//        response without one, an early response), so running_requests is never touched and no
+//        series of a provisional (empty) model appears.
 //      * r.status != 0 (a response was seen, errors and cut-off responses included): duration and
 //        response_sizes are observed; duration/output_tokens too when output_tokens > 0.
 //      * error != kNone: request_error_total{error_code} +1.
 //      * input/output tokens observed when > 0; cached tokens whenever the server reported them
 //        (0 included); ttft and tpot whenever the record has them.
-//  - Records with request_complete == false:
-//      * no response (status 0): the client gave up (or the capture lost bytes) before the model
-//        server had the request, so it is not an inference request in the docs/metrics.md#seed-metrics sense. It is
-//        counted only in infertap_requests_incomplete_total: not in request_total and not in
-//        request_error_total{Incomplete} (which is for requests whose *response* was cut off).
-//      * with a response (the server answered early, e.g. 413/400 before the body ended): the
-//        server did handle it, so request_total and request_sizes are counted at OnRecord time,
-//        keeping error_total <= request_total; running_requests is not touched.
-//  Replaying finished records without live events: call OnRequestReceived(r) (if
-//  r.request_complete) immediately followed by OnRecord(r).
+//  - Records with request_complete == false and no response (status 0): the client gave up (or
+//    the capture lost bytes) before the model server had the request, so it is not an inference
+//    request in the docs/metrics.md#seed-metrics sense. It is counted only in
+//    infertap_requests_incomplete_total: not in request_total and not in
+//    request_error_total{Incomplete} (which is for requests whose *response* was cut off).
+//  Replaying finished records without live events: OnRecord(r) alone (with counted_in_flight
+//  false) counts everything.
 //
-// Cardinality (docs/faults.md): at most `max_models` distinct (model_name, target_model_name) pairs get
-// their own series. Later pairs are folded into model_name="__other__" AND
+// Cardinality (docs/faults.md): at most `max_models` distinct (model_name, target_model_name) pairs
+// get their own series. Later pairs are folded into model_name="__other__" AND
 // target_model_name="__other__" (folding only the model would still let target names grow
 // without bound), and every folded request counts in infertap_model_labels_folded_total. Pairs
 // are never evicted, so a folded pair stays folded and increments/decrements always meet.

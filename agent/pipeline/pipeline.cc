@@ -28,12 +28,18 @@ class Pipeline::ConnObserver : public ExchangeObserver {
 
 struct Pipeline::ConnState {
   ConnInfo info;
-  // Keys of requests received and not finished, in order (exchanges finish FIFO on a
-  // connection). Counted at the key the request had when it arrived.
-  std::deque<InFlightKey> open_requests;
   // The entry the connection was attributed with (null: none) and the table that holds it.
   std::shared_ptr<const AttributionTable> table;
   const EndpointAttribution* attribution = nullptr;
+  // The model name each request counted in flight was counted under, so its record and the
+  // release of running_requests use that same name even if the model mapping changed while it
+  // was in flight (a topology update). Key: the request's start and target. Bounded by the
+  // assembler's pipeline cap: every counted request ends in a record.
+  struct CountedName {
+    uint64_t start_ns;
+    std::string target, model;
+  };
+  std::deque<CountedName> counted;
   std::unique_ptr<ConnObserver> observer;
   std::unique_ptr<ExchangeAssembler> assembler;
 };
@@ -127,24 +133,33 @@ void Pipeline::Decorate(const ConnState& st, RequestRecord& rec) const {
     rec.model_name = m->second;
 }
 
+// The assembler calls OnRequestReceived with the exchange's final target
+// (docs/metrics.md#seed-metrics) and never changes it afterwards, so Decorate gives the same pair
+// here and in OnRecord: the in-flight entry and running_requests are released under the key they
+// were taken with.
 void Pipeline::ConnObserver::OnRequestReceived(const RequestRecord& partial) {
   ++p_.stats_.requests_received;
   RequestRecord rec = partial;
   p_.Decorate(st_, rec);
-  InFlightKey key{rec.pool, rec.model_name, rec.target_model_name};
-  ++p_.in_flight_[key];
-  st_.open_requests.push_back(std::move(key));
+  st_.counted.push_back({rec.start_ns, rec.target_model_name, rec.model_name});
+  ++p_.in_flight_[InFlightKey{rec.pool, rec.model_name, rec.target_model_name}];
   if (p_.metrics_) p_.metrics_->OnRequestReceived(rec);
 }
 
 void Pipeline::ConnObserver::OnRecord(RequestRecord&& rec) {
   ++p_.stats_.records;
-  if (rec.request_complete && !st_.open_requests.empty()) {
-    auto it = p_.in_flight_.find(st_.open_requests.front());
-    if (it != p_.in_flight_.end() && --it->second <= 0) p_.in_flight_.erase(it);
-    st_.open_requests.pop_front();
-  }
   p_.Decorate(st_, rec);
+  if (rec.counted_in_flight) {
+    for (auto c = st_.counted.begin(); c != st_.counted.end(); ++c) {
+      if (c->start_ns == rec.start_ns && c->target == rec.target_model_name) {
+        rec.model_name = c->model;
+        st_.counted.erase(c);
+        break;
+      }
+    }
+    auto it = p_.in_flight_.find(InFlightKey{rec.pool, rec.model_name, rec.target_model_name});
+    if (it != p_.in_flight_.end() && --it->second <= 0) p_.in_flight_.erase(it);
+  }
   if (p_.metrics_) p_.metrics_->OnRecord(rec);
   for (RecordListener* l : p_.listeners_) l->OnRecord(rec);
 }

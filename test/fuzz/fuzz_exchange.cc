@@ -18,7 +18,7 @@ struct Observer : infertap::ExchangeObserver {
     ++in_flight;
   }
   void OnRecord(infertap::RequestRecord&& r) override {
-    if (r.request_complete) --in_flight;
+    if (r.counted_in_flight) --in_flight;
     if (in_flight < 0) __builtin_trap();  // OnRecord without its OnRequestReceived
     if (r.target_model_name.size() > 256) __builtin_trap();
     std::string json = infertap::RecordToJson(r, 0);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <string>
 
 #include "test/unit/agent/event_builder.hpp"
@@ -113,7 +114,8 @@ TEST_F(TrackerTest, ReusedFdGetsANewConnectionAndSeparateStreams) {
 TEST_F(TrackerTest, InterleavedConnectionsDoNotMix) {
   for (int i = 0; i < 10; ++i) {
     for (uint64_t c = 1; c <= 3; ++c)
-      Feed(DataEvent(c, Direction::kIngress, i, std::string(1, char('a' + c)), 100 + i));
+      Feed(DataEvent(c, Direction::kIngress, i, std::string(1, char('a' + c)), 100 + i, 0,
+                     /*fd=*/uint32_t(10 + c)));  // live connections never share a (tgid, fd)
   }
   EXPECT_EQ(rec.conns[1].in, "bbbbbbbbbb");
   EXPECT_EQ(rec.conns[2].in, "cccccccccc");
@@ -182,9 +184,53 @@ TEST_F(TrackerTest, ConnectionLimitDropsAndCounts) {
   TrackerOptions opt;
   opt.max_connections = 2;
   ConnectionTracker t(r, opt);
-  for (uint64_t c = 1; c <= 4; ++c) t.OnEvent(DataEvent(c, Direction::kIngress, 0, "x", c));
+  for (uint64_t c = 1; c <= 4; ++c)
+    t.OnEvent(DataEvent(c, Direction::kIngress, 0, "x", c, 0, /*fd=*/uint32_t(c)));
   EXPECT_EQ(t.connections(), 2u);
   EXPECT_EQ(t.stats().dropped_connections, 2u);
+}
+
+// Close events are lost with the rest of a ring overflow (docs/capture.md#loss). A new connection
+// on the same (tgid, fd) proves the old one was closed.
+TEST_F(TrackerTest, NewConnectionOnTheSameFdEndsTheOneWhoseCloseWasLost) {
+  Feed(ConnEvent(IT_EV_OPEN, 1, 1, 0, 0, /*fd=*/7));
+  Feed(DataEvent(1, Direction::kIngress, 0, "first", 2, 0, /*fd=*/7));
+  // close of 1 lost
+  Feed(ConnEvent(IT_EV_OPEN, 2, 3, 0, 0, /*fd=*/7));
+  EXPECT_TRUE(rec.conns[1].closed);
+  EXPECT_EQ(rec.conns[1].in, "first");
+  EXPECT_EQ(tracker.connections(), 1u);
+  EXPECT_EQ(tracker.stats().reconciled_closes, 1u);
+  Feed(ConnEvent(IT_EV_CLOSE, 2, 4, 0, 0, 7));
+  EXPECT_EQ(tracker.connections(), 0u);
+}
+
+TEST(TrackerReconcile, IdleConnectionsEndAfterTheTimeoutAndDeadOnesAtOnce) {
+  StreamRecorder r;
+  TrackerOptions opt;
+  opt.idle_timeout_ns = 10'000'000'000ull;
+  opt.liveness_check_after_ns = 1'000'000'000ull;
+  std::set<uint64_t> alive = {1};
+  opt.is_alive = [&](const ConnInfo& c) { return alive.count(c.conn_id) != 0; };
+  ConnectionTracker t(r, opt);
+  const uint64_t s = 1'000'000'000'000ull;
+  t.OnEvent(DataEvent(1, Direction::kIngress, 0, "a", s, 0, 1));
+  t.OnEvent(DataEvent(2, Direction::kIngress, 0, "b", s, 0, 2));
+  t.Flush(s + 500'000'000ull);  // not idle long enough to ask
+  EXPECT_EQ(t.connections(), 2u);
+  t.Flush(s + 1'500'000'000ull);  // 2's fd holds no socket any more: its close was lost
+  EXPECT_EQ(t.connections(), 1u);
+  EXPECT_TRUE(r.conns[2].closed);
+  t.Flush(s + 9'000'000'000ull);
+  EXPECT_EQ(t.connections(), 1u);  // alive and idle for less than the timeout
+  t.Flush(s + 10'000'000'000ull);
+  EXPECT_EQ(t.connections(), 0u);
+  EXPECT_TRUE(r.conns[1].closed);
+  EXPECT_EQ(t.stats().reconciled_closes, 2u);
+  // A later event of an ended connection starts it again, its missing prefix a gap.
+  t.OnEvent(DataEvent(1, Direction::kIngress, 1, "c", s + 11'000'000'000ull, 0, 1));
+  t.Flush(s + 11'100'000'000ull);
+  EXPECT_EQ(r.conns[1].in, "a<gap 1>c");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
-// The upstream EPP's own expected outputs (test/fixtures/gie-golden/) for the docs/metrics.md#seed-metrics inputs,
-// produced here through the real registry and serializer, read back with our parser and compared
-// sample by sample. Expected values come only from the golden files.
+// The upstream EPP's own expected outputs (test/fixtures/gie-golden/) for the
+// docs/metrics.md#seed-metrics inputs, produced here through the real registry and serializer, read
+// back with our parser and compared sample by sample. Expected values come only from the golden
+// files.
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -175,7 +176,8 @@ TEST(GoldenCompare, DetectsValueLabelSampleAndHelpDifferences) {
 }
 
 // The same seed inputs through the record path the pipeline uses: one record per (request size,
-// response size, tokens) tuple of docs/metrics.md#seed-metrics must yield the golden request/size/token families.
+// response size, tokens) tuple of docs/metrics.md#seed-metrics must yield the golden
+// request/size/token families.
 TEST(GoldenRecordPath, RecordsYieldGoldenFamilies) {
   struct In {
     const char* model;
@@ -200,6 +202,7 @@ TEST(GoldenRecordPath, RecordsYieldGoldenFamilies) {
     r.output_tokens = in.out;
     r.request_complete = true;
     r.response_complete = true;
+    r.counted_in_flight = true;
     metrics.OnRequestReceived(r);
     metrics.OnRecord(r);
   }

@@ -31,6 +31,7 @@ RequestRecord Record(const char* model, const char* target) {
   r.response_bytes = 4000;
   r.request_complete = true;
   r.response_complete = true;
+  r.counted_in_flight = true;  // the live path: OnRequestReceived, then OnRecord
   return r;
 }
 
@@ -127,6 +128,7 @@ TEST(MetricsRecordPath, RequestCutBeforeServerHadItIsNotARequest) {
   RequestRecord r = Record("m", "t");
   r.request_complete = false;
   r.response_complete = false;
+  r.counted_in_flight = false;
   r.status = 0;
   r.error = ErrorCode::kIncomplete;
   m.OnRecord(r);  // no OnRequestReceived: the request never completed
@@ -141,6 +143,7 @@ TEST(MetricsRecordPath, EarlyServerAnswerCountsTheRequestLate) {
   Metrics m;
   RequestRecord r = Record("m", "t");
   r.request_complete = false;  // e.g. 413 sent before the body finished
+  r.counted_in_flight = false;
   r.status = 413;
   r.error = ErrorCode::kBadRequest;
   m.OnRecord(r);
@@ -152,6 +155,21 @@ TEST(MetricsRecordPath, EarlyServerAnswerCountsTheRequestLate) {
             1.0);
   EXPECT_EQ(SeriesCount(f, "inference_model_running_requests"), 0u);
   EXPECT_EQ(Value(f, "infertap_requests_incomplete_total"), 0.0);
+}
+
+// A request without `model` whose target only the end of the exchange revealed (non-streaming
+// response, or an early response): OnRecord counts it under the final pair and running_requests
+// never sees it, so no series appears for a provisional empty model.
+TEST(MetricsRecordPath, PairKnownOnlyAtTheEndIsCountedByOnRecordWithoutRunning) {
+  Metrics m;
+  RequestRecord r = Record("m", "t");
+  r.counted_in_flight = false;
+  m.OnRecord(r);
+  auto f = ParseOrDie(m.Serialize());
+  EXPECT_EQ(Value(f, "inference_model_request_total", kMT), 1.0);
+  EXPECT_EQ(Value(f, "inference_model_request_sizes_sum", kMT), 300.0);
+  EXPECT_EQ(SeriesCount(f, "inference_model_request_total"), 1u);
+  EXPECT_EQ(SeriesCount(f, "inference_model_running_requests"), 0u);
 }
 
 TEST(MetricsRecordPath, ReversedTimestampsAreNotObserved) {

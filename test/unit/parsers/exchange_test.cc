@@ -1,6 +1,5 @@
 // Exchange assembler mechanics: timing, pairing, splits, gaps, garbage, caps.
 #include <gtest/gtest.h>
-
 #include <malloc.h>
 
 #include <random>
@@ -318,15 +317,97 @@ TEST(Exchange, RequestGapPlaceholderAbsorbsItsResponse) {
   EXPECT_EQ(c.rec.records[1].input_tokens, 2u);
 }
 
-TEST(Exchange, RequestGapWhileIdleQueuesAStandIn) {
+// A request-direction gap hides an unknown number of requests (docs/parsing.md#loss). The old
+// rule (one stand-in absorbs exactly one response) paired every later response one place off when
+// the gap held two requests. Now: responses reaching the hidden marker are dropped, and the next
+// request that begins after every response so far has ended (a quiet point) is paired exactly.
+TEST(Exchange, RequestGapHidesRequestsUntilAQuietPoint) {
   Conn c;
-  c.a.OnRequestGap(1, 300);  // a whole request lost
-  c.Req(2, test::PostJson("/v1/completions", R"({"model":"b"})"));
-  c.Resp(3,
-         test::JsonResponse(200, R"({"usage":{"prompt_tokens":1111}})"));  // answers the lost one
-  c.Resp(4, test::JsonResponse(200, R"({"usage":{"prompt_tokens":2}})"));
+  c.a.OnRequestGap(1, 600);  // two whole requests lost
+  c.Resp(2, test::JsonResponse(200, R"({"usage":{"prompt_tokens":1111}})"));  // answers one
+  c.Resp(3, test::JsonResponse(200, R"({"usage":{"prompt_tokens":2222}})"));  // and the other
+  EXPECT_EQ(c.rec.CountErrors("unpaired_response"), 2);
+  c.Req(4, test::PostJson("/v1/completions", R"({"model":"b"})"));
+  c.Resp(5, test::JsonResponse(200, R"({"usage":{"prompt_tokens":2}})"));
   ASSERT_EQ(c.rec.records.size(), 1u);
   EXPECT_EQ(c.rec.records[0].input_tokens, 2u);
+  EXPECT_EQ(c.rec.records[0].error, ErrorCode::kNone);
+}
+
+// A request that begins while a response is still being written (or right after a response byte
+// it may have been pipelined behind) is no quiet point: it stays in doubt.
+TEST(Exchange, RequestDuringAResponseIsNoQuietPoint) {
+  Conn c;
+  c.a.OnRequestGap(1, 300);
+  c.Resp(2, test::SseHead() +
+                test::Chunk("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"));
+  c.Req(3, test::PostJson("/v1/completions", R"({"model":"b"})"));  // pipelined behind a lost one
+  c.Resp(4, test::LastChunk());
+  c.Resp(5, test::JsonResponse(200, R"({"usage":{"prompt_tokens":1111}})"));  // the lost one's?
+  c.a.OnClose(6);
+  ASSERT_EQ(c.rec.records.size(), 1u);
+  EXPECT_EQ(c.rec.records[0].target_model_name, "b");
+  EXPECT_EQ(c.rec.records[0].error, ErrorCode::kIncomplete);
+  EXPECT_EQ(c.rec.records[0].status, 0);
+  EXPECT_FALSE(c.rec.records[0].input_tokens);
+}
+
+// Once a connection was seen pipelining, a request gap is never resolved by a quiet point: no
+// count or timestamp bounds how many pipelined requests it hid.
+TEST(Exchange, PipeliningConnectionStaysInDoubtAfterARequestGap) {
+  Conn c;
+  c.Req(1, test::PostJson("/v1/completions", R"({"model":"a"})"));
+  c.Req(2, test::PostJson("/v1/completions", R"({"model":"b"})"));  // pipelined
+  c.Resp(3, test::JsonResponse(200, R"({"usage":{"prompt_tokens":1}})"));
+  c.Resp(4, test::JsonResponse(200, R"({"usage":{"prompt_tokens":2}})"));
+  ASSERT_EQ(c.rec.records.size(), 2u);
+  c.a.OnRequestGap(5, 300);
+  c.Req(6, test::PostJson("/v1/completions", R"({"model":"c"})"));
+  c.Resp(7, test::JsonResponse(200, R"({"usage":{"prompt_tokens":1111}})"));
+  c.Resp(8, test::JsonResponse(200, R"({"usage":{"prompt_tokens":3}})"));
+  c.a.OnClose(9);
+  ASSERT_EQ(c.rec.records.size(), 3u);
+  EXPECT_EQ(c.rec.records[2].target_model_name, "c");
+  EXPECT_EQ(c.rec.records[2].error, ErrorCode::kIncomplete);
+  EXPECT_FALSE(c.rec.records[2].input_tokens);
+}
+
+// A response gap: the lost bytes held the rest of a's response and maybe all of b's (b was
+// pipelined and began before the bytes after the gap were written). Which response answers b
+// and which c is not provable: both are dropped, and b and c end Incomplete, never with each
+// other's answers. (This connection pipelines, so no quiet point ends the doubt.)
+TEST(Exchange, ResponseGapOnAPipeliningConnectionPairsNothingInDoubt) {
+  Conn c;
+  c.Req(1, test::PostJson("/v1/completions", R"({"model":"a"})"));
+  c.Req(2, test::PostJson("/v1/completions", R"({"model":"b"})"));
+  c.Resp(3, "HTTP/1.1 200 OK\r\ncontent-length: 40\r\n\r\n{\"usage\":");
+  c.a.OnResponseGap(5, 100);
+  c.Req(6, test::PostJson("/v1/completions", R"({"model":"c"})"));
+  c.Resp(7, test::JsonResponse(200, R"({"usage":{"prompt_tokens":3}})"));   // b's or c's?
+  c.Resp(8, test::JsonResponse(200, R"({"usage":{"prompt_tokens":33}})"));  // c's or later?
+  c.a.OnClose(9);
+  ASSERT_EQ(c.rec.records.size(), 3u);
+  for (const RequestRecord& r : c.rec.records) {
+    EXPECT_EQ(r.error, ErrorCode::kIncomplete) << r.target_model_name;
+    EXPECT_FALSE(r.input_tokens) << r.target_model_name;
+  }
+  EXPECT_EQ(c.rec.CountErrors("unpaired_response"), 2);
+}
+
+// The same gap on a connection that does not pipeline: only a was waiting, so the lost bytes
+// cannot have answered anything else, and the next exchange is exact.
+TEST(Exchange, ResponseGapOnASequentialConnectionIsExactAtOnce) {
+  Conn c;
+  c.Req(1, test::PostJson("/v1/completions", R"({"model":"a"})"));
+  c.Resp(3, "HTTP/1.1 200 OK\r\ncontent-length: 40\r\n\r\n{\"usage\":");
+  c.a.OnResponseGap(5, 100);
+  c.Req(6, test::PostJson("/v1/completions", R"({"model":"c"})"));
+  c.Resp(7, test::JsonResponse(200, R"({"usage":{"prompt_tokens":3}})"));
+  ASSERT_EQ(c.rec.records.size(), 2u);
+  EXPECT_EQ(c.rec.records[0].error, ErrorCode::kIncomplete);
+  EXPECT_EQ(c.rec.records[1].target_model_name, "c");
+  EXPECT_EQ(c.rec.records[1].error, ErrorCode::kNone);
+  EXPECT_EQ(c.rec.records[1].input_tokens, 3u);
 }
 
 TEST(Exchange, ResponseNeverPairsWithALaterRequest) {
@@ -374,18 +455,45 @@ TEST(Exchange, CloseWithoutResponseAndErrorStatusWinsOverCut) {
   EXPECT_EQ(c.rec.records[1].end_ns, 9u);
 }
 
+// docs/parsing.md#early-responses: the exchange ends when both the response has ended and the
+// request has been fully received. (It used to end at the response, losing the body: request_bytes
+// 0 and the body's model.)
 TEST(Exchange, EarlyResponseBeforeRequestBodyCompletes) {
+  Conn c;
+  std::string body = R"({"model":"m",)" + std::string(1000, ' ') + "\"x\":1}";
+  std::string req = test::PostJson("/v1/completions", body);
+  c.Req(1, req.substr(0, 200));
+  c.Resp(2, test::JsonResponse(401, R"({"error":"Unauthorized"})"));
+  EXPECT_TRUE(c.rec.records.empty());
+  c.Req(3, req.substr(200));
+  ASSERT_EQ(c.rec.records.size(), 1u);
+  const RequestRecord& r = c.rec.records[0];
+  EXPECT_EQ(r.error, ErrorCode::kUnauthorized);
+  EXPECT_TRUE(r.request_complete);
+  EXPECT_EQ(r.request_bytes, body.size());
+  EXPECT_EQ(r.target_model_name, "m");
+  EXPECT_EQ(r.end_ns, 2u);            // the response's end, not the request's
+  EXPECT_FALSE(r.counted_in_flight);  // counted when it ended
+  EXPECT_TRUE(c.rec.received.empty());
+  // The next request on the connection still parses and pairs.
+  c.Req(4, test::PostJson("/v1/completions", R"({"model":"n"})"));
+  c.Resp(5, test::JsonResponse(200, R"({"usage":{"prompt_tokens":2}})"));
+  ASSERT_EQ(c.rec.records.size(), 2u);
+  EXPECT_EQ(c.rec.records[1].target_model_name, "n");
+  EXPECT_EQ(c.rec.records[1].input_tokens, 2u);
+}
+
+TEST(Exchange, EarlyResponseThenCloseBeforeTheBodyEnded) {
   Conn c;
   std::string req = test::PostJson("/v1/completions", std::string(1000, ' ') + "{}");
   c.Req(1, req.substr(0, 200));
   c.Resp(2, test::JsonResponse(413, R"({"error":"too large"})", "connection: close\r\n"));
+  EXPECT_TRUE(c.rec.records.empty());
+  c.a.OnClose(4);
   ASSERT_EQ(c.rec.records.size(), 1u);
   EXPECT_EQ(c.rec.records[0].error, ErrorCode::kBadRequest);
   EXPECT_FALSE(c.rec.records[0].request_complete);
-  c.Req(3, req.substr(200));
-  c.a.OnClose(4);
-  EXPECT_TRUE(c.rec.received.empty());
-  EXPECT_EQ(c.rec.records.size(), 1u);
+  EXPECT_EQ(c.rec.records[0].end_ns, 2u);
 }
 
 TEST(Exchange, GarbageHoldsNoStateAndMakesNoRecords) {
@@ -457,8 +565,14 @@ TEST(Exchange, PipelineCapBoundsTheQueue) {
   test::Conn c(ExchangeConfig{.max_pipelined = 4});
   for (int i = 0; i < 10; ++i) c.Req(uint64_t(i), test::PostJson("/v1/completions", "{}"));
   EXPECT_LE(c.a.pending(), 4u);
-  EXPECT_EQ(c.rec.CountErrors("pipeline_cap"), 6);
-  EXPECT_EQ(c.rec.records.size(), 6u);
+  // At the cap everything queued ends (dropping only the oldest would pair its answer with the
+  // next request) and a hidden marker absorbs the answers still due.
+  EXPECT_EQ(c.rec.CountErrors("pipeline_cap"), 2);
+  // Nothing was ever answered, so no pipelining was seen: the request after the first cap is a
+  // quiet point (ends the one queued behind the marker) and fills the queue again.
+  EXPECT_EQ(c.rec.records.size(), 9u);
+  c.a.OnClose(11);
+  EXPECT_EQ(c.rec.records.size(), 10u);
   for (const auto& r : c.rec.records) EXPECT_EQ(r.error, ErrorCode::kIncomplete);
 }
 
@@ -476,10 +590,26 @@ TEST(Exchange, InvalidJsonIsReportedButRecorded) {
 TEST(Exchange, TargetModelFallsBackToResponseModel) {
   Conn c;
   c.Req(1, test::PostJson("/v1/embeddings", R"({"input":"x"})"));
-  ASSERT_EQ(c.rec.received.size(), 1u);
-  EXPECT_EQ(c.rec.received[0].target_model_name, "");
+  // Not counted yet: the label pair is not known (docs/metrics.md#seed-metrics).
+  EXPECT_TRUE(c.rec.received.empty());
   c.Resp(2, test::JsonResponse(200, ReadFixture("wire/vllm_embeddings_response.json")));
   EXPECT_EQ(c.Only().target_model_name, "intfloat/e5-small-v2");
+  EXPECT_FALSE(c.Only().counted_in_flight);  // OnRecord counts it, under the final pair
+}
+
+TEST(Exchange, StreamWithoutRequestModelIsCountedAtTheFirstModelChunk) {
+  Conn c;
+  c.Req(1, test::PostJson("/v1/chat/completions", R"({"stream":true})"));
+  EXPECT_TRUE(c.rec.received.empty());
+  c.Resp(2, test::SseHead());
+  EXPECT_TRUE(c.rec.received.empty());
+  c.Resp(3, test::Chunk(
+                "data: {\"model\":\"served\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"));
+  ASSERT_EQ(c.rec.received.size(), 1u);
+  EXPECT_EQ(c.rec.received[0].target_model_name, "served");
+  c.Resp(4, test::LastChunk());
+  EXPECT_EQ(c.Only().target_model_name, "served");
+  EXPECT_TRUE(c.Only().counted_in_flight);
 }
 
 TEST(Exchange, UpgradeMakesTheConnectionOpaque) {
@@ -522,7 +652,8 @@ TEST(ExchangeMemory, FloodsHoldConstantMemory) {
   c.Req(5, "POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
   for (int i = 0; i < 1024; ++i) c.Req(6, test::Chunk(seg));
   c.Req(7, test::LastChunk());
-  c.Resp(8, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n");
+  c.Resp(8,
+         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n");
   for (int i = 0; i < 1024; ++i) c.Resp(9, test::Chunk(seg));
   EXPECT_LT(HeapInUse(), before + 4 * 1024 * 1024);
   c.Resp(10, test::LastChunk());
