@@ -1,8 +1,10 @@
 // infertap-load against infertap-sim: the summary must add up exactly.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "sim_harness.hpp"
 
@@ -120,10 +122,19 @@ TEST(LoadTest, ThreadsAndQueueDrainCompletely) {
   EXPECT_EQ(rc, 0) << s.dump();
   EXPECT_EQ(s["ok"], 200);
   EXPECT_EQ(s["content_events"], 1000);
-  Client m(sim.port());
-  m.Send(Get("/metrics"));
-  RawResponse r = m.Read();
+  // The client has its last byte a moment before the simulator's worker retires the request
+  // (it writes, then updates its counters): ask until the gauges settle, for at most 3 s.
   const std::string l = "{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} ";
+  RawResponse r;
+  for (int i = 0; i < 60; ++i) {
+    Client m(sim.port());
+    m.Send(Get("/metrics"));
+    r = m.Read();
+    if (r.body.find("vllm:num_requests_running" + l + "0.0\n") != std::string::npos &&
+        r.body.find("vllm:generation_tokens_total" + l + "1000.0\n") != std::string::npos)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   EXPECT_NE(r.body.find("vllm:num_requests_running" + l + "0.0\n"), std::string::npos) << r.body;
   EXPECT_NE(r.body.find("vllm:num_requests_waiting" + l + "0.0\n"), std::string::npos);
   EXPECT_NE(r.body.find("vllm:generation_tokens_total" + l + "1000.0\n"), std::string::npos);
