@@ -36,8 +36,22 @@ std::vector<std::string> StringList(const json& j) {
   return out;
 }
 
-std::string ReviewFailure(const char* what, const HttpResult& r) {
-  return std::string(what) + " failed: " + r.Describe();
+// POSTs one review object and returns its `status` object; false with *err when the API did not
+// answer with one (a failure, never a decision).
+bool PostReview(RestClient& client, const char* kind, const std::string& path, const json& req,
+                json* status, std::string* err) {
+  HttpResult r = client.PostJson(path, req.dump());
+  if (r.status != 200 && r.status != 201) {
+    *err = std::string(kind) + " failed: " + r.Describe();
+    return false;
+  }
+  json doc = json::parse(r.body, nullptr, false);
+  if (!doc.is_object() || !doc.contains("status") || !doc["status"].is_object()) {
+    *err = std::string(kind) + " failed: response has no status";
+    return false;
+  }
+  *status = std::move(doc["status"]);
+  return true;
 }
 
 }  // namespace
@@ -47,17 +61,10 @@ bool RestReviewApi::ReviewToken(const std::string& token, TokenReviewResult* out
   json req = {{"apiVersion", "authentication.k8s.io/v1"},
               {"kind", "TokenReview"},
               {"spec", {{"token", token}}}};
-  HttpResult r = client_.PostJson("/apis/authentication.k8s.io/v1/tokenreviews", req.dump());
-  if (r.status != 200 && r.status != 201) {
-    *err = ReviewFailure("TokenReview", r);
+  json st;
+  if (!PostReview(client_, "TokenReview", "/apis/authentication.k8s.io/v1/tokenreviews", req, &st,
+                  err))
     return false;
-  }
-  json doc = json::parse(r.body, nullptr, false);
-  if (!doc.is_object() || !doc.contains("status") || !doc["status"].is_object()) {
-    *err = "TokenReview failed: response has no status";
-    return false;
-  }
-  const json& st = doc["status"];
   TokenReviewResult res;
   // The server omits `authenticated` when false.
   res.authenticated = st.value("authenticated", false);
@@ -91,17 +98,10 @@ bool RestReviewApi::ReviewAccess(const UserInfo& user, const std::string& verb,
   if (!user.extra.empty()) spec["extra"] = user.extra;
   json req = {
       {"apiVersion", "authorization.k8s.io/v1"}, {"kind", "SubjectAccessReview"}, {"spec", spec}};
-  HttpResult r = client_.PostJson("/apis/authorization.k8s.io/v1/subjectaccessreviews", req.dump());
-  if (r.status != 200 && r.status != 201) {
-    *err = ReviewFailure("SubjectAccessReview", r);
+  json st;
+  if (!PostReview(client_, "SubjectAccessReview",
+                  "/apis/authorization.k8s.io/v1/subjectaccessreviews", req, &st, err))
     return false;
-  }
-  json doc = json::parse(r.body, nullptr, false);
-  if (!doc.is_object() || !doc.contains("status") || !doc["status"].is_object()) {
-    *err = "SubjectAccessReview failed: response has no status";
-    return false;
-  }
-  const json& st = doc["status"];
   AccessReviewResult res;
   res.allowed = st.value("allowed", false) && !st.value("denied", false);
   res.reason = st.value("reason", std::string());
