@@ -68,7 +68,7 @@ enum it_syscall {
 #define IT_CHUNK_MAX 4096
 
 /*
- * Ring buffer sizing (docs/capture.md#ring-buffer). Every ring record is prefixed by the kernel's
+ * Ring buffer sizing (docs/capture.md#loss-accounting). Every ring record is prefixed by the kernel's
  * 8-byte header (BPF_RINGBUF_HDR_SZ) and padded to 8 bytes. The largest record is a data event of
  * the largest class; a ring that cannot hold it loses every such event, so the agent refuses
  * rings smaller than IT_RING_MIN_BYTES (ring sizes are powers of two, a multiple of the page

@@ -222,7 +222,7 @@ void ExchangeAssembler::MaybeQuietPoint() {
   for (const Exchange& ex : queue_) hidden = hidden || ex.kind == Exchange::Kind::kHidden;
   if ((!hidden && skip_hi_ == 0) || pipelining_seen_) return;
   // The response direction must be idle at a message boundary and nothing may have been written
-  // at or after this request began (docs/parsing.md#loss: a client that does not pipeline sends
+  // at or after this request began (docs/parsing.md#pairing-and-loss: a client that does not pipeline sends
   // a request only after the previous response ended; the tracker delivers the other
   // direction's older bytes, and declares its older holes, before these request bytes).
   if ((resp_msg_ != RespMsg::kNone && resp_msg_ != RespMsg::kResync) ||
@@ -264,7 +264,7 @@ ExchangeAssembler::Exchange* ExchangeAssembler::PairResponse() {
     return nullptr;
   }
   // A later request that began before this response began was sent before this one was
-  // answered: the client pipelines (docs/parsing.md#loss).
+  // answered: the client pipelines (docs/parsing.md#pairing-and-loss).
   bool later = false;
   for (const Exchange& e : queue_) {
     if (&e == first) {
@@ -522,7 +522,7 @@ void ExchangeAssembler::ResponseSide::OnMessageComplete() {
     ex->rec.response_complete = true;
   }
   // A later request that began before this response ended (both seen whole) proves the client
-  // pipelines (docs/parsing.md#loss).
+  // pipelines (docs/parsing.md#pairing-and-loss).
   bool later = false;
   for (const Exchange& e : a.queue_) {
     if (&e == ex) {

@@ -20,7 +20,7 @@ std::string_view RoleName(Role r);
 
 // "" when `bytes` is a usable BPF ring buffer size (a power of two of at least IT_RING_MIN_BYTES,
 // which holds the largest capture event); otherwise a one-line reason
-// (docs/capture.md#ring-buffer).
+// (docs/capture.md#loss-accounting).
 [[nodiscard]] std::string CheckRingBufferSize(uint64_t bytes);
 
 // An IP address (IPv4 stored v4-mapped, as in the ABI) and a port. An all-zero address is the

@@ -85,7 +85,7 @@ ConnectionTracker::Conn* ConnectionTracker::GetOrCreate(const it_event_header& h
   auto it = conns_.find(h.conn_id);
   if (it != conns_.end()) return it->second.get();
   // fd reuse: the fd can only hold a new connection after close() of the old one, whose close
-  // event was then lost (docs/capture.md#loss). End the old one first.
+  // event was then lost (docs/capture.md#loss-accounting). End the old one first.
   if (auto f = by_fd_.find(FdKey(h.tgid, fd)); f != by_fd_.end() && f->second != h.conn_id) {
     if (auto old = conns_.find(f->second); old != conns_.end()) {
       ++stats_.reconciled_closes;
@@ -147,7 +147,7 @@ void ConnectionTracker::OnData(const it_data_event& ev, std::span<const uint8_t>
   if (!c) return;
   ++c->info.counters.events;
   c->last_ts = std::max(c->last_ts, uint64_t(ev.hdr.ts_ns));
-  // Cross-direction order (docs/parsing.md#loss): the pairing of requests with responses reasons
+  // Cross-direction order (docs/parsing.md#pairing-and-loss): the pairing of requests with responses reasons
   // about what the other direction had carried by this event's time. Bytes of the other
   // direction held behind a hole that were carried by a syscall no later than this one mean
   // that hole was lost in the ring (events leave the ring in about time order): declare it now,

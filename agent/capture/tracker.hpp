@@ -64,7 +64,7 @@ struct TrackerOptions {
   uint64_t reorder_window_ns = 50'000'000;
   // Connections tracked at once; beyond it new connections are dropped and counted.
   size_t max_connections = 200'000;
-  // Close events are lost with the rest of a ring overflow (docs/capture.md#loss); nothing else
+  // Close events are lost with the rest of a ring overflow (docs/capture.md#loss-accounting); nothing else
   // would ever end such a connection. A connection with no event for this long is ended by
   // Flush (a later event of it starts a new one whose first bytes are a gap, so nothing is
   // mis-paired). 0 disables.

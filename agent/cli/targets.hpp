@@ -32,7 +32,7 @@ struct AttributionArgs {
 const char* CaptureSideName(const std::string& side);
 void AddTargetOptions(CLI::App& cmd, TargetArgs& args);
 // --ring-buffer-size for run and capture: a bad size is a usage error (exit 2) with one line
-// saying why (docs/capture.md#ring-buffer), before anything is loaded.
+// saying why (docs/capture.md#loss-accounting), before anything is loaded.
 void AddRingBufferOption(CLI::App& cmd, uint32_t& bytes);
 Status ResolveTargets(const TargetArgs& args, std::vector<TracedEndpoint>* out);
 

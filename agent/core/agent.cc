@@ -152,7 +152,7 @@ Status Agent::Start() {
   for (RecordListener* l : extra_listeners_) pipeline_->AddListener(l);
   TrackerOptions topts;
   // Close events may be lost in a ring overflow: an idle connection whose fd no longer holds a
-  // socket in its process is over (docs/capture.md#loss).
+  // socket in its process is over (docs/capture.md#loss-accounting).
   topts.is_alive = [](const ConnInfo& c) { return FdHoldsSocket(c.tgid, c.fd); };
   tracker_ = std::make_unique<ConnectionTracker>(*pipeline_, topts);
 

@@ -1,4 +1,4 @@
-// Ring buffer sizing (docs/capture.md#ring-buffer): the rule the CLI and the loader share.
+// Ring buffer sizing (docs/capture.md#loss-accounting): the rule the CLI and the loader share.
 #include <gtest/gtest.h>
 
 #include "agent/capture/abi.hpp"

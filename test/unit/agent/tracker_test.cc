@@ -190,7 +190,7 @@ TEST_F(TrackerTest, ConnectionLimitDropsAndCounts) {
   EXPECT_EQ(t.stats().dropped_connections, 2u);
 }
 
-// Close events are lost with the rest of a ring overflow (docs/capture.md#loss). A new connection
+// Close events are lost with the rest of a ring overflow (docs/capture.md#loss-accounting). A new connection
 // on the same (tgid, fd) proves the old one was closed.
 TEST_F(TrackerTest, NewConnectionOnTheSameFdEndsTheOneWhoseCloseWasLost) {
   Feed(ConnEvent(IT_EV_OPEN, 1, 1, 0, 0, /*fd=*/7));

@@ -317,7 +317,7 @@ TEST(Exchange, RequestGapPlaceholderAbsorbsItsResponse) {
   EXPECT_EQ(c.rec.records[1].input_tokens, 2u);
 }
 
-// A request-direction gap hides an unknown number of requests (docs/parsing.md#loss). The old
+// A request-direction gap hides an unknown number of requests (docs/parsing.md#pairing-and-loss). The old
 // rule (one stand-in absorbs exactly one response) paired every later response one place off when
 // the gap held two requests. Now: responses reaching the hidden marker are dropped, and the next
 // request that begins after every response so far has ended (a quiet point) is paired exactly.

@@ -1,4 +1,4 @@
-// The accuracy property (docs/testing.md#accuracy-property): randomized capture event streams,
+// The accuracy property (docs/testing.md#accuracy): randomized capture event streams,
 // driven through the real ConnectionTracker → Pipeline → ExchangeAssembler → Metrics registry,
 // the same code path as live. The generator knows the truth of every exchange.
 //
@@ -26,7 +26,7 @@
 //     rest.
 //  5. No connection leaks: after the idle reconciliation, tracker and pipeline track nothing.
 //
-// Premise the generator respects (docs/parsing.md#loss): a pipelining client pipelines from its
+// Premise the generator respects (docs/parsing.md#pairing-and-loss): a pipelining client pipelines from its
 // first exchanges, and those are never lost, so the connection is known to pipeline before any
 // request-direction gap. (No byte count or timestamp can bound how many requests a gap hid from
 // a client that pipelines; the assembler then keeps the connection in doubt.)
