@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -160,8 +161,15 @@ int main(int argc, char** argv) {
   const uint16_t traced_port = 47001, untraced_port = 47002;
   std::string err;
   auto ep = infertap::ParseEndpoint("127.0.0.1:" + std::to_string(traced_port), &err);
-  cap->SetEndpoints({{*ep, IT_ROLE_SERVER, 0}});
-  cap->SetAttached(false);
+  // A failed setup would measure the floor (or nothing) as "infertap": stop instead.
+  if (st = cap->SetEndpoints({{*ep, IT_ROLE_SERVER, 0}}); !st) {
+    std::fprintf(stderr, "bench: %s\n", st.message().c_str());
+    return 1;
+  }
+  if (st = cap->SetAttached(false); !st) {
+    std::fprintf(stderr, "bench: %s\n", st.message().c_str());
+    return 1;
+  }
 
   CountingSink sink;
   std::atomic<bool> stop{false};
@@ -170,12 +178,17 @@ int main(int argc, char** argv) {
   });
 
   enum Cfg { kNone, kFloor, kInfertap };
+  // A configuration that could not be set up ends the run: its figures would be mislabelled.
   auto set_cfg = [&](Cfg c) {
     floor_bpf__detach(floor);
-    cap->SetAttached(false);
-    if (c == kFloor && floor_bpf__attach(floor))
-      std::fprintf(stderr, "bench: floor attach failed\n");
-    if (c == kInfertap) cap->SetAttached(true);
+    infertap::Status s = cap->SetAttached(false);
+    if (s && c == kFloor && floor_bpf__attach(floor))
+      s = infertap::Status::Error("cannot attach the floor programs");
+    if (s && c == kInfertap) s = cap->SetAttached(true);
+    if (!s) {
+      std::fprintf(stderr, "bench: %s\n", s.message().c_str());
+      std::exit(1);
+    }
   };
 
   std::vector<double> pipe_t[3], tcp_t[3], traced64, untraced64, traced4k, untraced4k;

@@ -7,7 +7,9 @@
 
 namespace infertap {
 
-class Status {
+// [[nodiscard]]: a Status that is dropped is a failure nobody sees; ignoring one is a visible
+// decision, `(void)` with a comment.
+class [[nodiscard]] Status {
  public:
   Status() = default;
   static Status Ok() { return Status(); }
