@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# Kubernetes mode end to end (docs/kubernetes.md, docs/testing.md). Root + real BPF.
+#
+#   kubernetes_e2e.sh BUILD_DIR SOURCE_DIR auth
+#     `infertap run --kubeconfig ... --metrics-auth kubernetes` against the fake API server
+#     (test/fake_apiserver); the upstream scrape setup (ClusterRole nonResourceURLs /metrics,
+#     ServiceAccount, token Secret, ClusterRoleBinding) applied with kubectl; then
+#     `curl -H "Authorization: Bearer $TOKEN"`: no token 401, bad token 401, a token without the
+#     role 403, with it 200, API stopped → 500 for a token not yet reviewed; /healthz and
+#     /readyz stay open and ready while the API is down.
+#
+#   kubernetes_e2e.sh BUILD_DIR SOURCE_DIR topology
+#     The fake API server in the root namespace bound to the root end of a veth; infertap-sim in
+#     a network namespace as the pod IP; `infertap run --kubeconfig ... --node n1` tracing it.
+#     A pod is created, made Ready (status patch), relabelled out of the pool, back in, and
+#     deleted while requests flow: records carry pool/namespace/pod and the model_name of an
+#     InferenceModel; the kernel endpoint set follows each change within 1 s.
+#
+# Exit 0 pass, 1 fail, 77 skip (not root / no BPF / missing tool).
+set -u
+BUILD=$1
+SRC=$2
+PHASE=$3
+INFERTAP=$BUILD/infertap
+SIM=$BUILD/infertap-sim
+FAKE=$SRC/test/fake_apiserver/fake_apiserver.py
+
+fail() {
+  echo "FAIL: $*" >&2
+  [ -n "${AGENT_LOG:-}" ] && [ -f "$AGENT_LOG" ] && { echo "--- agent log (tail):" >&2; tail -30 "$AGENT_LOG" >&2; }
+  exit 1
+}
+ok() { echo "ok: $*"; }
+
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
+[ -r /sys/kernel/btf/vmlinux ] || { echo "SKIP: no BTF"; exit 77; }
+for t in curl kubectl jq python3 ip openssl base64; do
+  command -v $t >/dev/null || fail "missing tool $t (scripts/install-deps.sh)"
+done
+[ -x "$INFERTAP" ] || fail "no $INFERTAP"
+
+W=$(mktemp -d /tmp/infertap-k8s-e2e.XXXXXX)
+PIDS=()
+NS=""
+VETH=""
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  [ -n "$NS" ] && ip netns del "$NS" 2>/dev/null
+  [ -n "$VETH" ] && ip link del "$VETH" 2>/dev/null
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now_ms() { date +%s%3N; }
+
+# ---- the fake API server ----
+BIND=127.0.0.1
+if [ "$PHASE" = topology ]; then
+  S=$(( ($$ % 200) + 20 ))
+  NS="itk8s-$$"
+  VETH="itk8r$$"
+  ip netns add "$NS" || fail "ip netns add"
+  ip link add "$VETH" type veth peer name "itk8p$$" || fail "veth"
+  ip link set "itk8p$$" netns "$NS"
+  ip addr add "10.232.$S.1/24" dev "$VETH"
+  ip link set "$VETH" up
+  ip -n "$NS" addr add "10.232.$S.2/24" dev "itk8p$$"
+  ip -n "$NS" link set "itk8p$$" up
+  ip -n "$NS" link set lo up
+  BIND=10.232.$S.1
+  POD_IP=10.232.$S.2
+fi
+python3 "$FAKE" --dir "$W/api" --bind "$BIND" --bookmark-interval 1 2>"$W/fake.log" &
+PIDS+=($!)
+for _ in $(seq 200); do [ -s "$W/api/ready" ] && break; sleep 0.05; done
+[ -s "$W/api/ready" ] || fail "fake API server not ready: $(cat "$W/fake.log")"
+API=$(cat "$W/api/ready")
+CTL=$(cat "$W/api/control")
+ADMIN=$(cat "$W/api/admin.token")
+export KUBECONFIG=$W/api/kubeconfig
+ok "fake API server at $API (bind $BIND)"
+
+api() {  # METHOD PATH [BODY [CONTENT-TYPE]] → prints HTTP status
+  curl -sS -o "$W/api.out" -w '%{http_code}' --cacert "$W/api/ca.crt" -H "Authorization: Bearer $ADMIN" \
+    -X "$1" ${3:+-H "Content-Type: ${4:-application/json}" --data-binary "$3"} "$API$2"
+}
+control() { curl -sS -o /dev/null -w '%{http_code}' --cacert "$W/api/ca.crt" -H "Authorization: Bearer $ADMIN" -X POST "$CTL$1"; }
+
+MPORT=$(free_port)
+IPORT=$(free_port)
+AGENT_LOG=$W/agent.log
+start_agent() {  # extra flags...
+  NODE_NAME= "$INFERTAP" run --kubeconfig "$KUBECONFIG" --node n1 \
+    --metrics-addr "127.0.0.1:$MPORT" --inspect-addr "127.0.0.1:$IPORT" --poll-interval 0.2 "$@" \
+    >"$AGENT_LOG" 2>&1 &
+  AGENT=$!
+  PIDS+=($AGENT)
+  for _ in $(seq 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/readyz")" = 200 ] && return 0
+    kill -0 $AGENT 2>/dev/null || fail "agent exited"
+    sleep 0.05
+  done
+  fail "agent not ready in 15 s"
+}
+
+# ============================================================================================
+if [ "$PHASE" = auth ]; then
+  start_agent --metrics-auth kubernetes
+  grep -q "mode: kubernetes (--kubeconfig $KUBECONFIG): node n1, all namespaces" "$AGENT_LOG" \
+    || fail "no mode line in the log"
+  grep -q "metrics auth: kubernetes" "$AGENT_LOG" || fail "no auth line in the log"
+  ok "agent ready in Kubernetes mode with --metrics-auth kubernetes"
+
+  # The upstream scrape setup, verbatim in shape (gateway-api-inference-extension metrics guide).
+  kubectl apply -f - >"$W/kubectl.out" 2>&1 <<'EOF' || fail "kubectl apply: $(cat "$W/kubectl.out")"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: inference-gateway-metrics-reader
+rules:
+- nonResourceURLs:
+  - /metrics
+  verbs:
+  - get
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: inference-gateway-sa-metrics-reader
+  namespace: default
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: inference-gateway-sa-metrics-reader-role-binding
+subjects:
+- kind: ServiceAccount
+  name: inference-gateway-sa-metrics-reader
+  namespace: default
+roleRef:
+  kind: ClusterRole
+  name: inference-gateway-metrics-reader
+  apiGroup: rbac.authorization.k8s.io
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: inference-gateway-sa-metrics-reader-secret
+  namespace: default
+  annotations:
+    kubernetes.io/service-account.name: inference-gateway-sa-metrics-reader
+type: kubernetes.io/service-account-token
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: no-role
+  namespace: default
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: no-role-token
+  namespace: default
+  annotations:
+    kubernetes.io/service-account.name: no-role
+type: kubernetes.io/service-account-token
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: late-reader
+  namespace: default
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: late-reader-binding
+subjects:
+- kind: ServiceAccount
+  name: late-reader
+  namespace: default
+roleRef:
+  kind: ClusterRole
+  name: inference-gateway-metrics-reader
+  apiGroup: rbac.authorization.k8s.io
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: late-reader-token
+  namespace: default
+  annotations:
+    kubernetes.io/service-account.name: late-reader
+type: kubernetes.io/service-account-token
+EOF
+  TOKEN=$(kubectl -n default get secret inference-gateway-sa-metrics-reader-secret -o jsonpath='{.data.token}' | base64 --decode)
+  NOROLE=$(kubectl -n default get secret no-role-token -o jsonpath='{.data.token}' | base64 --decode)
+  LATE=$(kubectl -n default get secret late-reader-token -o jsonpath='{.data.token}' | base64 --decode)
+  [ -n "$TOKEN" ] && [ -n "$NOROLE" ] && [ -n "$LATE" ] || fail "service-account tokens not filled"
+
+  code() { curl -s -o "$W/body" -w '%{http_code}' "$@"; }
+  M=localhost:$MPORT/metrics
+  c=$(code "$M"); [ "$c" = 401 ] || fail "no token: $c (want 401)"; ok "no token → 401"
+  c=$(code -H "Authorization: Bearer not-a-valid-token" "$M"); [ "$c" = 401 ] || fail "bad token: $c"
+  ok "bad token → 401"
+  c=$(code -H "Authorization: Bearer $NOROLE" "$M"); [ "$c" = 403 ] || fail "token without the role: $c"
+  ok "token without the ClusterRole → 403"
+  # The upstream guide's command.
+  curl -H "Authorization: Bearer $TOKEN" localhost:$MPORT/metrics >"$W/metrics" 2>/dev/null \
+    || fail "curl with the reader token failed"
+  c=$(code -H "Authorization: Bearer $TOKEN" "$M"); [ "$c" = 200 ] || fail "reader token: $c"
+  grep -q '^# TYPE ' "$W/metrics" || fail "200 without an exposition"
+  ok "curl -H \"Authorization: Bearer \$TOKEN\" localhost:$MPORT/metrics → 200 ($(wc -l <"$W/metrics") lines)"
+  # Each decision came from a TokenReview + SubjectAccessReview on the API server.
+  n=$(curl -sS --cacert "$W/api/ca.crt" -H "Authorization: Bearer $ADMIN" "$CTL/fake/requests?path=subjectaccessreviews" | jq '.requests | length')
+  [ "$n" -ge 2 ] || fail "expected SubjectAccessReviews on the API server, saw $n"
+  ok "$n SubjectAccessReviews seen by the API server"
+
+  # The API goes away: a token not reviewed yet cannot be decided → 500 (never 200).
+  [ "$(control '/fake/stop?mode=refuse')" = 200 ] || fail "stop the fake"
+  c=$(code -H "Authorization: Bearer $LATE" "$M"); [ "$c" = 500 ] || fail "API down: $c (want 500)"
+  ok "API stopped → 500 for an unreviewed token"
+  c=$(code "localhost:$MPORT/healthz"); [ "$c" = 200 ] || fail "/healthz while API down: $c"
+  c=$(code "localhost:$MPORT/readyz"); [ "$c" = 200 ] || fail "/readyz while API down: $c"
+  ok "/healthz and /readyz open and ready while the API is down"
+  [ "$(control '/fake/start')" = 200 ] || fail "start the fake"
+  c=$(code -H "Authorization: Bearer $LATE" "$M"); [ "$c" = 200 ] || fail "API back: $c (want 200)"
+  ok "API back → 200 (failures are not cached)"
+  kill -TERM $AGENT; wait $AGENT; rc=$?
+  [ $rc = 0 ] || fail "agent exit $rc after SIGTERM"
+  echo PASS
+  exit 0
+fi
+
+# ============================================================================================
+[ "$PHASE" = topology ] || fail "unknown phase $PHASE"
+[ -x "$SIM" ] || fail "no $SIM"
+ip netns exec "$NS" "$SIM" --listen "$POD_IP:8000" --model llama-3-8b --tokens 4 >"$W/sim.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q listening "$W/sim.log" && break; sleep 0.05; done
+grep -q listening "$W/sim.log" || fail "sim did not start: $(cat "$W/sim.log")"
+
+kubectl apply -f - >"$W/kubectl.out" 2>&1 <<EOF || fail "kubectl apply: $(cat "$W/kubectl.out")"
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata:
+  name: llama
+  namespace: ml
+spec:
+  selector:
+    matchLabels:
+      app: vllm
+  targetPorts:
+  - number: 8000
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata:
+  name: chat
+  namespace: ml
+spec:
+  modelName: chat
+  poolRef:
+    name: llama
+  targetModels:
+  - name: llama-3-8b
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: vllm-0
+  namespace: ml
+  labels:
+    app: vllm
+    inference.networking.k8s.io/engine-type: vllm
+spec:
+  nodeName: n1
+  containers:
+  - name: vllm
+    image: vllm/vllm-openai
+EOF
+ok "pool, InferenceModel and a Pending pod applied with kubectl"
+
+start_agent --metrics-auth none
+grep -q "mode: kubernetes" "$AGENT_LOG" || fail "no mode line"
+curl -sN "http://127.0.0.1:$IPORT/v1/records" >"$W/records.jsonl" 2>/dev/null &
+PIDS+=($!)
+
+state_has_endpoint() { curl -s "http://127.0.0.1:$IPORT/v1/state" | jq -e --arg e "$POD_IP:8000" '.endpoints | index($e) != null' >/dev/null; }
+# Waits until the kernel endpoint set has (want=1) or lacks (want=0) the pod; prints ms since $1.
+wait_endpoint() {
+  local t0=$1 want=$2
+  for _ in $(seq 100); do
+    if state_has_endpoint; then [ "$want" = 1 ] && { echo $(( $(now_ms) - t0 )); return 0; }
+    else [ "$want" = 0 ] && { echo $(( $(now_ms) - t0 )); return 0; }; fi
+    sleep 0.02
+  done
+  echo timeout; return 1
+}
+send() {  # N requests to the pod from the root namespace
+  for _ in $(seq "$1"); do
+    curl -s -o /dev/null -w '%{http_code}\n' "http://$POD_IP:8000/v1/chat/completions" \
+      -H 'Content-Type: application/json' \
+      -d '{"model":"llama-3-8b","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
+  done | sort | uniq -c | grep -q "$1 200" || fail "requests to the sim failed"
+}
+records_for() { jq -c --arg p "$1" 'select(.pod == $p)' "$W/records.jsonl" 2>/dev/null | wc -l; }
+
+state_has_endpoint && fail "a Pending pod is traced"
+sleep 0.3
+send 2
+sleep 0.5
+[ "$(records_for vllm-0)" = 0 ] || fail "records for a pod that is not Ready"
+ok "Pending pod: not traced"
+
+# Ready (status subresource): traced within 1 s.
+t0=$(now_ms)
+c=$(api PATCH /api/v1/namespaces/ml/pods/vllm-0/status \
+  "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$POD_IP\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" \
+  application/merge-patch+json)
+[ "$c" = 200 ] || fail "status patch: $c $(cat "$W/api.out")"
+dt=$(wait_endpoint "$t0" 1) || fail "endpoint not added"
+[ "$dt" -le 1000 ] || fail "endpoint added after $dt ms (> 1 s)"
+ok "pod Ready → endpoint added in $dt ms"
+send 5
+for _ in $(seq 50); do [ "$(records_for vllm-0)" -ge 5 ] && break; sleep 0.1; done
+n=$(records_for vllm-0)
+[ "$n" = 5 ] || fail "want 5 records for vllm-0, got $n"
+bad=$(jq -c 'select(.pod == "vllm-0") | select(.pool != "llama" or .namespace != "ml" or .model_name != "chat" or .target_model_name != "llama-3-8b" or .node != "n1" or .status != 200)' "$W/records.jsonl")
+[ -z "$bad" ] || fail "records with wrong attribution: $bad"
+ok "5 records: pool llama, namespace ml, pod vllm-0, model_name chat (InferenceModel), target llama-3-8b"
+curl -s "http://127.0.0.1:$MPORT/metrics" >"$W/metrics"
+grep -q 'model_name="chat",target_model_name="llama-3-8b"' "$W/metrics" || fail "no chat series in /metrics"
+ok "/metrics has model_name=\"chat\""
+
+# Relabelled out of the pool: untraced within 1 s.
+t0=$(now_ms)
+c=$(api PATCH /api/v1/namespaces/ml/pods/vllm-0 '{"metadata":{"labels":{"app":"other"}}}' application/merge-patch+json)
+[ "$c" = 200 ] || fail "relabel: $c"
+dt=$(wait_endpoint "$t0" 0) || fail "endpoint not removed after relabel"
+[ "$dt" -le 1000 ] || fail "endpoint removed after $dt ms (> 1 s)"
+ok "pod relabelled out of the pool → endpoint removed in $dt ms"
+send 3
+sleep 0.5
+n=$(records_for vllm-0)
+[ "$n" = 5 ] || fail "records after relabel: $n (want still 5)"
+ok "requests after the relabel are not traced"
+
+# Back in, then deleted.
+kubectl -n ml label pod vllm-0 app=vllm --overwrite >/dev/null || fail "kubectl label"
+t0=$(now_ms)
+dt=$(wait_endpoint "$t0" 1) || fail "endpoint not re-added"
+send 2
+for _ in $(seq 50); do [ "$(records_for vllm-0)" -ge 7 ] && break; sleep 0.1; done
+[ "$(records_for vllm-0)" = 7 ] || fail "want 7 records after relabel back"
+ok "relabelled back (kubectl label) → traced again"
+t0=$(now_ms)
+c=$(api DELETE /api/v1/namespaces/ml/pods/vllm-0)
+[ "$c" = 200 ] || fail "delete: $c"
+dt=$(wait_endpoint "$t0" 0) || fail "endpoint not removed after delete"
+[ "$dt" -le 1000 ] || fail "endpoint removed after $dt ms after delete (> 1 s)"
+ok "pod deleted → endpoint removed in $dt ms"
+send 2
+sleep 0.5
+[ "$(records_for vllm-0)" = 7 ] || fail "records after delete"
+curl -s "http://127.0.0.1:$IPORT/v1/state" | jq -e '.topology' >/dev/null || fail "no topology in /v1/state"
+kill -TERM $AGENT; wait $AGENT; rc=$?
+[ $rc = 0 ] || fail "agent exit $rc after SIGTERM"
+echo PASS
