@@ -13,8 +13,9 @@
 #     The fake API server in the root namespace bound to the root end of a veth; infertap-sim in
 #     a network namespace as the pod IP; `infertap run --kubeconfig ... --node n1` tracing it.
 #     A pod is created, made Ready (status patch), relabelled out of the pool, back in, and
-#     deleted while requests flow: records carry pool/namespace/pod and the model_name of an
-#     InferenceModel; the kernel endpoint set follows each change within 1 s.
+#     deleted while a background load flows: records carry pool/namespace/pod and the model_name
+#     of an InferenceModel; the kernel endpoint set follows each change within 1 s; a stream open
+#     across the relabel keeps its attribution; pool gauges follow the pod.
 #
 # Exit 0 pass, 1 fail, 77 skip (not root / no BPF / missing tool).
 set -u
@@ -48,7 +49,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
   [ -n "$NS" ] && ip netns del "$NS" 2>/dev/null
   [ -n "$VETH" ] && ip link del "$VETH" 2>/dev/null
-  rm -rf "$W"
+  [ -n "${KEEP:-}" ] && echo "kept $W" || rm -rf "$W"
 }
 trap cleanup EXIT
 
@@ -307,7 +308,10 @@ send() {  # N requests to the pod from the root namespace
       -d '{"model":"llama-3-8b","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
   done | sort | uniq -c | grep -q "$1 200" || fail "requests to the sim failed"
 }
-records_for() { jq -c --arg p "$1" 'select(.pod == $p)' "$W/records.jsonl" 2>/dev/null | wc -l; }
+# Foreground requests ask for 4 tokens, the background load for 2; the slow stream is the only
+# streaming request.
+records_for() { jq -c --arg p "$1" 'select(.pod == $p and .output_tokens == 4)' "$W/records.jsonl" 2>/dev/null | wc -l; }
+metric() { curl -s "http://127.0.0.1:$MPORT/metrics" | grep -E "^$1" ; }
 
 state_has_endpoint && fail "a Pending pod is traced"
 sleep 0.3
@@ -332,6 +336,29 @@ n=$(records_for vllm-0)
 bad=$(jq -c 'select(.pod == "vllm-0") | select(.pool != "llama" or .namespace != "ml" or .model_name != "chat" or .target_model_name != "llama-3-8b" or .node != "n1" or .status != 200)' "$W/records.jsonl")
 [ -z "$bad" ] || fail "records with wrong attribution: $bad"
 ok "5 records: pool llama, namespace ml, pod vllm-0, model_name chat (InferenceModel), target llama-3-8b"
+for _ in $(seq 50); do metric 'inference_pool_ready_pods\{name="llama"\} 1' >/dev/null && break; sleep 0.1; done
+metric 'inference_pool_ready_pods\{name="llama"\} 1' >/dev/null || fail "pool gauge: $(metric inference_pool_ready_pods)"
+metric 'inference_pool_per_pod_queue_size\{model_server_pod="vllm-0",name="llama"\}' >/dev/null \
+  || fail "per-pod gauge for vllm-0: $(metric inference_pool_per_pod_queue_size)"
+ok "pool gauges: inference_pool_ready_pods{name=\"llama\"} 1, per-pod series for vllm-0"
+
+# From here on a background load runs (new connection per request, 2 tokens) while the pod is
+# relabelled, relabelled back and deleted; and one slow stream (3 tokens, 1.5 s) is open across
+# the relabel: it keeps its attribution until it ends.
+( while [ ! -e "$W/stop-load" ]; do
+    curl -s -o /dev/null -w '%{http_code}\n' "http://$POD_IP:8000/v1/chat/completions" \
+      -H 'Content-Type: application/json' \
+      -d '{"model":"llama-3-8b","messages":[{"role":"user","content":"x"}],"max_tokens":2}'
+    sleep 0.02
+  done >"$W/load.codes" ) &
+LOAD=$!
+PIDS+=($LOAD)
+curl -s -o "$W/slow.out" "http://$POD_IP:8000/v1/chat/completions" -H 'Content-Type: application/json' \
+  -H 'x-sim-ttft-ms: 100' -H 'x-sim-itl-ms: 700' \
+  -d '{"model":"llama-3-8b","messages":[{"role":"user","content":"s"}],"max_tokens":3,"stream":true}' &
+SLOW=$!
+PIDS+=($SLOW)
+sleep 0.4
 curl -s "http://127.0.0.1:$MPORT/metrics" >"$W/metrics"
 grep -q 'model_name="chat",target_model_name="llama-3-8b"' "$W/metrics" || fail "no chat series in /metrics"
 ok "/metrics has model_name=\"chat\""
@@ -343,6 +370,15 @@ c=$(api PATCH /api/v1/namespaces/ml/pods/vllm-0 '{"metadata":{"labels":{"app":"o
 dt=$(wait_endpoint "$t0" 0) || fail "endpoint not removed after relabel"
 [ "$dt" -le 1000 ] || fail "endpoint removed after $dt ms (> 1 s)"
 ok "pod relabelled out of the pool → endpoint removed in $dt ms"
+wait $SLOW || fail "slow stream failed"
+for _ in $(seq 30); do
+  [ -n "$(jq -c 'select(.stream)' "$W/records.jsonl")" ] && break; sleep 0.1
+done
+slow=$(jq -c 'select(.stream)' "$W/records.jsonl")
+[ "$(echo "$slow" | grep -c .)" = 1 ] || fail "want one record for the slow stream, got: $slow"
+echo "$slow" | jq -e '.pool == "llama" and .pod == "vllm-0" and .model_name == "chat" and .stream' >/dev/null \
+  || fail "slow stream attribution: $slow"
+ok "a stream open across the relabel completed and kept pool llama / pod vllm-0"
 send 3
 sleep 0.5
 n=$(records_for vllm-0)
@@ -366,7 +402,22 @@ ok "pod deleted → endpoint removed in $dt ms"
 send 2
 sleep 0.5
 [ "$(records_for vllm-0)" = 7 ] || fail "records after delete"
-curl -s "http://127.0.0.1:$IPORT/v1/state" | jq -e '.topology' >/dev/null || fail "no topology in /v1/state"
+touch "$W/stop-load"
+wait $LOAD
+sent=$(grep -c '^200$' "$W/load.codes")
+[ "$(grep -vc '^200$' "$W/load.codes")" = 0 ] || fail "background requests failed"
+bg=$(jq -c 'select(.output_tokens == 2)' "$W/records.jsonl" | wc -l)
+[ "$bg" -ge 1 ] && [ "$bg" -lt "$sent" ] || fail "background: $bg records for $sent requests (want some, not all)"
+ok "background load: $sent requests, $bg traced (only while the pod was in the pool)"
+bad=$(jq -c 'select(.pool != "llama" or .namespace != "ml" or .pod != "vllm-0" or .model_name != "chat" or .node != "n1" or .status != 200)' "$W/records.jsonl")
+[ -z "$bad" ] || fail "records with wrong attribution: $bad"
+ok "all $(grep -c . "$W/records.jsonl") records attributed to llama / ml / vllm-0 / chat"
+metric 'inference_pool_per_pod_queue_size\{model_server_pod="vllm-0"' >/dev/null && fail "per-pod gauge of a deleted pod"
+ok "per-pod gauges of the deleted pod are gone"
+curl -s "http://127.0.0.1:$IPORT/v1/state" >"$W/state.json"
+jq -e '.topology.source == "kubernetes" and (.topology.pools[0].origin | startswith("kubernetes InferencePool ml/llama"))' "$W/state.json" >/dev/null \
+  || fail "/v1/state topology: $(jq -c .topology "$W/state.json")"
+ok "/v1/state: topology from kubernetes with origins"
 kill -TERM $AGENT; wait $AGENT; rc=$?
 [ $rc = 0 ] || fail "agent exit $rc after SIGTERM"
 echo PASS
