@@ -17,6 +17,15 @@
 #     of an InferenceModel; the kernel endpoint set follows each change within 1 s; a stream open
 #     across the relabel keeps its attribution; pool gauges follow the pod.
 #
+#   kubernetes_e2e.sh BUILD_DIR SOURCE_DIR twonode
+#     Two "nodes" (network namespaces n1, n2, each with its own agent started there with
+#     --node n1 / --node n2 and --metrics-auth kubernetes), the fake API server in the root
+#     namespace on the root end of n1's veth (n2 reaches it through its default route), one
+#     infertap-sim per pod IP. Each request is counted on exactly one node and the sum over both
+#     agents equals what the clients sent; a pod created later on n2 is picked up by n2's agent
+#     only; a real Prometheus scrapes both agents with `authorization: credentials_file` (the
+#     reader service account's token) and sums them.
+#
 # Exit 0 pass, 1 fail, 77 skip (not root / no BPF / missing tool).
 set -u
 BUILD=$1
@@ -44,11 +53,15 @@ W=$(mktemp -d /tmp/infertap-k8s-e2e.XXXXXX)
 PIDS=()
 NS=""
 VETH=""
+EXTRA_NS=()
+EXTRA_LINKS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
   [ -n "$NS" ] && ip netns del "$NS" 2>/dev/null
   [ -n "$VETH" ] && ip link del "$VETH" 2>/dev/null
+  for n in "${EXTRA_NS[@]}"; do ip netns del "$n" 2>/dev/null; done
+  for l in "${EXTRA_LINKS[@]}"; do ip link del "$l" 2>/dev/null; done
   [ -n "${KEEP:-}" ] && echo "kept $W" || rm -rf "$W"
 }
 trap cleanup EXIT
@@ -72,6 +85,33 @@ if [ "$PHASE" = topology ]; then
   ip -n "$NS" link set lo up
   BIND=10.232.$S.1
   POD_IP=10.232.$S.2
+elif [ "$PHASE" = twonode ]; then
+  S=$(( ($$ % 200) + 20 ))
+  for i in 1 2; do
+    n="itk8n$i-$$"
+    EXTRA_NS+=("$n")
+    EXTRA_LINKS+=("itk8n${i}r$$")
+    ip netns add "$n" || fail "ip netns add $n"
+    ip link add "itk8n${i}r$$" type veth peer name "itk8n${i}p$$" || fail "veth"
+    ip link set "itk8n${i}p$$" netns "$n"
+    ip addr add "10.23$((2 + i)).$S.1/24" dev "itk8n${i}r$$"
+    ip link set "itk8n${i}r$$" up
+    ip -n "$n" addr add "10.23$((2 + i)).$S.2/24" dev "itk8n${i}p$$"
+    ip -n "$n" link set "itk8n${i}p$$" up
+    ip -n "$n" link set lo up
+    ip -n "$n" route add default via "10.23$((2 + i)).$S.1"
+  done
+  N1=${EXTRA_NS[0]}
+  N2=${EXTRA_NS[1]}
+  NODE1_IP=10.233.$S.2
+  NODE2_IP=10.234.$S.2
+  P1_IP=10.233.$S.10
+  P2_IP=10.234.$S.10
+  P3_IP=10.234.$S.11
+  ip -n "$N1" addr add "$P1_IP/24" dev "itk8n1p$$"
+  ip -n "$N2" addr add "$P2_IP/24" dev "itk8n2p$$"
+  ip -n "$N2" addr add "$P3_IP/24" dev "itk8n2p$$"
+  BIND=10.233.$S.1
 fi
 python3 "$FAKE" --dir "$W/api" --bind "$BIND" --bookmark-interval 1 2>"$W/fake.log" &
 PIDS+=($!)
@@ -106,15 +146,9 @@ start_agent() {  # extra flags...
   fail "agent not ready in 15 s"
 }
 
-# ============================================================================================
-if [ "$PHASE" = auth ]; then
-  start_agent --metrics-auth kubernetes
-  grep -q "mode: kubernetes (--kubeconfig $KUBECONFIG): node n1, all namespaces" "$AGENT_LOG" \
-    || fail "no mode line in the log"
-  grep -q "metrics auth: kubernetes" "$AGENT_LOG" || fail "no auth line in the log"
-  ok "agent ready in Kubernetes mode with --metrics-auth kubernetes"
-
-  # The upstream scrape setup, verbatim in shape (gateway-api-inference-extension metrics guide).
+# The upstream scrape setup, verbatim in shape (gateway-api-inference-extension metrics guide),
+# plus a service account without the role and one whose token is reviewed only later.
+apply_scrape_rbac() {
   kubectl apply -f - >"$W/kubectl.out" 2>&1 <<'EOF' || fail "kubectl apply: $(cat "$W/kubectl.out")"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -197,6 +231,17 @@ metadata:
     kubernetes.io/service-account.name: late-reader
 type: kubernetes.io/service-account-token
 EOF
+}
+
+# ============================================================================================
+if [ "$PHASE" = auth ]; then
+  start_agent --metrics-auth kubernetes
+  grep -q "mode: kubernetes (--kubeconfig $KUBECONFIG): node n1, all namespaces" "$AGENT_LOG" \
+    || fail "no mode line in the log"
+  grep -q "metrics auth: kubernetes" "$AGENT_LOG" || fail "no auth line in the log"
+  ok "agent ready in Kubernetes mode with --metrics-auth kubernetes"
+
+  apply_scrape_rbac
   TOKEN=$(kubectl -n default get secret inference-gateway-sa-metrics-reader-secret -o jsonpath='{.data.token}' | base64 --decode)
   NOROLE=$(kubectl -n default get secret no-role-token -o jsonpath='{.data.token}' | base64 --decode)
   LATE=$(kubectl -n default get secret late-reader-token -o jsonpath='{.data.token}' | base64 --decode)
@@ -237,6 +282,168 @@ EOF
 fi
 
 # ============================================================================================
+if [ "$PHASE" = twonode ]; then
+  [ -x "$SIM" ] || fail "no $SIM"
+  command -v prometheus >/dev/null || fail "missing tool prometheus (scripts/install-deps.sh)"
+  ip netns exec "$N1" "$SIM" --listen "$P1_IP:8000" --model llama-3-8b --tokens 4 >"$W/sim1.log" 2>&1 &
+  PIDS+=($!)
+  ip netns exec "$N2" "$SIM" --listen "$P2_IP:8000" --listen "$P3_IP:8000" --model llama-3-8b \
+    --tokens 4 >"$W/sim2.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 100); do grep -q listening "$W/sim1.log" && grep -q listening "$W/sim2.log" && break; sleep 0.05; done
+  grep -q listening "$W/sim2.log" || fail "sims did not start"
+  apply_scrape_rbac
+  TOKEN=$(kubectl -n default get secret inference-gateway-sa-metrics-reader-secret -o jsonpath='{.data.token}' | base64 --decode)
+  [ -n "$TOKEN" ] || fail "no reader token"
+  printf '%s' "$TOKEN" >"$W/reader.token"
+  pod_yaml() {  # NAME NODE
+    printf -- '---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: ml\n  labels:\n    app: vllm\nspec:\n  nodeName: %s\n  containers:\n  - name: vllm\n    image: vllm/vllm-openai\n' "$1" "$2"
+  }
+  { cat <<'YAML'
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata:
+  name: llama
+  namespace: ml
+spec:
+  selector:
+    matchLabels:
+      app: vllm
+  targetPorts:
+  - number: 8000
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata:
+  name: chat
+  namespace: ml
+spec:
+  modelName: chat
+  poolRef:
+    name: llama
+  targetModels:
+  - name: llama-3-8b
+YAML
+    pod_yaml p1 n1; pod_yaml p2 n2; } | kubectl apply -f - >"$W/kubectl.out" 2>&1 || fail "kubectl apply: $(cat "$W/kubectl.out")"
+  ready() {  # NAME IP
+    c=$(api PATCH "/api/v1/namespaces/ml/pods/$1/status" \
+      "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$2\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" \
+      application/merge-patch+json)
+    [ "$c" = 200 ] || fail "status patch $1: $c"
+  }
+  ready p1 "$P1_IP"
+  ready p2 "$P2_IP"
+  for i in 1 2; do
+    n=${EXTRA_NS[$((i - 1))]}
+    nip=$([ $i = 1 ] && echo "$NODE1_IP" || echo "$NODE2_IP")
+    ip netns exec "$n" env NODE_NAME=n$i "$INFERTAP" run --kubeconfig "$KUBECONFIG" \
+      --metrics-addr "$nip:9090" --inspect-addr 127.0.0.1:9091 --metrics-auth kubernetes \
+      --poll-interval 0.2 >"$W/agent$i.log" 2>&1 &
+    PIDS+=($!)
+    eval "AGENT$i=$!"
+  done
+  AGENT_LOG=$W/agent1.log
+  for _ in $(seq 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$NODE1_IP:9090/readyz")" = 200 ] &&
+      [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$NODE2_IP:9090/readyz")" = 200 ] && break
+    sleep 0.05
+  done
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$NODE2_IP:9090/readyz")" = 200 ] || fail "agents not ready: $(tail -5 "$W/agent2.log")"
+  grep -q "mode: kubernetes" "$W/agent2.log" && grep -q "node n2" "$W/agent2.log" || fail "agent 2 mode line"
+  endpoints_of() { ip netns exec "${EXTRA_NS[$(($1 - 1))]}" curl -s http://127.0.0.1:9091/v1/state | jq -c '.endpoints'; }
+  for _ in $(seq 100); do
+    [ "$(endpoints_of 1)" = "[\"$P1_IP:8000\"]" ] && [ "$(endpoints_of 2)" = "[\"$P2_IP:8000\"]" ] && break
+    sleep 0.05
+  done
+  [ "$(endpoints_of 1)" = "[\"$P1_IP:8000\"]" ] || fail "agent 1 endpoints: $(endpoints_of 1)"
+  [ "$(endpoints_of 2)" = "[\"$P2_IP:8000\"]" ] || fail "agent 2 endpoints: $(endpoints_of 2)"
+  ok "two agents ready: n1 traces $P1_IP:8000 only, n2 traces $P2_IP:8000 only"
+  for i in 1 2; do
+    ip netns exec "${EXTRA_NS[$((i - 1))]}" curl -sN http://127.0.0.1:9091/v1/records >"$W/records$i.jsonl" 2>/dev/null &
+    PIDS+=($!)
+  done
+  sleep 0.3
+
+  # A real Prometheus scraping both agents with the reader's token.
+  PPORT=$(free_port)
+  cat >"$W/prometheus.yml" <<YAML
+global:
+  scrape_interval: 1s
+scrape_configs:
+- job_name: infertap
+  authorization:
+    credentials_file: $W/reader.token
+  static_configs:
+  - targets: ['$NODE1_IP:9090', '$NODE2_IP:9090']
+YAML
+  prometheus --config.file="$W/prometheus.yml" --storage.tsdb.path="$W/tsdb" \
+    --web.listen-address="127.0.0.1:$PPORT" >"$W/prometheus.log" 2>&1 &
+  PIDS+=($!)
+
+  send_to() {  # IP N → prints how many got a 200
+    for _ in $(seq "$2"); do
+      curl -s -o /dev/null -w '%{http_code}\n' "http://$1:8000/v1/chat/completions" \
+        -H 'Content-Type: application/json' \
+        -d '{"model":"llama-3-8b","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
+    done | grep -c '^200$'
+  }
+  # Both nodes' pods at once, from the root namespace (the "gateway").
+  send_to "$P1_IP" 7 >"$W/sent1" &
+  s1=$!
+  send_to "$P2_IP" 11 >"$W/sent2" &
+  s2=$!
+  wait $s1 $s2
+  [ "$(cat "$W/sent1")" = 7 ] && [ "$(cat "$W/sent2")" = 11 ] || fail "requests failed"
+  count() { grep -c . "$W/records$1.jsonl" 2>/dev/null; }
+  for _ in $(seq 50); do [ "$(count 1)" -ge 7 ] && [ "$(count 2)" -ge 11 ] && break; sleep 0.1; done
+  [ "$(count 1)" = 7 ] || fail "node 1 records: $(count 1) (want 7)"
+  [ "$(count 2)" = 11 ] || fail "node 2 records: $(count 2) (want 11)"
+  jq -e -s 'all(.pod == "p1" and .node == "n1" and .pool == "llama" and .model_name == "chat")' "$W/records1.jsonl" >/dev/null || fail "node 1 attribution"
+  jq -e -s 'all(.pod == "p2" and .node == "n2" and .pool == "llama" and .model_name == "chat")' "$W/records2.jsonl" >/dev/null || fail "node 2 attribution"
+  ok "7 requests to p1 counted on n1 only, 11 to p2 on n2 only (pool llama, model chat)"
+
+  # A pod created later on n2 (made Ready): n2's agent adds it within 1 s, n1's never does.
+  pod_yaml p3 n2 | kubectl apply -f - >/dev/null || fail "kubectl apply p3"
+  t0=$(now_ms)
+  ready p3 "$P3_IP"
+  want="[\"$P2_IP:8000\",\"$P3_IP:8000\"]"
+  for _ in $(seq 100); do [ "$(endpoints_of 2)" = "$want" ] && break; sleep 0.02; done
+  dt=$(( $(now_ms) - t0 ))
+  [ "$(endpoints_of 2)" = "$want" ] || fail "agent 2 endpoints: $(endpoints_of 2)"
+  [ "$dt" -le 1000 ] || fail "p3 added after $dt ms"
+  [ "$(endpoints_of 1)" = "[\"$P1_IP:8000\"]" ] || fail "agent 1 endpoints changed: $(endpoints_of 1)"
+  ok "p3 on n2 Ready → n2 traces it after $dt ms; n1 unchanged"
+  [ "$(send_to "$P3_IP" 5)" = 5 ] || fail "requests to p3"
+  for _ in $(seq 50); do [ "$(count 2)" -ge 16 ] && break; sleep 0.1; done
+  [ "$(count 1)" = 7 ] && [ "$(count 2)" = 16 ] || fail "after p3: n1 $(count 1) (want 7), n2 $(count 2) (want 16)"
+  [ "$(jq -c 'select(.pod == "p3")' "$W/records2.jsonl" | wc -l)" = 5 ] || fail "p3 records"
+  ok "5 requests to p3 counted on n2 only"
+
+  # Each agent's /metrics (with the token) and Prometheus' sum over both = what was sent (23).
+  total() {  # NODE_IP → the agent's request_total for model chat
+    curl -s -H "Authorization: Bearer $TOKEN" "http://$1:9090/metrics" |
+      awk '/^inference_model_request_total\{.*model_name="chat"/ {s += $NF} END {print s + 0}'
+  }
+  [ "$(total "$NODE1_IP")" = 7 ] || fail "n1 request_total $(total "$NODE1_IP")"
+  [ "$(total "$NODE2_IP")" = 16 ] || fail "n2 request_total $(total "$NODE2_IP")"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$NODE1_IP:9090/metrics")" = 401 ] || fail "n1 /metrics without a token"
+  ok "request_total: n1 7, n2 16 (with the token; 401 without)"
+  q='sum(inference_model_request_total{model_name="chat"})'
+  got=""
+  for _ in $(seq 150); do
+    got=$(curl -s "http://127.0.0.1:$PPORT/api/v1/query" --data-urlencode "query=$q" | jq -r '.data.result[0].value[1] // empty' 2>/dev/null)
+    [ "$got" = 23 ] && break
+    sleep 0.2
+  done
+  [ "$got" = 23 ] || fail "Prometheus sum: '$got' (want 23); targets: $(curl -s "http://127.0.0.1:$PPORT/api/v1/targets" | jq -c '[.data.activeTargets[] | {scrapeUrl, health, lastError}]')"
+  up=$(curl -s "http://127.0.0.1:$PPORT/api/v1/query" --data-urlencode 'query=sum(up{job="infertap"})' | jq -r '.data.result[0].value[1]')
+  [ "$up" = 2 ] || fail "Prometheus up: $up"
+  ok "Prometheus (credentials_file) scrapes both agents: up 2, sum(request_total) = 23 = requests sent"
+  for a in $AGENT1 $AGENT2; do kill -TERM "$a"; wait "$a" || fail "agent exit after SIGTERM"; done
+  echo PASS
+  exit 0
+fi
+
 [ "$PHASE" = topology ] || fail "unknown phase $PHASE"
 [ -x "$SIM" ] || fail "no $SIM"
 ip netns exec "$NS" "$SIM" --listen "$POD_IP:8000" --model llama-3-8b --tokens 4 >"$W/sim.log" 2>&1 &
