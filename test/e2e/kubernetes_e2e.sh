@@ -17,6 +17,12 @@
 #     of an InferenceModel; the kernel endpoint set follows each change within 1 s; a stream open
 #     across the relabel keeps its attribution; pool gauges follow the pod.
 #
+#   kubernetes_e2e.sh BUILD_DIR SOURCE_DIR incluster
+#     "In a pod": the service-account files at /run/secrets/kubernetes.io/serviceaccount (a tmpfs
+#     in a private mount namespace), KUBERNETES_SERVICE_HOST/PORT and NODE_NAME, and no mode or
+#     auth flags: Kubernetes mode and --metrics-auth auto → kubernetes, with the agent's own
+#     service account (the ClusterRole docs/kubernetes.md lists + system:auth-delegator).
+#
 #   kubernetes_e2e.sh BUILD_DIR SOURCE_DIR twonode
 #     Two "nodes" (network namespaces n1, n2, each with its own agent started there with
 #     --node n1 / --node n2 and --metrics-auth kubernetes), the fake API server in the root
@@ -282,6 +288,142 @@ if [ "$PHASE" = auth ]; then
 fi
 
 # ============================================================================================
+if [ "$PHASE" = incluster ]; then
+  command -v unshare >/dev/null || fail "missing tool unshare"
+  apply_scrape_rbac
+  # The agent's own service account with the permissions docs/kubernetes.md lists: list/watch of
+  # pods and the inference resources, and system:auth-delegator for the reviews.
+  kubectl apply -f - >"$W/kubectl.out" 2>&1 <<'YAML' || fail "kubectl apply: $(cat "$W/kubectl.out")"
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: infertap
+  namespace: infertap-system
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: infertap-token
+  namespace: infertap-system
+  annotations:
+    kubernetes.io/service-account.name: infertap
+type: kubernetes.io/service-account-token
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: infertap
+rules:
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+- apiGroups: ["inference.networking.k8s.io", "inference.networking.x-k8s.io"]
+  resources: ["inferencepools", "inferencemodels", "inferencemodelrewrites"]
+  verbs: ["list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: infertap
+subjects:
+- kind: ServiceAccount
+  name: infertap
+  namespace: infertap-system
+roleRef:
+  kind: ClusterRole
+  name: infertap
+  apiGroup: rbac.authorization.k8s.io
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: infertap-auth-delegator
+subjects:
+- kind: ServiceAccount
+  name: infertap
+  namespace: infertap-system
+roleRef:
+  kind: ClusterRole
+  name: system:auth-delegator
+  apiGroup: rbac.authorization.k8s.io
+---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata:
+  name: llama
+  namespace: ml
+spec:
+  selector:
+    matchLabels:
+      app: vllm
+  targetPorts:
+  - number: 8000
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: vllm-0
+  namespace: ml
+  labels:
+    app: vllm
+spec:
+  nodeName: n1
+  containers:
+  - name: vllm
+    image: vllm/vllm-openai
+YAML
+  c=$(api PATCH /api/v1/namespaces/ml/pods/vllm-0/status \
+    '{"status":{"phase":"Running","podIP":"10.99.0.5","conditions":[{"type":"Ready","status":"True"}]}}' \
+    application/merge-patch+json)
+  [ "$c" = 200 ] || fail "status patch: $c"
+  SA=$W/sa
+  mkdir -p "$SA"
+  kubectl -n infertap-system get secret infertap-token -o jsonpath='{.data.token}' | base64 --decode >"$SA/token"
+  [ -s "$SA/token" ] || fail "no agent token"
+  cp "$W/api/ca.crt" "$SA/ca.crt"
+  printf infertap-system >"$SA/namespace"
+  TOKEN=$(kubectl -n default get secret inference-gateway-sa-metrics-reader-secret -o jsonpath='{.data.token}' | base64 --decode)
+  APORT=${API##*:}
+  # "In a pod": the service-account files at their real path, in a private mount namespace (a
+  # tmpfs over /run hides nothing from anyone else), the service env, the downward-API NODE_NAME,
+  # and no mode or auth flags at all.
+  unshare -m --propagation private sh -c '
+    set -e
+    mount -t tmpfs tmpfs /run
+    mkdir -p /run/secrets/kubernetes.io/serviceaccount
+    cp "$0"/token "$0"/ca.crt "$0"/namespace /run/secrets/kubernetes.io/serviceaccount/
+    exec env KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$1" NODE_NAME=n1 \
+      "$2" run --metrics-addr "127.0.0.1:$3" --inspect-addr "127.0.0.1:$4"' \
+    "$SA" "$APORT" "$INFERTAP" "$MPORT" "$IPORT" >"$AGENT_LOG" 2>&1 &
+  AGENT=$!
+  PIDS+=($AGENT)
+  for _ in $(seq 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/readyz")" = 200 ] && break
+    kill -0 $AGENT 2>/dev/null || fail "agent exited"
+    sleep 0.05
+  done
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/readyz")" = 200 ] || fail "agent not ready"
+  grep -q "kubernetes API https://127.0.0.1:$APORT (in-cluster)" "$AGENT_LOG" || fail "no in-cluster config line"
+  grep -q "mode: kubernetes (running in a pod" "$AGENT_LOG" || fail "no in-pod mode line"
+  grep -q "metrics auth: kubernetes (--metrics-auth=auto, in a pod)" "$AGENT_LOG" || fail "auto did not pick kubernetes"
+  ok "in a pod with no flags: Kubernetes mode and --metrics-auth auto → kubernetes (logged)"
+  state=$(curl -s "http://127.0.0.1:$IPORT/v1/state")
+  echo "$state" | jq -e '.endpoints == ["10.99.0.5:8000"] and .topology.source == "kubernetes"' >/dev/null \
+    || fail "in-cluster topology: $(echo "$state" | jq -c '{endpoints, topology}')"
+  ok "the service account (list/watch + auth-delegator) sees the pool: endpoint 10.99.0.5:8000"
+  c=$(curl -s -o /dev/null -w '%{http_code}' "localhost:$MPORT/metrics"); [ "$c" = 401 ] || fail "no token: $c"
+  c=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "localhost:$MPORT/metrics")
+  [ "$c" = 200 ] || fail "reader token: $c"
+  ok "reviews made with the agent's own token: no token 401, reader 200"
+  users=$(curl -sS --cacert "$W/api/ca.crt" -H "Authorization: Bearer $ADMIN" "$CTL/fake/requests?path=/api/v1/pods|tokenreviews|subjectaccessreviews" |
+    jq -r '[.requests[] | select(.path | startswith("/fake/") | not) | .user] | unique | join(",")')
+  [ "$users" = "system:serviceaccount:infertap-system:infertap" ] || fail "API callers: $users"
+  ok "every watch and review came from system:serviceaccount:infertap-system:infertap"
+  kill -TERM $AGENT; wait $AGENT || fail "agent exit after SIGTERM"
+  echo PASS
+  exit 0
+fi
+
 if [ "$PHASE" = twonode ]; then
   [ -x "$SIM" ] || fail "no $SIM"
   command -v prometheus >/dev/null || fail "missing tool prometheus (scripts/install-deps.sh)"
