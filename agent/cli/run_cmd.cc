@@ -62,6 +62,8 @@ struct Mode {
 
 Status ChooseMode(const RunArgs& a, bool in_cluster, Mode* out) {
   const bool standalone_flags = !a.targets.targets.empty() || !a.config.empty();
+  if (!a.kube_context.empty() && a.kubeconfig.empty())
+    return Status::Error("--kube-context needs --kubeconfig");
   if (!a.kubeconfig.empty()) {
     if (standalone_flags)
       return Status::Error(

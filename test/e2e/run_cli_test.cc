@@ -93,6 +93,8 @@ TEST(RunCli, KubernetesModeUsageErrors) {
             2)
       << out;
   EXPECT_NE(out.find("--namespace needs Kubernetes mode"), std::string::npos) << out;
+  EXPECT_EQ(Sh(Bin() + " run --kube-context c --node n1 --metrics-auth none", &out), 2) << out;
+  EXPECT_NE(out.find("--kube-context needs --kubeconfig"), std::string::npos) << out;
 }
 
 TEST(RunCli, WithoutPrivilegesExitsOneSayingWhatIsMissing) {
