@@ -15,7 +15,8 @@
 #     A pod is created, made Ready (status patch), relabelled out of the pool, back in, and
 #     deleted while a background load flows: records carry pool/namespace/pod and the model_name
 #     of an InferenceModel; the kernel endpoint set follows each change within 1 s; a stream open
-#     across the relabel keeps its attribution; pool gauges follow the pod.
+#     across the relabel keeps its attribution; pool gauges follow the pod. Then two pools named
+#     llama in two namespaces on the node: labels ml/llama and ml2/llama, no duplicate series.
 #
 #   kubernetes_e2e.sh BUILD_DIR SOURCE_DIR incluster
 #     "In a pod": the service-account files at /run/secrets/kubernetes.io/serviceaccount (a tmpfs
@@ -96,6 +97,8 @@ if [ "$PHASE" = topology ]; then
   ip -n "$NS" link set lo up
   BIND=10.232.$S.1
   POD_IP=10.232.$S.2
+  POD_IP2=10.232.$S.3
+  ip -n "$NS" addr add "$POD_IP2/24" dev "itk8p$$"
 elif [ "$PHASE" = twonode ]; then
   S=$(( ($$ % 200) + 20 ))
   for i in 1 2; do
@@ -593,7 +596,7 @@ fi
 
 [ "$PHASE" = topology ] || fail "unknown phase $PHASE"
 [ -x "$SIM" ] || fail "no $SIM"
-ip netns exec "$NS" "$SIM" --listen "$POD_IP:8000" --model llama-3-8b --tokens 4 >"$W/sim.log" 2>&1 &
+ip netns exec "$NS" "$SIM" --listen "$POD_IP:8000" --listen "$POD_IP2:8000" --model llama-3-8b --tokens 4 >"$W/sim.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q listening "$W/sim.log" && break; sleep 0.05; done
 grep -q listening "$W/sim.log" || fail "sim did not start: $(cat "$W/sim.log")"
@@ -772,6 +775,85 @@ curl -s "http://127.0.0.1:$IPORT/v1/state" >"$W/state.json"
 jq -e '.topology.source == "kubernetes" and (.topology.pools[0].origin | startswith("kubernetes InferencePool ml/llama"))' "$W/state.json" >/dev/null \
   || fail "/v1/state topology: $(jq -c .topology "$W/state.json")"
 ok "/v1/state: topology from kubernetes with origins"
+
+# Two pools named "llama" in two namespaces, both with a pod on this node: each gets the label
+# "namespace/name" (docs/kubernetes.md, "Two pools with one name"), records and gauges follow, and
+# the exposition has no duplicate series. ml2 has no InferenceModel: model_name = the target.
+before=$(grep -c . "$W/records.jsonl")
+kubectl apply -f - >"$W/kubectl.out" 2>&1 <<YAML || fail "kubectl apply: $(cat "$W/kubectl.out")"
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata:
+  name: llama
+  namespace: ml2
+spec:
+  selector:
+    matchLabels:
+      app: vllm2
+  targetPorts:
+  - number: 8000
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: vllm-b
+  namespace: ml2
+  labels:
+    app: vllm2
+spec:
+  nodeName: n1
+  containers:
+  - name: vllm
+    image: vllm/vllm-openai
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: vllm-0
+  namespace: ml
+  labels:
+    app: vllm
+spec:
+  nodeName: n1
+  containers:
+  - name: vllm
+    image: vllm/vllm-openai
+YAML
+for p in "ml vllm-0 $POD_IP" "ml2 vllm-b $POD_IP2"; do
+  set -- $p
+  c=$(api PATCH "/api/v1/namespaces/$1/pods/$2/status" \
+    "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$3\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" \
+    application/merge-patch+json)
+  [ "$c" = 200 ] || fail "status patch $2: $c"
+done
+for _ in $(seq 100); do
+  [ "$(curl -s "http://127.0.0.1:$IPORT/v1/state" | jq -c '.endpoints | sort')" = "[\"$POD_IP:8000\",\"$POD_IP2:8000\"]" ] && break
+  sleep 0.02
+done
+[ "$(curl -s "http://127.0.0.1:$IPORT/v1/state" | jq -c '.endpoints | sort')" = "[\"$POD_IP:8000\",\"$POD_IP2:8000\"]" ] \
+  || fail "two pools' endpoints: $(curl -s "http://127.0.0.1:$IPORT/v1/state" | jq -c .endpoints)"
+send 2
+for _ in $(seq 2); do
+  curl -s -o /dev/null "http://$POD_IP2:8000/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d '{"model":"llama-3-8b","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
+done
+for _ in $(seq 50); do [ "$(grep -c . "$W/records.jsonl")" -ge $((before + 4)) ] && break; sleep 0.1; done
+new=$(tail -n +$((before + 1)) "$W/records.jsonl")
+[ "$(echo "$new" | jq -c 'select(.pool == "ml/llama" and .pod == "vllm-0" and .model_name == "chat")' | wc -l)" = 2 ] \
+  || fail "records for ml/llama: $new"
+[ "$(echo "$new" | jq -c 'select(.pool == "ml2/llama" and .namespace == "ml2" and .pod == "vllm-b" and .model_name == "llama-3-8b")' | wc -l)" = 2 ] \
+  || fail "records for ml2/llama: $new"
+ok "two pools named llama: records labelled ml/llama (model chat) and ml2/llama (model llama-3-8b)"
+for _ in $(seq 50); do
+  metric 'inference_pool_ready_pods\{name="ml2/llama"\} 1' >/dev/null && metric 'inference_pool_ready_pods\{name="ml/llama"\} 1' >/dev/null && break
+  sleep 0.1
+done
+metric 'inference_pool_ready_pods\{name="ml/llama"\} 1' >/dev/null && metric 'inference_pool_ready_pods\{name="ml2/llama"\} 1' >/dev/null \
+  || fail "pool gauges: $(metric inference_pool_ready_pods)"
+metric 'inference_pool_ready_pods\{name="llama"\}' >/dev/null && fail "a plain llama pool series is left"
+curl -s "http://127.0.0.1:$MPORT/metrics" | grep -v '^#' | sed 's/ [^ ]*$//' | sort | uniq -d >"$W/dups"
+[ ! -s "$W/dups" ] || fail "duplicate series: $(head -3 "$W/dups")"
+ok "pool gauges per namespace/name, no duplicate series in the exposition"
 kill -TERM $AGENT; wait $AGENT; rc=$?
 [ $rc = 0 ] || fail "agent exit $rc after SIGTERM"
 echo PASS
