@@ -21,7 +21,7 @@ debs=(
   prometheus-cpp-dev libcli11-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   libsimdjson-dev libcurl4-openssl-dev libpcap-dev nlohmann-json3-dev libspdlog-dev libssl-dev openssl
   # Tools the tests and the demo run: gateways, clients, checkers, tracers.
-  iproute2 curl nginx-light prometheus tmux procps util-linux strace
+  iproute2 curl nginx-light prometheus tmux procps util-linux strace jq
   python3 gnuplot-nox
   libyaml-cpp-dev                             # kubeconfig parsing (k8s/)
 )

@@ -1,6 +1,10 @@
-// `infertap run`: the agent (docs/cli.md). Standalone mode: capture → parse → records → metrics
-// live, pool gauges from the model servers' /metrics, Prometheus on --metrics-addr, the local
-// inspection API for `top`/`trace` on --inspect-addr.
+// `infertap run`: the agent (docs/cli.md): capture → parse → records → metrics live, pool
+// gauges from the model servers' /metrics, Prometheus on --metrics-addr, the local inspection
+// API for `top`/`trace` on --inspect-addr.
+//
+// Mode (docs/kubernetes.md): Kubernetes when --kubeconfig is given, or when running in a pod
+// (KUBERNETES_SERVICE_HOST set) and neither --target nor --config is; otherwise standalone
+// (flags / --config). The choice and its reason are logged at startup.
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -13,7 +17,11 @@
 #include "agent/common/version.hpp"
 #include "agent/core/agent.hpp"
 #include "agent/serve/auth.hpp"
+#include "agent/topology/kubernetes_source.hpp"
 #include "agent/topology/static_source.hpp"
+#include "k8s/authorizer.hpp"
+#include "k8s/config.hpp"
+#include "k8s/rest_client.hpp"
 
 namespace infertap::cli {
 namespace {
@@ -34,6 +42,11 @@ struct RunArgs {
   uint32_t ring_bytes = 16u << 20;
   uint32_t syscall_cap = IT_DEFAULT_SYSCALL_CAP;
   std::vector<std::string> extra_paths;
+  std::string kubeconfig;
+  std::string kube_context;
+  std::string ns;  // --namespace; "" = all
+  // Set by RegisterRun: which flags were given explicitly (for mode selection and warnings).
+  CLI::App* cmd = nullptr;
 };
 
 int Fail(const std::string& msg, int code = 1) {
@@ -41,23 +54,105 @@ int Fail(const std::string& msg, int code = 1) {
   return code;
 }
 
+// Which topology source, from the flags and the environment.
+struct Mode {
+  bool kubernetes = false;
+  std::string why;  // for the startup log
+};
+
+Status ChooseMode(const RunArgs& a, bool in_cluster, Mode* out) {
+  const bool standalone_flags = !a.targets.targets.empty() || !a.config.empty();
+  if (!a.kube_context.empty() && a.kubeconfig.empty())
+    return Status::Error("--kube-context needs --kubeconfig");
+  if (!a.kubeconfig.empty()) {
+    if (standalone_flags)
+      return Status::Error(
+          "--kubeconfig selects Kubernetes mode; --target and --config are for standalone mode "
+          "(give one or the other)");
+    *out = {true, "--kubeconfig " + a.kubeconfig};
+    return Status::Ok();
+  }
+  if (in_cluster && !standalone_flags) {
+    *out = {true, "running in a pod (KUBERNETES_SERVICE_HOST is set, no --target/--config)"};
+    return Status::Ok();
+  }
+  if (!a.ns.empty())
+    return Status::Error("--namespace needs Kubernetes mode (--kubeconfig or a pod)");
+  *out = {false, !a.config.empty()            ? "--config " + a.config
+                 : !a.targets.targets.empty() ? std::string("--target")
+                 : in_cluster                 ? std::string("--target/--config given in a pod")
+                                              : std::string("no --kubeconfig and not in a pod")};
+  return Status::Ok();
+}
+
 // Flags → options → Agent → run until a signal (agent/core/agent.hpp).
 int RunAgent(const RunArgs& a) {
   // Before anything can be announced: a signal that arrives right after "running" is printed
   // must stop us gracefully (detaching), not kill us.
   InstallStopSignals();
-  // ---- flags → topology and options (usage errors exit 2) ----
-  topology::StaticTopologyOptions topts;
-  topts.targets = a.targets.targets;
-  topts.pool = a.attribution.pool;
-  topts.engine = a.engine;
-  topts.metrics_path = a.metrics_path;
-  topts.model_alias = a.attribution.model_alias;
-  topts.config = a.config;
-  Status st;
-  std::unique_ptr<topology::StaticTopologySource> source =
-      topology::StaticTopologySource::Create(topts, &st);
-  if (!source) return Fail(st.message(), 2);
+  const bool in_cluster = serve::InClusterFromEnv();
+  Mode mode;
+  if (Status s = ChooseMode(a, in_cluster, &mode); !s) return Fail(s.message(), 2);
+
+  std::string node = a.attribution.node;
+  if (mode.kubernetes) {
+    if (node.empty())
+      if (const char* n = std::getenv("NODE_NAME"); n && *n) node = n;
+    if (node.empty())
+      return Fail("Kubernetes mode (" + mode.why +
+                      ") needs the node name: --node NAME or NODE_NAME (downward API "
+                      "spec.nodeName)",
+                  2);
+  }
+
+  // ---- --metrics-auth (resolved before anything starts) ----
+  std::string auth_mode;
+  if (Status s = serve::ValidateAuthMode(a.metrics_auth, in_cluster, &auth_mode); !s)
+    return Fail(s.message(), 2);
+  if (auth_mode == "kubernetes" && !in_cluster && a.kubeconfig.empty())
+    return Fail(
+        "--metrics-auth=kubernetes outside a cluster needs --kubeconfig (the API server that "
+        "reviews the scrapers' tokens)",
+        2);
+
+  // ---- the cluster connection, when one is needed ----
+  std::unique_ptr<k8s::RestClient> client;
+  if (mode.kubernetes || auth_mode == "kubernetes") {
+    k8s::ClusterConfig cfg;
+    Status s = a.kubeconfig.empty() ? k8s::LoadInClusterConfig("", &cfg)
+                                    : k8s::LoadKubeconfig(a.kubeconfig, a.kube_context, &cfg);
+    if (!s) return Fail(s.message(), 2);
+    LOG_INFO("kubernetes API %s (%s)", cfg.server.c_str(), cfg.source.c_str());
+    client = std::make_unique<k8s::RestClient>(std::move(cfg));
+  }
+
+  // ---- flags → topology source (usage errors exit 2) ----
+  std::unique_ptr<topology::TopologySource> source;
+  if (mode.kubernetes) {
+    for (const char* f : {"--pool", "--engine", "--model-server-metrics-path"})
+      if (a.cmd && a.cmd->count(f))
+        LOG_WARN("%s is ignored in Kubernetes mode (the InferencePools say it)", f);
+    k8s::ClusterWatchOptions wopts;
+    wopts.node = node;
+    wopts.ns = a.ns;
+    if (Status s = topology::ParseModelAliases(a.attribution.model_alias, &wopts.aliases); !s)
+      return Fail(s.message(), 2);
+    LOG_INFO("mode: kubernetes (%s): node %s, %s", mode.why.c_str(), node.c_str(),
+             a.ns.empty() ? "all namespaces" : ("namespace " + a.ns).c_str());
+    source = std::make_unique<topology::KubernetesTopologySource>(*client, std::move(wopts));
+  } else {
+    topology::StaticTopologyOptions topts;
+    topts.targets = a.targets.targets;
+    topts.pool = a.attribution.pool;
+    topts.engine = a.engine;
+    topts.metrics_path = a.metrics_path;
+    topts.model_alias = a.attribution.model_alias;
+    topts.config = a.config;
+    Status st;
+    source = topology::StaticTopologySource::Create(topts, &st);
+    if (!source) return Fail(st.message(), 2);
+    LOG_INFO("mode: standalone (%s)", mode.why.c_str());
+  }
 
   AgentOptions o;
   o.side = a.targets.side;
@@ -67,14 +162,18 @@ int RunAgent(const RunArgs& a) {
   // Node name only: model names and pools come from the topology.
   AttributionArgs node_only = a.attribution;
   node_only.model_alias.clear();
+  node_only.node = node;
   std::vector<EndpointAttribution> unused;
   if (Status s = ResolveAttribution(node_only, {}, &o.pipeline, &unused); !s)
     return Fail(s.message(), 2);
   o.pipeline.exchange.extra_inference_paths = a.extra_paths;
 
-  if (Status s = serve::ValidateAuthMode(a.metrics_auth, serve::InClusterFromEnv(), &o.auth_mode);
-      !s)
-    return Fail(s.message());
+  o.auth_mode = auth_mode;
+  if (auth_mode == "kubernetes")
+    o.authorizer =
+        std::make_shared<k8s::KubernetesAuthorizer>(std::make_shared<k8s::RestReviewApi>(*client));
+  LOG_INFO("metrics auth: %s (--metrics-auth=%s%s)", auth_mode.c_str(), a.metrics_auth.c_str(),
+           a.metrics_auth == "auto" ? (in_cluster ? ", in a pod" : ", not in a pod") : "");
   if (a.tls_cert.empty() != a.tls_key.empty())
     return Fail("--tls-cert and --tls-key go together", 2);
 
@@ -92,12 +191,15 @@ int RunAgent(const RunArgs& a) {
   o.capture.ring_buffer_bytes = a.ring_bytes;
   o.capture.syscall_cap = a.syscall_cap;
 
-  Agent agent(std::move(o), std::move(source));
-  if (Status s = agent.Start(); !s) return Fail(s.message());
-  Status run = agent.Run([] { return StopRequested(); });
-  if (!run) LOG_ERROR("%s", run.message().c_str());
-  LOG_INFO("shutting down");
-  agent.Shutdown();
+  {
+    Agent agent(std::move(o), std::move(source));
+    if (Status s = agent.Start(); !s) return Fail(s.message());
+    Status run = agent.Run([] { return StopRequested(); });
+    if (!run) LOG_ERROR("%s", run.message().c_str());
+    LOG_INFO("shutting down");
+    agent.Shutdown();
+  }  // the source and the authorizer (users of the client) are gone before the client
+  if (client) client->Stop();
   return 0;
 }
 
@@ -105,7 +207,7 @@ int RunAgent(const RunArgs& a) {
 
 Runner RegisterRun(CLI::App& app) {
   auto args = std::make_shared<RunArgs>();
-  auto* cmd = app.add_subcommand(
+  auto* cmd = args->cmd = app.add_subcommand(
       "run",
       "Run the agent: trace model-server endpoints, serve Prometheus metrics and the local "
       "inspection API (needs root or CAP_BPF+CAP_PERFMON)");
@@ -118,6 +220,14 @@ Runner RegisterRun(CLI::App& app) {
   cmd->add_option("--config", args->config,
                   "JSON file with several pools: {\"pools\":[{\"name\",\"targets\",\"engine\","
                   "\"metrics_path\",\"model_alias\"}]}");
+  cmd->add_option("--kubeconfig", args->kubeconfig,
+                  "Kubernetes mode with this kubeconfig (token, client cert, CA; current-context). "
+                  "In a pod the service account is used without it");
+  cmd->add_option("--kube-context", args->kube_context,
+                  "Context of --kubeconfig to use (default: its current-context)");
+  cmd->add_option("--namespace", args->ns,
+                  "Kubernetes mode: watch pods and InferencePools of this namespace only "
+                  "(default: all)");
   cmd->add_option("--metrics-addr", args->metrics_addr, "Prometheus /metrics, /healthz, /readyz")
       ->capture_default_str();
   cmd->add_option("--metrics-auth", args->metrics_auth,

@@ -60,7 +60,10 @@ void AddAttributionOptions(CLI::App& cmd, AttributionArgs& args) {
   cmd.add_option("--model-alias", args.model_alias,
                  "TARGET=MODEL: report requests for target model TARGET under model_name MODEL "
                  "(repeatable)");
-  cmd.add_option("--node", args.node, "Node name in records (default: $NODE_NAME or hostname)");
+  cmd.add_option(
+      "--node", args.node,
+      "Node name: records' `node`; in Kubernetes mode also the node whose pods are watched "
+      "(default: $NODE_NAME; standalone falls back to the host name)");
   cmd.add_option("--metric-prefix", args.metric_prefix,
                  "Per-model metric family: inference_model or inference_objective")
       ->check(CLI::IsMember({"inference_model", "inference_objective"}))

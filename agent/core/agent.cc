@@ -101,8 +101,12 @@ Status Agent::Start() {
   // Privileges first: the clearest error for the most common mistake.
   if (Status s = CheckCapturePrivileges(); !s) return s;
 
+  if (opt_.auth_mode != "none" && !opt_.authorizer)
+    return Status::Error("--metrics-auth=" + opt_.auth_mode +
+                         " without an authorizer; refusing to serve /metrics unprotected");
   metrics_ = std::make_unique<Metrics>(opt_.metrics);
   serve::MetricsServerOptions msopts;
+  msopts.authorizer = opt_.authorizer;
   msopts.http.addr = opt_.metrics_addr;
   msopts.http.tls_cert_file = opt_.tls_cert;
   msopts.http.tls_key_file = opt_.tls_key;

@@ -32,6 +32,7 @@ namespace infertap {
 
 class ConnectionTracker;
 namespace serve {
+class Authorizer;
 class MetricsServer;
 class InspectServer;
 class RecordBroadcaster;
@@ -44,6 +45,8 @@ struct AgentOptions {
   MetricsOptions metrics;
   std::string metrics_addr = ":9090";
   std::string auth_mode = "none";  // effective --metrics-auth (validated)
+  // Required when auth_mode is "kubernetes" (Start() refuses to serve /metrics without it).
+  std::shared_ptr<serve::Authorizer> authorizer;
   std::string tls_cert, tls_key;
   std::string inspect_addr = "127.0.0.1:9091";
   bool inspect_allow_remote = false;

@@ -55,9 +55,9 @@ bool ParseBearerToken(std::string_view header_value, std::string* token);
 bool DenyUnlessAuthorized(Authorizer& authorizer, const HttpRequest& req, HttpResponse* denied);
 
 // --metrics-auth: "none" → none; "auto" → "kubernetes" in a cluster, else "none"; "kubernetes"
-// → kubernetes. Until the Kubernetes authorizer exists in this build, any mode that resolves to
-// kubernetes is an error, so the agent refuses to start instead of serving /metrics unprotected.
-// On success *effective is "none" (or, later, "kubernetes").
+// → kubernetes. On success *effective is "none" or "kubernetes"; the caller then builds the
+// Kubernetes authorizer (k8s/authorizer.hpp) and refuses to start when it cannot, rather than
+// serving /metrics unprotected.
 Status ValidateAuthMode(std::string mode, bool in_cluster, std::string* effective);
 
 // True when KUBERNETES_SERVICE_HOST is set and non-empty (how in-cluster clients detect a pod).

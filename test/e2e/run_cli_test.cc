@@ -1,6 +1,5 @@
-// `infertap run` startup and shutdown behaviour (docs/cli.md, docs/faults.md): clear one-line errors with the
-// right exit codes, and nothing left in the kernel after a graceful stop.
-#include "test/common/require.hpp"
+// `infertap run` startup and shutdown behaviour (docs/cli.md, docs/faults.md): clear one-line
+// errors with the right exit codes, and nothing left in the kernel after a graceful stop.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -13,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "test/common/require.hpp"
 #include "test/e2e/e2e_util.hpp"
 
 namespace infertap::e2e {
@@ -52,13 +52,49 @@ TEST(RunCli, BadFlagsAreUsageErrors) {
   EXPECT_NE(out.find("expected TARGET=MODEL"), std::string::npos) << out;
 }
 
-TEST(RunCli, KubernetesAuthIsRefusedRatherThanServingUnprotected) {
+// Mode selection and Kubernetes-mode usage errors (docs/kubernetes.md): all exit 2 with one line,
+// before anything starts.
+TEST(RunCli, KubernetesModeUsageErrors) {
   std::string out;
-  EXPECT_EQ(Sh(Bin() + " run --metrics-auth kubernetes", &out), 1) << out;
-  EXPECT_NE(out.find("refusing to serve /metrics unprotected"), std::string::npos) << out;
-  // auto inside a cluster means kubernetes: refused the same way.
-  EXPECT_EQ(Sh("KUBERNETES_SERVICE_HOST=10.0.0.1 " + Bin() + " run", &out), 1) << out;
-  EXPECT_NE(out.find("refusing"), std::string::npos) << out;
+  // kubernetes auth outside a cluster needs the API server to review tokens.
+  EXPECT_EQ(Sh("env -u KUBERNETES_SERVICE_HOST " + Bin() + " run --metrics-auth kubernetes", &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("--metrics-auth=kubernetes outside a cluster needs --kubeconfig"),
+            std::string::npos)
+      << out;
+  // Kubernetes mode with no node name.
+  EXPECT_EQ(
+      Sh("env -u NODE_NAME " + Bin() + " run --kubeconfig /nonexistent --metrics-auth none", &out),
+      2)
+      << out;
+  EXPECT_NE(out.find("needs the node name: --node NAME or NODE_NAME"), std::string::npos) << out;
+  EXPECT_NE(out.find("(--kubeconfig /nonexistent)"), std::string::npos) << out;
+  // In a pod (auto mode) with no node name: the same error, naming why it is Kubernetes mode.
+  EXPECT_EQ(Sh("env -u NODE_NAME KUBERNETES_SERVICE_HOST=10.0.0.1 " + Bin() + " run", &out), 2)
+      << out;
+  EXPECT_NE(out.find("running in a pod"), std::string::npos) << out;
+  // A kubeconfig that cannot be read.
+  EXPECT_EQ(Sh(Bin() + " run --kubeconfig /nonexistent --node n1 --metrics-auth none", &out), 2)
+      << out;
+  EXPECT_NE(out.find("/nonexistent"), std::string::npos) << out;
+  // In a pod without the service-account files: the in-cluster config error, never a start.
+  EXPECT_EQ(Sh("KUBERNETES_SERVICE_HOST=10.0.0.1 KUBERNETES_SERVICE_PORT=443 NODE_NAME=n1 " +
+                   Bin() + " run",
+               &out),
+            2)
+      << out;
+  // --kubeconfig and --target are exclusive; --namespace needs Kubernetes mode.
+  EXPECT_EQ(Sh(Bin() + " run --kubeconfig k --target :8000 --node n1", &out), 2) << out;
+  EXPECT_NE(out.find("give one or the other"), std::string::npos) << out;
+  EXPECT_EQ(Sh("env -u KUBERNETES_SERVICE_HOST " + Bin() +
+                   " run --namespace ml --metrics-auth none --target :8000",
+               &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("--namespace needs Kubernetes mode"), std::string::npos) << out;
+  EXPECT_EQ(Sh(Bin() + " run --kube-context c --node n1 --metrics-auth none", &out), 2) << out;
+  EXPECT_NE(out.find("--kube-context needs --kubeconfig"), std::string::npos) << out;
 }
 
 TEST(RunCli, WithoutPrivilegesExitsOneSayingWhatIsMissing) {
