@@ -71,6 +71,10 @@ void ExchangeAssembler::SetError(Exchange& ex, ErrorCode code) {
   if (ex.rec.error == ErrorCode::kNone) ex.rec.error = code;
 }
 
+void ExchangeAssembler::MarkDamaged(Exchange& ex) {
+  if (!ex.emitted) ex.rec.error = ErrorCode::kIncomplete;
+}
+
 // The one decision point for the label pair of an exchange (docs/metrics.md#seed-metrics): the
 // request body's `model`, else the first `model` of the response. MaybeCount freezes it in
 // rec.target_model_name before OnRequestReceived, Emit fills it the same way, so request_total
@@ -143,7 +147,10 @@ void ExchangeAssembler::PushHidden(uint64_t ts_ns) {
 }
 
 void ExchangeAssembler::DropPairing(uint64_t ts_ns) {
-  for (Exchange& ex : queue_) Abort(ex, ts_ns);
+  for (Exchange& ex : queue_) {
+    MarkDamaged(ex);
+    Abort(ex, ts_ns);
+  }
   queue_.clear();
   req_ex_ = nullptr;
   resp_ex_ = nullptr;
@@ -159,6 +166,7 @@ void ExchangeAssembler::LoseRequests(uint64_t ts_ns) {
     Exchange* ex = req_ex_;
     req_ex_ = nullptr;
     ex->request_done = true;
+    MarkDamaged(*ex);
     Abort(*ex, ts_ns);
   }
   // The lost bytes may also hold any number of whole requests.
@@ -201,6 +209,7 @@ void ExchangeAssembler::LoseResponses(uint64_t ts_ns) {
   resp_msg_ = RespMsg::kResync;
   ResetResponseBody();
   if (msg == RespMsg::kPaired && paired != nullptr) {
+    MarkDamaged(*paired);
     CutResponse(*paired, ts_ns);
   } else if ((msg == RespMsg::kNone || msg == RespMsg::kPending) && !MayAwaitInterim(skip_hi_)) {
     // A final response was being parsed but not yet paired, or (at a message boundary) the lost
@@ -208,7 +217,10 @@ void ExchangeAssembler::LoseResponses(uint64_t ts_ns) {
     // the oldest waiting exchange is answered in any case. Inference servers send no unsolicited
     // 1xx, so unless a 100 Continue is due it is a final response.
     Exchange* first = FirstAwaitingResponse();
-    if (first != nullptr && first->rec.start_ns <= ts_ns) CutResponse(*first, ts_ns);
+    if (first != nullptr && first->rec.start_ns <= ts_ns) {
+      MarkDamaged(*first);
+      CutResponse(*first, ts_ns);
+    }
   }
   Reap();
   // The lost bytes were written no later than ts_ns (the bytes after them), and a response starts
@@ -228,7 +240,10 @@ void ExchangeAssembler::MaybeQuietPoint() {
   if ((resp_msg_ != RespMsg::kNone && resp_msg_ != RespMsg::kResync) ||
       resp_last_ns_ >= req_begin_ns_)
     return;
-  for (Exchange& ex : queue_) Abort(ex, req_begin_ns_);
+  for (Exchange& ex : queue_) {
+    MarkDamaged(ex);
+    Abort(ex, req_begin_ns_);
+  }
   queue_.clear();
   resp_ex_ = nullptr;
   skip_hi_ = 0;
@@ -252,6 +267,7 @@ ExchangeAssembler::Exchange* ExchangeAssembler::PairResponse() {
     // after the newest one seen would be candidates too, and nothing shows them yet. Only a
     // quiet point (MaybeQuietPoint) ends the doubt.
     observer_.OnParseError("unpaired_response");
+    MarkDamaged(*first);
     CutResponse(*first, resp_begin_ns_);
     Reap();
     return nullptr;

@@ -197,6 +197,10 @@ class ExchangeAssembler {
   bool IsInferencePath(std::string_view target) const;
   OpenAiExtractor& Extractor();
   void SetError(Exchange& ex, ErrorCode code);
+  // Bytes of `ex` were lost in capture (or skipped as malformed) or its pairing is in doubt: it
+  // is Incomplete whatever status it had (docs/faults.md: affected exchanges end Incomplete), so
+  // a damaged record never presents itself as a complete answer.
+  void MarkDamaged(Exchange& ex);
   // Ends an exchange that was cut (gap, close, malformed bytes): Incomplete unless it already
   // has an error, then emits it.
   void Abort(Exchange& ex, uint64_t end_ns);

@@ -496,6 +496,23 @@ TEST(Exchange, EarlyResponseThenCloseBeforeTheBodyEnded) {
   EXPECT_EQ(c.rec.records[0].end_ns, 2u);
 }
 
+// The request body was lost in capture after the server had answered from the headers: the
+// record keeps the answer's status but is Incomplete — its request bytes and model are unknown,
+// so it must not present itself as a complete 400 (the overload test's "record of no request").
+TEST(Exchange, EarlyResponseThenRequestGapIsIncomplete) {
+  Conn c;
+  std::string req = test::PostJson("/v1/completions", R"({"model":"m",)" + std::string(900, ' ') +
+                                                          "\"x\":1}");
+  c.Req(1, req.substr(0, 150));
+  c.Resp(2, test::JsonResponse(400, R"({"error":{"message":"bad"}})"));
+  EXPECT_TRUE(c.rec.records.empty());
+  c.a.OnRequestGap(3, req.size() - 150);
+  ASSERT_EQ(c.rec.records.size(), 1u);
+  EXPECT_EQ(c.rec.records[0].error, ErrorCode::kIncomplete);
+  EXPECT_EQ(c.rec.records[0].status, 400);
+  EXPECT_FALSE(c.rec.records[0].request_complete);
+}
+
 TEST(Exchange, GarbageHoldsNoStateAndMakesNoRecords) {
   Conn c;
   std::mt19937 rng(42);
