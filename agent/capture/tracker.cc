@@ -89,7 +89,7 @@ ConnectionTracker::Conn* ConnectionTracker::GetOrCreate(const it_event_header& h
   if (auto f = by_fd_.find(FdKey(h.tgid, fd)); f != by_fd_.end() && f->second != h.conn_id) {
     if (auto old = conns_.find(f->second); old != conns_.end()) {
       ++stats_.reconciled_closes;
-      CloseConn(*old->second, std::max(old->second->last_ts, uint64_t(1)), nullptr);
+      CloseLost(*old->second, std::max(old->second->last_ts, uint64_t(1)));
       EraseConn(old);
     }
   }
@@ -180,22 +180,32 @@ void ConnectionTracker::ReconcileIdle(uint64_t now_ns) {
   const uint64_t period = opt_.liveness_check_after_ns;
   if (now_ns < last_reconcile_ns_ + period) return;
   last_reconcile_ns_ = now_ns;
-  std::vector<uint64_t> ended;
+  // (id, whether its close was lost: gone from its process, or idle past the timeout with no
+  // liveness check to say otherwise). A live connection that is only idle ends cleanly.
+  std::vector<std::pair<uint64_t, bool>> ended;
   for (auto& [id, c] : conns_) {
     const uint64_t idle = now_ns > c->last_ts ? now_ns - c->last_ts : 0;
     if (opt_.idle_timeout_ns != 0 && idle >= opt_.idle_timeout_ns) {
-      ended.push_back(id);
+      ended.emplace_back(id, !opt_.is_alive || !opt_.is_alive(c->info));
     } else if (opt_.is_alive && idle >= period && !opt_.is_alive(c->info)) {
-      ended.push_back(id);
+      ended.emplace_back(id, true);
     }
   }
   std::sort(ended.begin(), ended.end());  // deterministic order for replays
-  for (uint64_t id : ended) {
+  for (const auto& [id, lost] : ended) {
     auto it = conns_.find(id);
     ++stats_.reconciled_closes;
-    CloseConn(*it->second, now_ns, nullptr);
+    if (lost)
+      CloseLost(*it->second, now_ns);
+    else
+      CloseConn(*it->second, now_ns, nullptr);
     EraseConn(it);
   }
+}
+
+void ConnectionTracker::CloseLost(Conn& c, uint64_t ts) {
+  for (int d = 0; d < 2; ++d) sink_.OnGap(c.info, static_cast<Direction>(d), ts, StreamSink::kUnknownGap);
+  CloseConn(c, ts, nullptr);
 }
 
 void ConnectionTracker::CloseConn(Conn& c, uint64_t ts, const uint64_t* final_pos) {

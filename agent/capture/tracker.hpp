@@ -50,8 +50,10 @@ class StreamSink {
   // Bytes in stream order. ts_ns is the kernel timestamp of the syscall that carried them.
   virtual void OnData(const ConnInfo& conn, Direction dir, uint64_t ts_ns,
                       std::span<const uint8_t> bytes) = 0;
-  // `len` bytes of the stream are missing here.
+  // `len` bytes of the stream are missing here. len == kUnknownGap: an unknown amount may be
+  // missing (the connection's close event was lost, and with it perhaps its last data events).
   virtual void OnGap(const ConnInfo& conn, Direction dir, uint64_t ts_ns, uint64_t len) = 0;
+  static constexpr uint64_t kUnknownGap = ~uint64_t(0);
   // The connection is over (closed, or the capture ended). No more calls for it.
   virtual void OnClose(const ConnInfo& conn, uint64_t ts_ns) = 0;
 };
@@ -117,6 +119,10 @@ class ConnectionTracker : public EventSink {
   void OnOpen(const it_conn_event& ev);
   void OnClose(const it_conn_event& ev);
   void CloseConn(Conn& c, uint64_t ts, const uint64_t* final_pos);
+  // Ends a connection whose close event was lost: events lost with it cannot be measured, so
+  // each direction first reports an unknown gap (pending exchanges end Incomplete, never as if
+  // complete), then the close.
+  void CloseLost(Conn& c, uint64_t ts);
   // Erases `it` after CloseConn; keeps the (tgid, fd) index in step.
   void EraseConn(std::unordered_map<uint64_t, std::unique_ptr<Conn>>::iterator it);
   void ReconcileIdle(uint64_t now_ns);
