@@ -141,6 +141,42 @@ api() {  # METHOD PATH [BODY [CONTENT-TYPE]] → prints HTTP status
   curl -sS -o "$W/api.out" -w '%{http_code}' --cacert "$W/api/ca.crt" -H "Authorization: Bearer $ADMIN" \
     -X "$1" ${3:+-H "Content-Type: ${4:-application/json}" --data-binary "$3"} "$API$2"
 }
+# Marks a pod Running and Ready with PODIP through the status subresource, as the kubelet would.
+pod_ready() {  # NAMESPACE NAME PODIP
+  local c
+  c=$(api PATCH "/api/v1/namespaces/$1/pods/$2/status" \
+    "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$3\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" \
+    application/merge-patch+json)
+  [ "$c" = 200 ] || fail "status patch $1/$2: $c $(cat "$W/api.out")"
+}
+# The pool `ml/llama` (v1, app=vllm, port 8000) and the InferenceModel `chat` → llama-3-8b.
+pool_and_model_yaml() {
+  cat <<'YAML'
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata:
+  name: llama
+  namespace: ml
+spec:
+  selector:
+    matchLabels:
+      app: vllm
+  targetPorts:
+  - number: 8000
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata:
+  name: chat
+  namespace: ml
+spec:
+  modelName: chat
+  poolRef:
+    name: llama
+  targetModels:
+  - name: llama-3-8b
+YAML
+}
 control() { curl -sS -o /dev/null -w '%{http_code}' --cacert "$W/api/ca.crt" -H "Authorization: Bearer $ADMIN" -X POST "$CTL$1"; }
 
 MPORT=$(free_port)
@@ -380,10 +416,7 @@ spec:
   - name: vllm
     image: vllm/vllm-openai
 YAML
-  c=$(api PATCH /api/v1/namespaces/ml/pods/vllm-0/status \
-    '{"status":{"phase":"Running","podIP":"10.99.0.5","conditions":[{"type":"Ready","status":"True"}]}}' \
-    application/merge-patch+json)
-  [ "$c" = 200 ] || fail "status patch: $c"
+  pod_ready ml vllm-0 10.99.0.5
   SA=$W/sa
   mkdir -p "$SA"
   kubectl -n infertap-system get secret infertap-token -o jsonpath='{.data.token}' | base64 --decode >"$SA/token"
@@ -449,40 +482,9 @@ if [ "$PHASE" = twonode ]; then
   pod_yaml() {  # NAME NODE
     printf -- '---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: ml\n  labels:\n    app: vllm\nspec:\n  nodeName: %s\n  containers:\n  - name: vllm\n    image: vllm/vllm-openai\n' "$1" "$2"
   }
-  { cat <<'YAML'
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata:
-  name: llama
-  namespace: ml
-spec:
-  selector:
-    matchLabels:
-      app: vllm
-  targetPorts:
-  - number: 8000
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModel
-metadata:
-  name: chat
-  namespace: ml
-spec:
-  modelName: chat
-  poolRef:
-    name: llama
-  targetModels:
-  - name: llama-3-8b
-YAML
-    pod_yaml p1 n1; pod_yaml p2 n2; } | kubectl apply -f - >"$W/kubectl.out" 2>&1 || fail "kubectl apply: $(cat "$W/kubectl.out")"
-  ready() {  # NAME IP
-    c=$(api PATCH "/api/v1/namespaces/ml/pods/$1/status" \
-      "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$2\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" \
-      application/merge-patch+json)
-    [ "$c" = 200 ] || fail "status patch $1: $c"
-  }
-  ready p1 "$P1_IP"
-  ready p2 "$P2_IP"
+  { pool_and_model_yaml; pod_yaml p1 n1; pod_yaml p2 n2; } | kubectl apply -f - >"$W/kubectl.out" 2>&1 || fail "kubectl apply: $(cat "$W/kubectl.out")"
+  pod_ready ml p1 "$P1_IP"
+  pod_ready ml p2 "$P2_IP"
   for i in 1 2; do
     n=${EXTRA_NS[$((i - 1))]}
     nip=$([ $i = 1 ] && echo "$NODE1_IP" || echo "$NODE2_IP")
@@ -555,7 +557,7 @@ YAML
   # A pod created later on n2 (made Ready): n2's agent adds it within 1 s, n1's never does.
   pod_yaml p3 n2 | kubectl apply -f - >/dev/null || fail "kubectl apply p3"
   t0=$(now_ms)
-  ready p3 "$P3_IP"
+  pod_ready ml p3 "$P3_IP"
   want="[\"$P2_IP:8000\",\"$P3_IP:8000\"]"
   for _ in $(seq 100); do [ "$(endpoints_of 2)" = "$want" ] && break; sleep 0.02; done
   dt=$(( $(now_ms) - t0 ))
@@ -601,30 +603,7 @@ PIDS+=($!)
 for _ in $(seq 100); do grep -q listening "$W/sim.log" && break; sleep 0.05; done
 grep -q listening "$W/sim.log" || fail "sim did not start: $(cat "$W/sim.log")"
 
-kubectl apply -f - >"$W/kubectl.out" 2>&1 <<EOF || fail "kubectl apply: $(cat "$W/kubectl.out")"
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata:
-  name: llama
-  namespace: ml
-spec:
-  selector:
-    matchLabels:
-      app: vllm
-  targetPorts:
-  - number: 8000
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModel
-metadata:
-  name: chat
-  namespace: ml
-spec:
-  modelName: chat
-  poolRef:
-    name: llama
-  targetModels:
-  - name: llama-3-8b
+{ pool_and_model_yaml; cat <<EOF
 ---
 apiVersion: v1
 kind: Pod
@@ -640,6 +619,7 @@ spec:
   - name: vllm
     image: vllm/vllm-openai
 EOF
+} | kubectl apply -f - >"$W/kubectl.out" 2>&1 || fail "kubectl apply: $(cat "$W/kubectl.out")"
 ok "pool, InferenceModel and a Pending pod applied with kubectl"
 
 start_agent --metrics-auth none
@@ -679,10 +659,7 @@ ok "Pending pod: not traced"
 
 # Ready (status subresource): traced within 1 s.
 t0=$(now_ms)
-c=$(api PATCH /api/v1/namespaces/ml/pods/vllm-0/status \
-  "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$POD_IP\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" \
-  application/merge-patch+json)
-[ "$c" = 200 ] || fail "status patch: $c $(cat "$W/api.out")"
+pod_ready ml vllm-0 "$POD_IP"
 dt=$(wait_endpoint "$t0" 1) || fail "endpoint not added"
 [ "$dt" -le 1000 ] || fail "endpoint added after $dt ms (> 1 s)"
 ok "pod Ready → endpoint added in $dt ms"
@@ -819,13 +796,8 @@ spec:
   - name: vllm
     image: vllm/vllm-openai
 YAML
-for p in "ml vllm-0 $POD_IP" "ml2 vllm-b $POD_IP2"; do
-  set -- $p
-  c=$(api PATCH "/api/v1/namespaces/$1/pods/$2/status" \
-    "{\"status\":{\"phase\":\"Running\",\"podIP\":\"$3\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}}" \
-    application/merge-patch+json)
-  [ "$c" = 200 ] || fail "status patch $2: $c"
-done
+pod_ready ml vllm-0 "$POD_IP"
+pod_ready ml2 vllm-b "$POD_IP2"
 for _ in $(seq 100); do
   [ "$(curl -s "http://127.0.0.1:$IPORT/v1/state" | jq -c '.endpoints | sort')" = "[\"$POD_IP:8000\",\"$POD_IP2:8000\"]" ] && break
   sleep 0.02
