@@ -19,7 +19,7 @@ debs=(
   libbpf-dev bpftool libelf-dev zlib1g-dev    # BPF loader + skeletons
   node-llhttp                                 # llhttp C sources (/usr/share/llhttp)
   prometheus-cpp-dev libcli11-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
-  libsimdjson-dev libcurl4-openssl-dev libpcap-dev nlohmann-json3-dev libspdlog-dev libssl-dev openssl
+  libsimdjson-dev libcurl4-openssl-dev libpcap-dev nlohmann-json3-dev libssl-dev openssl
   # Tools the tests and the demo run: gateways, clients, checkers, tracers.
   iproute2 curl nginx-light prometheus tmux procps util-linux strace jq
   python3 gnuplot-nox

@@ -4,8 +4,8 @@
 #include <string>
 
 #include "agent/cli/commands.hpp"
-#include "agent/cli/top/top.hpp"
-#include "agent/cli/top/trace.hpp"
+#include "agent/cli/inspect/top.hpp"
+#include "agent/cli/inspect/trace.hpp"
 #include "agent/common/log.hpp"
 
 int main(int argc, char** argv) {

@@ -1,5 +1,9 @@
 // Minimal leveled logging to stderr: "2026-11-28T17:40:00.123Z level message". Log lines carry
 // identifiers (connection ids, pool names), never payload text (docs/faults.md privacy).
+// Hand-written rather than spdlog on purpose: the agent logs a few lines per minute from a
+// handful of places, printf-style format checking is all it needs, and one line per call under
+// a mutex is the whole contract — a library (and libfmt behind it) would add a dependency for
+// nothing the agent uses (docs/architecture.md).
 #pragma once
 
 #include <cstdarg>

@@ -128,7 +128,7 @@ Status Agent::Start() {
   }
 
   broadcaster_ = std::make_unique<serve::RecordBroadcaster>(CurrentWallOffsetNs());
-  poller_ = std::make_unique<pool::PoolPoller>(
+  poller_ = std::make_unique<poller::PoolPoller>(
       *metrics_, [] { return std::chrono::steady_clock::now(); }, opt_.poller);
 
   serve::InspectServerOptions isopts;
@@ -299,7 +299,7 @@ void Agent::Shutdown() {
 
 std::string Agent::StateJson() const {
   nlohmann::ordered_json j;
-  const pool::PollerSnapshot snap = poller_ ? poller_->Snapshot() : pool::PollerSnapshot{};
+  const poller::PollerSnapshot snap = poller_ ? poller_->Snapshot() : poller::PollerSnapshot{};
   std::lock_guard lock(state_mu_);
   const topology::Topology empty;
   const topology::Topology& topo = shared_.topology ? *shared_.topology : empty;
@@ -322,7 +322,7 @@ std::string Agent::StateJson() const {
         jp["average_kv_cache_utilization"] = *g->second.average_kv_cache_utilization;
     }
     nlohmann::ordered_json jpods = nlohmann::json::array();
-    for (const pool::PodStatus& st : snap.pods) {
+    for (const poller::PodStatus& st : snap.pods) {
       if (st.target.pool != p.label) continue;
       nlohmann::ordered_json pod;
       pod["name"] = st.target.pod;
@@ -333,7 +333,7 @@ std::string Agent::StateJson() const {
         pod["running"] = st.stats->running;
         if (st.stats->kv_cache_utilization)
           pod["kv_cache_utilization"] = *st.stats->kv_cache_utilization;
-        pod["engine"] = std::string(pool::EngineName(st.stats->engine));
+        pod["engine"] = std::string(poller::EngineName(st.stats->engine));
       }
       pod["scrape_errors"] = st.scrape_errors;
       if (!st.last_error.empty()) pod["last_error"] = st.last_error;
@@ -379,7 +379,7 @@ std::string Agent::StateJson() const {
       je["pod"] = e.pod;
       je["namespace"] = e.ns;
       je["address"] = e.address.ToString();
-      je["engine"] = std::string(pool::EngineName(e.engine));
+      je["engine"] = std::string(poller::EngineName(e.engine));
       je["metrics_address"] = e.metrics_address;
       je["metrics_path"] = e.metrics_path;
       je["origin"] = e.origin;

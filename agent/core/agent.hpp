@@ -25,7 +25,7 @@
 #include "agent/capture/bpf_capture.hpp"
 #include "agent/metrics/metrics.hpp"
 #include "agent/pipeline/pipeline.hpp"
-#include "agent/pool/poller.hpp"
+#include "agent/poller/poller.hpp"
 #include "agent/topology/topology.hpp"
 
 namespace infertap {
@@ -50,7 +50,7 @@ struct AgentOptions {
   std::string tls_cert, tls_key;
   std::string inspect_addr = "127.0.0.1:9091";
   bool inspect_allow_remote = false;
-  pool::PollerOptions poller;
+  poller::PollerOptions poller;
   CaptureOptions capture;
 };
 
@@ -58,7 +58,7 @@ struct AgentOptions {
 struct TopologyTables {
   std::vector<TracedEndpoint> traced;  // deduplicated by endpoint, first pool wins
   std::shared_ptr<const AttributionTable> attribution;
-  std::vector<pool::PoolTarget> targets;
+  std::vector<poller::PoolTarget> targets;
 };
 TopologyTables DeriveTables(const topology::Topology& t, uint32_t roles);
 // `next`'s entries first, then `prev`'s for endpoints `next` lacks (used while draining).
@@ -97,7 +97,7 @@ class Agent {
 
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<serve::RecordBroadcaster> broadcaster_;
-  std::unique_ptr<pool::PoolPoller> poller_;
+  std::unique_ptr<poller::PoolPoller> poller_;
   std::unique_ptr<serve::MetricsServer> metrics_server_;
   std::unique_ptr<serve::InspectServer> inspect_server_;
   std::unique_ptr<BpfCapture> capture_;

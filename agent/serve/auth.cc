@@ -47,7 +47,7 @@ bool ParseBearerToken(std::string_view v, std::string* token) {
   return true;
 }
 
-bool DenyUnlessAuthorized(Authorizer& authorizer, const HttpRequest& req, HttpResponse* denied) {
+bool DenyUnlessAuthorized(Authorizer& authorizer, const RequestHead& req, HttpResponse* denied) {
   size_t n = req.HeaderCount("Authorization");
   if (n == 0) {
     *denied = Denied(401, "unauthorized: missing bearer token");

@@ -52,7 +52,7 @@ bool ParseBearerToken(std::string_view header_value, std::string* token);
 // 401/403/500 response to send. A missing or malformed Authorization header (or more than one)
 // is a 401 without asking the authorizer; 401s carry `WWW-Authenticate: Bearer`; an exception
 // from the authorizer is a 500.
-bool DenyUnlessAuthorized(Authorizer& authorizer, const HttpRequest& req, HttpResponse* denied);
+bool DenyUnlessAuthorized(Authorizer& authorizer, const RequestHead& req, HttpResponse* denied);
 
 // --metrics-auth: "none" → none; "auto" → "kubernetes" in a cluster, else "none"; "kubernetes"
 // → kubernetes. On success *effective is "none" or "kubernetes"; the caller then builds the

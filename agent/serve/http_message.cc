@@ -62,7 +62,7 @@ bool NextLine(std::string_view* rest, std::string_view* line) {
   return true;
 }
 
-bool ParseRequestLine(std::string_view line, HttpRequest* req) {
+bool ParseRequestLine(std::string_view line, RequestHead* req) {
   size_t sp1 = line.find(' ');
   if (sp1 == std::string_view::npos) return false;
   size_t sp2 = line.find(' ', sp1 + 1);
@@ -95,20 +95,20 @@ bool ParseRequestLine(std::string_view line, HttpRequest* req) {
 
 }  // namespace
 
-const std::string* HttpRequest::Header(std::string_view name) const {
+const std::string* RequestHead::Header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (EqualsIgnoreCase(k, name)) return &v;
   }
   return nullptr;
 }
 
-size_t HttpRequest::HeaderCount(std::string_view name) const {
+size_t RequestHead::HeaderCount(std::string_view name) const {
   size_t n = 0;
   for (const auto& h : headers) n += EqualsIgnoreCase(h.first, name) ? 1 : 0;
   return n;
 }
 
-std::string HttpRequest::QueryParam(std::string_view key) const {
+std::string RequestHead::QueryParam(std::string_view key) const {
   std::string_view rest = query;
   while (!rest.empty()) {
     size_t amp = rest.find('&');
@@ -122,7 +122,7 @@ std::string HttpRequest::QueryParam(std::string_view key) const {
   return {};
 }
 
-bool HttpRequest::KeepAlive() const {
+bool RequestHead::KeepAlive() const {
   bool keep = minor_version >= 1;
   // Connection is a comma-separated list of options (RFC 9110 §7.6.1).
   for (const auto& [k, v] : headers) {
@@ -139,7 +139,7 @@ bool HttpRequest::KeepAlive() const {
   return keep;
 }
 
-HeadParse ParseRequestHead(std::string_view in, size_t max_head_bytes, HttpRequest* req,
+HeadParse ParseRequestHead(std::string_view in, size_t max_head_bytes, RequestHead* req,
                            size_t* consumed) {
   // RFC 9112 §2.2: ignore at least one empty line before the request line (some clients send a
   // stray CRLF after a previous body).
@@ -171,7 +171,7 @@ HeadParse ParseRequestHead(std::string_view in, size_t max_head_bytes, HttpReque
     // ClientHello sent to a plain port): reject as soon as the first line is complete and bad.
     std::string_view first_rest = rest;
     std::string_view first;
-    HttpRequest probe;
+    RequestHead probe;
     if (NextLine(&first_rest, &first) && !ParseRequestLine(first, &probe)) {
       return HeadParse::kInvalid;
     }
@@ -183,7 +183,7 @@ HeadParse ParseRequestHead(std::string_view in, size_t max_head_bytes, HttpReque
   }
 
   std::string_view lines = rest.substr(0, end);
-  HttpRequest r;
+  RequestHead r;
   std::string_view line;
   if (!NextLine(&lines, &line) || !ParseRequestLine(line, &r)) return HeadParse::kInvalid;
   while (NextLine(&lines, &line)) {

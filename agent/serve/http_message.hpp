@@ -18,7 +18,7 @@
 
 namespace infertap::serve {
 
-struct HttpRequest {
+struct RequestHead {
   std::string method;     // "GET", "HEAD", ... (case-sensitive, RFC 9110)
   std::string target;     // as sent: "/v1/records?format=sse"
   std::string path;       // target before '?'
@@ -46,7 +46,7 @@ enum class HeadParse {
 
 // Parses one request head from the start of `in`. Bare "\n" line ends are accepted (RFC 9112
 // §2.2 allows it); obs-fold, control characters and non-token names are rejected.
-HeadParse ParseRequestHead(std::string_view in, size_t max_head_bytes, HttpRequest* req,
+HeadParse ParseRequestHead(std::string_view in, size_t max_head_bytes, RequestHead* req,
                            size_t* consumed);
 
 // Header names and auth schemes compare with infertap::EqualsIgnoreCase (parsers/ascii.hpp).

@@ -85,7 +85,7 @@ struct HttpServer::Impl {
 
   struct Job {
     uint64_t conn_id;
-    HttpRequest req;
+    RequestHead req;
     const Handler* handler;
   };
   struct Done {
@@ -261,7 +261,7 @@ struct HttpServer::Impl {
     }
   }
 
-  static HttpResponse RunHandler(const Handler& h, const HttpRequest& req) {
+  static HttpResponse RunHandler(const Handler& h, const RequestHead& req) {
     // A throwing handler is a bug on our side; the client gets a 500, the server keeps going.
     try {
       return h(req);
@@ -619,7 +619,7 @@ struct HttpServer::Impl {
   // queued); false when more bytes are needed (or the connection was closed).
   bool TryHead(Conn& c) {
     if (c.in.empty()) return false;
-    HttpRequest req;
+    RequestHead req;
     size_t consumed = 0;
     HeadParse r = ParseRequestHead(c.in, opt.max_head_bytes, &req, &consumed);
     if (r == HeadParse::kNeedMore) return false;

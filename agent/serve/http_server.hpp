@@ -69,7 +69,7 @@ struct HttpServerStats {
   uint64_t connections = 0;  // open now
 };
 
-using Handler = std::function<HttpResponse(const HttpRequest&)>;
+using Handler = std::function<HttpResponse(const RequestHead&)>;
 
 class HttpServer {
  public:

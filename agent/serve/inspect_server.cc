@@ -54,7 +54,7 @@ class RecordStream : public StreamSource {
 
 }  // namespace
 
-bool WantsSse(const HttpRequest& req) {
+bool WantsSse(const RequestHead& req) {
   std::string format = req.QueryParam("format");
   if (format == "sse") return true;
   if (!format.empty()) return false;
@@ -64,7 +64,7 @@ bool WantsSse(const HttpRequest& req) {
 
 InspectServer::InspectServer(InspectServerOptions options, RecordBroadcaster& records)
     : options_(std::move(options)), records_(records), http_(options_.http) {
-  http_.Handle("/v1/state", [this](const HttpRequest&) {
+  http_.Handle("/v1/state", [this](const RequestHead&) {
     HttpResponse r;
     r.content_type = "application/json";
     r.body = options_.state ? options_.state() : "{}";
@@ -74,7 +74,7 @@ InspectServer::InspectServer(InspectServerOptions options, RecordBroadcaster& re
   });
   // Inline: creating the stream is cheap, and the subscription must start on the loop thread.
   http_.Handle(
-      "/v1/records", [this](const HttpRequest& req) { return ServeRecords(req); },
+      "/v1/records", [this](const RequestHead& req) { return ServeRecords(req); },
       /*may_block=*/false);
 }
 
@@ -89,7 +89,7 @@ Status InspectServer::Start() {
   return http_.Start();
 }
 
-HttpResponse InspectServer::ServeRecords(const HttpRequest& req) {
+HttpResponse InspectServer::ServeRecords(const RequestHead& req) {
   std::string format = req.QueryParam("format");
   if (!format.empty() && format != "sse" && format != "json" && format != "ndjson") {
     return HttpResponse::Text(400, "unknown format \"" + format + "\" (want sse or json)");

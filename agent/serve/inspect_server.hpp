@@ -51,7 +51,7 @@ class InspectServer {
   HttpServerStats stats() const { return http_.stats(); }
 
  private:
-  HttpResponse ServeRecords(const HttpRequest& req);
+  HttpResponse ServeRecords(const RequestHead& req);
 
   InspectServerOptions options_;
   RecordBroadcaster& records_;
@@ -60,6 +60,6 @@ class InspectServer {
 
 // True when the request asks for SSE: ?format=sse, or an Accept header naming text/event-stream.
 // ?format=json forces JSON lines.
-bool WantsSse(const HttpRequest& req);
+bool WantsSse(const RequestHead& req);
 
 }  // namespace infertap::serve

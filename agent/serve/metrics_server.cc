@@ -46,15 +46,15 @@ std::string GzipCompress(std::string_view data) {
 
 MetricsServer::MetricsServer(MetricsServerOptions options, const Metrics& metrics)
     : options_(std::move(options)), metrics_(metrics), http_(options_.http) {
-  http_.Handle("/metrics", [this](const HttpRequest& req) { return ServeMetrics(req); });
+  http_.Handle("/metrics", [this](const RequestHead& req) { return ServeMetrics(req); });
   http_.Handle(
-      "/healthz", [](const HttpRequest&) { return HttpResponse::Text(200, "ok"); },
+      "/healthz", [](const RequestHead&) { return HttpResponse::Text(200, "ok"); },
       /*may_block=*/false);
   http_.Handle(
-      "/readyz", [this](const HttpRequest&) { return ServeReady(); }, /*may_block=*/false);
+      "/readyz", [this](const RequestHead&) { return ServeReady(); }, /*may_block=*/false);
 }
 
-HttpResponse MetricsServer::ServeMetrics(const HttpRequest& req) const {
+HttpResponse MetricsServer::ServeMetrics(const RequestHead& req) const {
   if (options_.authorizer) {
     HttpResponse denied;
     if (DenyUnlessAuthorized(*options_.authorizer, req, &denied)) return denied;

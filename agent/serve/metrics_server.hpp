@@ -42,7 +42,7 @@ class MetricsServer {
   HttpServerStats stats() const { return http_.stats(); }
 
  private:
-  HttpResponse ServeMetrics(const HttpRequest& req) const;
+  HttpResponse ServeMetrics(const RequestHead& req) const;
   HttpResponse ServeReady() const;
 
   MetricsServerOptions options_;

@@ -28,11 +28,11 @@ Topology FromKubernetes(const k8s::Topology& k, const std::map<std::string, std:
       e.address = *addr;
       e.pod = ke.pod;
       e.ns = ke.ns;
-      auto engine = pool::ParseEngine(ke.engine);
+      auto engine = poller::ParseEngine(ke.engine);
       if (!engine) {
         t.notes.push_back("pod " + ke.ns + "/" + ke.pod + ": unknown engine-type '" + ke.engine +
                           "', detecting it from the scrape");
-        engine = pool::Engine::kAuto;
+        engine = poller::Engine::kAuto;
       }
       e.engine = *engine;
       const uint16_t mport = ke.metrics_port ? ke.metrics_port : ke.port;

@@ -6,7 +6,7 @@
 namespace infertap::topology {
 namespace {
 
-TopologyEndpoint MakeEndpoint(const Endpoint& e, pool::Engine engine, const std::string& path,
+TopologyEndpoint MakeEndpoint(const Endpoint& e, poller::Engine engine, const std::string& path,
                               const std::string& origin) {
   TopologyEndpoint t;
   t.address = e;
@@ -51,9 +51,9 @@ Status LoadConfig(const std::string& path, Topology* out) {
       if (!ep) return Status::Error("--config " + path + ": pool " + pool.name + ": " + err);
       eps.push_back(*ep);
     }
-    pool::Engine engine = pool::Engine::kAuto;
+    poller::Engine engine = poller::Engine::kAuto;
     if (p.contains("engine")) {
-      auto e = p["engine"].is_string() ? pool::ParseEngine(p["engine"].get<std::string>())
+      auto e = p["engine"].is_string() ? poller::ParseEngine(p["engine"].get<std::string>())
                                        : std::nullopt;
       if (!e) return Status::Error("--config " + path + ": pool " + pool.name + ": unknown engine");
       engine = *e;
@@ -95,7 +95,7 @@ Status BuildStaticTopology(const StaticTopologyOptions& o, Topology* out) {
       if (!ep) return Status::Error(err);
       eps.push_back(*ep);
     }
-    auto engine = pool::ParseEngine(o.engine);
+    auto engine = poller::ParseEngine(o.engine);
     if (!engine) return Status::Error("unknown --engine '" + o.engine + "'");
     TopologyPool pool;
     pool.name = o.pool;

@@ -19,7 +19,7 @@
 
 #include "agent/capture/abi.hpp"
 #include "agent/common/status.hpp"
-#include "agent/pool/engines.hpp"
+#include "agent/poller/engines.hpp"
 
 namespace infertap::topology {
 
@@ -28,7 +28,7 @@ struct TopologyEndpoint {
   Endpoint address;  // traced (IP, port); the wildcard (any local address) only in standalone
   std::string pod;   // record `pod`, label `model_server_pod` (standalone: the scrape address)
   std::string ns;    // the pod's namespace ("" standalone)
-  pool::Engine engine = pool::Engine::kAuto;  // kAuto: detected from the scrape
+  poller::Engine engine = poller::Engine::kAuto;  // kAuto: detected from the scrape
   std::string metrics_address;                // host:port of the model server's metrics
   std::string metrics_path = "/metrics";
   std::string origin;  // where this endpoint came from

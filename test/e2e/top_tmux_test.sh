@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `infertap top` in a real terminal: an 80x24 tmux pane runs the live view against a fake agent
-# (test/unit/top/fake_agent_main.cc: the example state of docs/serving.md, 20 records/s of default/llama, a
+# (test/unit/inspect/fake_agent_main.cc: the example state of docs/serving.md, 20 records/s of default/llama, a
 # connection count that grows with every /v1/state request). Asserts the frame (header, column
 # titles, the pool and model rows with the right numbers, footer), that it refreshes, that a
 # resize redraws for the new size, that it survives the agent restarting, that `q` and Ctrl-C exit 0 and give the terminal back (echo
@@ -8,7 +8,7 @@
 #
 # usage: top_tmux_test.sh INFERTAP DRIVER FAKE_AGENT
 #   INFERTAP    the infertap binary: used when it exists and has the `top` subcommand
-#   DRIVER      test/unit/top's top_cli_driver (same RegisterTop), used otherwise
+#   DRIVER      test/unit/inspect's top_cli_driver (same RegisterTop), used otherwise
 #   FAKE_AGENT  the top_fake_agent binary
 set -euo pipefail
 

@@ -67,7 +67,7 @@ topology::Topology OnePool(const std::string& name, const std::string& addr) {
   p.name = p.label = name;
   p.origin = "test";
   p.endpoints.push_back(
-      {*ep, "pod-" + name, "test", pool::Engine::kAuto, addr, "/metrics", "test"});
+      {*ep, "pod-" + name, "test", poller::Engine::kAuto, addr, "/metrics", "test"});
   t.pools.push_back(std::move(p));
   return t;
 }

@@ -47,10 +47,10 @@ TEST(FromKubernetesTest, TranslatesPoolsEndpointsAndModels) {
   EXPECT_EQ(tp.endpoints[0].address.ToString(), "10.0.0.1:8000");
   EXPECT_EQ(tp.endpoints[0].pod, "vllm-0");
   EXPECT_EQ(tp.endpoints[0].ns, "a");
-  EXPECT_EQ(tp.endpoints[0].engine, pool::Engine::kVllm);
+  EXPECT_EQ(tp.endpoints[0].engine, poller::Engine::kVllm);
   EXPECT_EQ(tp.endpoints[0].metrics_address, "10.0.0.1:8000");
   EXPECT_EQ(tp.endpoints[0].origin, "kubernetes pod a/vllm-0");
-  EXPECT_EQ(tp.endpoints[1].engine, pool::Engine::kAuto);  // unknown engine-type → auto
+  EXPECT_EQ(tp.endpoints[1].engine, poller::Engine::kAuto);  // unknown engine-type → auto
   EXPECT_EQ(tp.endpoints[1].metrics_address, "10.0.0.1:9100");
   EXPECT_EQ(tp.endpoints[1].metrics_path, "/m");
   ASSERT_EQ(t.notes.size(), 3u);
@@ -195,7 +195,7 @@ TEST(KubernetesSourceTest, FollowsPodLifecycleOnTheFakeApiServer) {
     const TopologyPool& p = t->pools.at(0);
     EXPECT_EQ(p.label, "llama");
     EXPECT_EQ(p.endpoints[0].ns, "ml");
-    EXPECT_EQ(p.endpoints[0].engine, pool::Engine::kVllm);
+    EXPECT_EQ(p.endpoints[0].engine, poller::Engine::kVllm);
     EXPECT_EQ(p.endpoints[0].metrics_address, "10.1.0.5:8000");
     EXPECT_EQ(t->ModelNameFor(0, "llama-3-8b"), "chat");
     EXPECT_EQ(t->ModelNameFor(0, "raw-model"), "pretty");

@@ -8,12 +8,12 @@
 #include <thread>
 
 #include "agent/metrics/metrics.hpp"
-#include "agent/pool/engines.hpp"
-#include "agent/pool/poller.hpp"
+#include "agent/poller/engines.hpp"
+#include "agent/poller/poller.hpp"
 #include "test/unit/metrics/exposition_util.hpp"
 #include "test/unit/metrics/test_http_server.hpp"
 
-namespace infertap::pool {
+namespace infertap::poller {
 namespace {
 
 using std::chrono::milliseconds;
@@ -456,4 +456,4 @@ TEST(PollerLoopback, OversizedBodyIsAnError) {
 }
 
 }  // namespace
-}  // namespace infertap::pool
+}  // namespace infertap::poller

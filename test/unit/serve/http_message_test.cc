@@ -7,12 +7,12 @@
 namespace infertap::serve {
 namespace {
 
-HeadParse Parse(std::string_view in, HttpRequest* req, size_t* used, size_t max = 1024) {
+HeadParse Parse(std::string_view in, RequestHead* req, size_t* used, size_t max = 1024) {
   return ParseRequestHead(in, max, req, used);
 }
 
 TEST(HttpHead, ParsesRequestLineHeadersAndQuery) {
-  HttpRequest r;
+  RequestHead r;
   size_t used = 0;
   std::string in =
       "GET /v1/records?format=sse&x=1 HTTP/1.1\r\nHost: a\r\nAccept:  text/event-stream "
@@ -31,7 +31,7 @@ TEST(HttpHead, ParsesRequestLineHeadersAndQuery) {
 }
 
 TEST(HttpHead, BareLineFeedsAndKeepAliveRules) {
-  HttpRequest r;
+  RequestHead r;
   size_t used = 0;
   ASSERT_EQ(Parse("GET / HTTP/1.0\nConnection: keep-alive\n\n", &r, &used), HeadParse::kOk);
   EXPECT_EQ(r.minor_version, 0);
@@ -43,7 +43,7 @@ TEST(HttpHead, BareLineFeedsAndKeepAliveRules) {
 }
 
 TEST(HttpHead, NeedsMoreUntilBlankLine) {
-  HttpRequest r;
+  RequestHead r;
   size_t used = 0;
   EXPECT_EQ(Parse("GET / HTTP/1.1\r\nHost: a\r\n", &r, &used), HeadParse::kNeedMore);
   EXPECT_EQ(Parse("GET / HT", &r, &used), HeadParse::kNeedMore);
@@ -51,7 +51,7 @@ TEST(HttpHead, NeedsMoreUntilBlankLine) {
 }
 
 TEST(HttpHead, RejectsMalformed) {
-  HttpRequest r;
+  RequestHead r;
   size_t used = 0;
   for (std::string bad : {
            std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 17),  // TLS hello
@@ -81,7 +81,7 @@ TEST(HttpHead, RejectsMalformed) {
 }
 
 TEST(HttpHead, TooLarge) {
-  HttpRequest r;
+  RequestHead r;
   size_t used = 0;
   std::string big = "GET / HTTP/1.1\r\nX: " + std::string(2000, 'a') + "\r\n\r\n";
   EXPECT_EQ(Parse(big, &r, &used, 1024), HeadParse::kTooLarge);

@@ -34,13 +34,13 @@ class ServerTest : public ::testing::Test {
  protected:
   void StartWith(HttpServerOptions o) {
     server_ = std::make_unique<HttpServer>(std::move(o));
-    server_->Handle("/hello", [](const HttpRequest& r) {
+    server_->Handle("/hello", [](const RequestHead& r) {
       return HttpResponse::Text(200, "hello " + r.QueryParam("name"));
     });
     server_->Handle(
-        "/inline", [](const HttpRequest&) { return HttpResponse::Text(200, "inline"); }, false);
+        "/inline", [](const RequestHead&) { return HttpResponse::Text(200, "inline"); }, false);
     server_->Handle("/throw",
-                    [](const HttpRequest&) -> HttpResponse { throw std::runtime_error("boom"); });
+                    [](const RequestHead&) -> HttpResponse { throw std::runtime_error("boom"); });
     Status s = server_->Start();
     ASSERT_TRUE(s.ok()) << s.message();
     port_ = server_->port();
@@ -179,7 +179,7 @@ TEST(HttpServer, AnyAddressServesIpv4AndIpv6) {
   HttpServerOptions o;
   o.addr = ":0";
   HttpServer server(o);
-  server.Handle("/x", [](const HttpRequest&) { return HttpResponse::Text(200, "x"); });
+  server.Handle("/x", [](const RequestHead&) { return HttpResponse::Text(200, "x"); });
   ASSERT_TRUE(server.Start().ok());
   EXPECT_EQ(StatusOf(Get(server.port(), "/x")), 200);
   int fd6 = Connect(server.port(), /*v6=*/true);
@@ -196,7 +196,7 @@ TEST(HttpServer, SlowHeadAndIdleConnectionsTimeOut) {
   o.head_timeout = 300ms;
   o.idle_timeout = 300ms;
   HttpServer server(o);
-  server.Handle("/x", [](const HttpRequest&) { return HttpResponse::Text(200, "x"); });
+  server.Handle("/x", [](const RequestHead&) { return HttpResponse::Text(200, "x"); });
   ASSERT_TRUE(server.Start().ok());
   int slow = Connect(server.port());
   int silent = Connect(server.port());
@@ -222,7 +222,7 @@ TEST(HttpServer, ConnectionCapAnswers503) {
   HttpServerOptions o = Loopback();
   o.max_connections = 2;
   HttpServer server(o);
-  server.Handle("/x", [](const HttpRequest&) { return HttpResponse::Text(200, "x"); });
+  server.Handle("/x", [](const RequestHead&) { return HttpResponse::Text(200, "x"); });
   ASSERT_TRUE(server.Start().ok());
   int a = Connect(server.port());
   int b = Connect(server.port());
@@ -249,8 +249,8 @@ class SilentStream : public StreamSource {
 TEST(HttpServer, StopIsPromptWithClientsConnected) {
   HttpServerOptions o = Loopback();
   HttpServer server(o);
-  server.Handle("/x", [](const HttpRequest&) { return HttpResponse::Text(200, "x"); });
-  server.Handle("/stream", [](const HttpRequest&) {
+  server.Handle("/x", [](const RequestHead&) { return HttpResponse::Text(200, "x"); });
+  server.Handle("/stream", [](const RequestHead&) {
     HttpResponse r;
     r.stream = std::make_shared<SilentStream>();
     return r;
@@ -285,7 +285,7 @@ TEST(HttpServer, HeartbeatsFlowOnIdleStreams) {
   HttpServerOptions o = Loopback();
   o.heartbeat_interval = 100ms;
   HttpServer server(o);
-  server.Handle("/stream", [](const HttpRequest&) {
+  server.Handle("/stream", [](const RequestHead&) {
     HttpResponse r;
     r.stream = std::make_shared<SilentStream>();
     return r;
@@ -329,7 +329,7 @@ TEST_F(TlsTest, ServesOverTlsAndRejectsPlaintext) {
   o.tls_cert_file = cert_;
   o.tls_key_file = key_;
   HttpServer server(o);
-  server.Handle("/x", [](const HttpRequest&) { return HttpResponse::Text(200, "secret-ok"); });
+  server.Handle("/x", [](const RequestHead&) { return HttpResponse::Text(200, "secret-ok"); });
   Status s = server.Start();
   ASSERT_TRUE(s.ok()) << s.message();
   std::string cmd = "curl -sS --max-time 5 --cacert " + cert_ +

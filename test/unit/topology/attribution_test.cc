@@ -141,17 +141,17 @@ topology::Topology TwoPools() {
   topology::TopologyPool a;
   a.ns = "ns1";
   a.name = a.label = "a";
-  a.endpoints.push_back({Ep("10.0.0.1:8000"), "pod-1", "ns1", pool::Engine::kVllm, "10.0.0.1:8000",
+  a.endpoints.push_back({Ep("10.0.0.1:8000"), "pod-1", "ns1", poller::Engine::kVllm, "10.0.0.1:8000",
                          "/metrics", "test"});
   a.endpoints.push_back(
-      {Ep("10.0.0.1:8001"), "pod-1", "ns1", pool::Engine::kVllm, "10.0.0.1:9000", "/m", "test"});
+      {Ep("10.0.0.1:8001"), "pod-1", "ns1", poller::Engine::kVllm, "10.0.0.1:9000", "/m", "test"});
   topology::AddModelName(a.models, "t1", "m1", "test");
   topology::TopologyPool b;
   b.ns = "ns2";
   b.name = b.label = "b";
-  b.endpoints.push_back({Ep("10.0.0.1:8000"), "pod-x", "ns2", pool::Engine::kAuto, "10.0.0.1:8000",
+  b.endpoints.push_back({Ep("10.0.0.1:8000"), "pod-x", "ns2", poller::Engine::kAuto, "10.0.0.1:8000",
                          "/metrics", "test"});  // overlaps a: a keeps it
-  b.endpoints.push_back({Ep("10.0.0.3:8000"), "pod-3", "ns2", pool::Engine::kSglang,
+  b.endpoints.push_back({Ep("10.0.0.3:8000"), "pod-3", "ns2", poller::Engine::kSglang,
                          "10.0.0.3:8000", "/metrics", "test"});
   t.pools = {a, b};
   topology::AddModelName(t.models, "g", "global", "flags");
@@ -169,7 +169,7 @@ TEST(DeriveTables, KernelPipelineAndPollerGetTheTopology) {
   ASSERT_EQ(d.targets.size(), 4u);
   EXPECT_EQ(d.targets[1].address, "10.0.0.1:9000");
   EXPECT_EQ(d.targets[1].path, "/m");
-  EXPECT_EQ(d.targets[3].engine, pool::Engine::kSglang);
+  EXPECT_EQ(d.targets[3].engine, poller::Engine::kSglang);
   EXPECT_EQ(d.attribution->pool_models.at("a").at("t1"), "m1");
   EXPECT_EQ(d.attribution->models.at("g"), "global");
   // The pipeline resolves the overlap like the kernel: the first pool's entry.

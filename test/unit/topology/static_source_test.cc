@@ -37,7 +37,7 @@ TEST(StaticTopology, DefaultIsPort8000OnEveryAddressInPoolDefault) {
   EXPECT_EQ(p.endpoints[0].pod, "127.0.0.1:8000");
   EXPECT_EQ(p.endpoints[0].metrics_address, "127.0.0.1:8000");
   EXPECT_EQ(p.endpoints[0].metrics_path, "/metrics");
-  EXPECT_EQ(p.endpoints[0].engine, pool::Engine::kAuto);
+  EXPECT_EQ(p.endpoints[0].engine, poller::Engine::kAuto);
 }
 
 TEST(StaticTopology, FlagsAndConfigGiveTheSameTopology) {
@@ -68,7 +68,7 @@ TEST(StaticTopology, FlagsAndConfigGiveTheSameTopology) {
   }
   EXPECT_TRUE(a.SameContent(b));
   EXPECT_EQ(a.pools[0].endpoints[1].pod, "[::1]:8001");
-  EXPECT_EQ(a.pools[0].endpoints[0].engine, pool::Engine::kVllm);
+  EXPECT_EQ(a.pools[0].endpoints[0].engine, poller::Engine::kVllm);
 
   // And the agent derives what RunAgent used to: traced endpoints in order, pool index per pool,
   // attribution pod = scrape address, poller targets.
@@ -80,8 +80,8 @@ TEST(StaticTopology, FlagsAndConfigGiveTheSameTopology) {
   EXPECT_EQ(d.attribution->endpoints[0].pool, "p1");
   EXPECT_EQ(d.attribution->endpoints[0].pod, "10.0.0.5:8000");
   ASSERT_EQ(d.targets.size(), 2u);
-  EXPECT_EQ(d.targets[0], (pool::PoolTarget{"p1", "10.0.0.5:8000", "10.0.0.5:8000", "/metrics",
-                                            pool::Engine::kVllm}));
+  EXPECT_EQ(d.targets[0], (poller::PoolTarget{"p1", "10.0.0.5:8000", "10.0.0.5:8000", "/metrics",
+                                            poller::Engine::kVllm}));
 }
 
 TEST(StaticTopology, ConfigWithSeveralPoolsAndAliases) {
@@ -96,8 +96,8 @@ TEST(StaticTopology, ConfigWithSeveralPoolsAndAliases) {
   std::remove(cfg.c_str());
   ASSERT_EQ(t.pools.size(), 2u);
   EXPECT_EQ(t.pools[0].endpoints[0].metrics_path, "/m");
-  EXPECT_EQ(t.pools[0].endpoints[0].engine, pool::Engine::kAuto);
-  EXPECT_EQ(t.pools[1].endpoints[0].engine, pool::Engine::kSglang);
+  EXPECT_EQ(t.pools[0].endpoints[0].engine, poller::Engine::kAuto);
+  EXPECT_EQ(t.pools[1].endpoints[0].engine, poller::Engine::kSglang);
   EXPECT_EQ(t.pools[1].endpoints[0].metrics_path, "/metrics");
   // A pool's own alias wins over the flag; the flag applies where the pool has none.
   EXPECT_EQ(t.ModelNameFor(0, "t"), "m1");

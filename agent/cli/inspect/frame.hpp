@@ -28,7 +28,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/cli/top/top_model.hpp"
+#include "agent/cli/inspect/top_model.hpp"
 
 namespace infertap::cli {
 

@@ -1,9 +1,9 @@
-#include "agent/pool/engines.hpp"
+#include "agent/poller/engines.hpp"
 
 #include <array>
 #include <cmath>
 
-namespace infertap::pool {
+namespace infertap::poller {
 namespace {
 
 // One series selector: a sample name, optionally narrowed by one label value (Triton puts all
@@ -154,4 +154,4 @@ ExtractResult ExtractPodStats(const std::vector<promtext::Family>& families, Eng
   return out;
 }
 
-}  // namespace infertap::pool
+}  // namespace infertap::poller

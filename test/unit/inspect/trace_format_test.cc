@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <ctime>
 
-#include "agent/cli/top/trace.hpp"
+#include "agent/cli/inspect/trace.hpp"
 
 namespace infertap::cli {
 namespace {

@@ -1,4 +1,4 @@
-#include "agent/cli/top/agent_json.hpp"
+#include "agent/cli/inspect/agent_json.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,8 +1,8 @@
-#include "agent/pool/fetcher.hpp"
+#include "agent/poller/fetcher.hpp"
 
 #include <curl/curl.h>
 
-namespace infertap::pool {
+namespace infertap::poller {
 
 struct HttpFetcher::Transfer {
   uint64_t id = 0;
@@ -135,4 +135,4 @@ void HttpFetcher::Poll(std::chrono::milliseconds max_wait,
   }
 }
 
-}  // namespace infertap::pool
+}  // namespace infertap::poller

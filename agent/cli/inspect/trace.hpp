@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include "agent/cli/top/agent_json.hpp"
+#include "agent/cli/inspect/agent_json.hpp"
 
 namespace infertap::cli {
 

@@ -17,7 +17,7 @@
 #include <string>
 #include <unordered_map>
 
-namespace infertap::pool {
+namespace infertap::poller {
 
 struct FetchResult {
   bool ok = false;       // transfer done and HTTP 200
@@ -62,4 +62,4 @@ class HttpFetcher {
   std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
 };
 
-}  // namespace infertap::pool
+}  // namespace infertap::poller

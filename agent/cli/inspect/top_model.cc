@@ -1,4 +1,4 @@
-#include "agent/cli/top/top_model.hpp"
+#include "agent/cli/inspect/top_model.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "agent/cli/top/top.hpp"
+#include "agent/cli/inspect/top.hpp"
 
 #include <unistd.h>
 
@@ -9,11 +9,11 @@
 #include <cstdlib>
 #include <memory>
 
-#include "agent/cli/top/agent_client.hpp"
-#include "agent/cli/top/agent_json.hpp"
-#include "agent/cli/top/frame.hpp"
-#include "agent/cli/top/terminal.hpp"
-#include "agent/cli/top/top_model.hpp"
+#include "agent/cli/inspect/agent_client.hpp"
+#include "agent/cli/inspect/agent_json.hpp"
+#include "agent/cli/inspect/frame.hpp"
+#include "agent/cli/inspect/terminal.hpp"
+#include "agent/cli/inspect/top_model.hpp"
 
 namespace infertap::cli {
 namespace {

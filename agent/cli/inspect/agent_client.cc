@@ -1,4 +1,4 @@
-#include "agent/cli/top/agent_client.hpp"
+#include "agent/cli/inspect/agent_client.hpp"
 
 #include <curl/curl.h>
 

@@ -1,4 +1,4 @@
-#include "agent/cli/top/frame.hpp"
+#include "agent/cli/inspect/frame.hpp"
 
 #include <algorithm>
 #include <cstdio>

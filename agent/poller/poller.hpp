@@ -34,11 +34,11 @@
 #include <vector>
 
 #include "agent/metrics/metrics.hpp"
-#include "agent/pool/engines.hpp"
-#include "agent/pool/fetcher.hpp"
+#include "agent/poller/engines.hpp"
+#include "agent/poller/fetcher.hpp"
 #include "parsers/promtext/promtext.hpp"
 
-namespace infertap::pool {
+namespace infertap::poller {
 
 using Clock = std::function<std::chrono::steady_clock::time_point()>;
 
@@ -135,4 +135,4 @@ class PoolPoller {
   std::unique_ptr<HttpFetcher> fetcher_;  // owned by the worker while it runs
 };
 
-}  // namespace infertap::pool
+}  // namespace infertap::poller

@@ -14,7 +14,7 @@
 
 #include "parsers/promtext/promtext.hpp"
 
-namespace infertap::pool {
+namespace infertap::poller {
 
 enum class Engine : uint8_t {
   kAuto,  // detect from the series present
@@ -50,4 +50,4 @@ Engine DetectEngine(const std::vector<promtext::Family>& families);
 // missing, so a page from the wrong server is an error rather than a silent zero.
 ExtractResult ExtractPodStats(const std::vector<promtext::Family>& families, Engine engine);
 
-}  // namespace infertap::pool
+}  // namespace infertap::poller

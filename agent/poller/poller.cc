@@ -1,9 +1,9 @@
-#include "agent/pool/poller.hpp"
+#include "agent/poller/poller.hpp"
 
 #include <algorithm>
 #include <set>
 
-namespace infertap::pool {
+namespace infertap::poller {
 namespace {
 
 using TimePoint = std::chrono::steady_clock::time_point;
@@ -303,4 +303,4 @@ void PoolPoller::Run() {
   }
 }
 
-}  // namespace infertap::pool
+}  // namespace infertap::poller

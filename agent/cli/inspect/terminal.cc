@@ -1,4 +1,4 @@
-#include "agent/cli/top/terminal.hpp"
+#include "agent/cli/inspect/terminal.hpp"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>

@@ -4,8 +4,8 @@
 #include <CLI/CLI.hpp>
 #include <map>
 
-#include "agent/cli/top/top.hpp"
-#include "agent/cli/top/trace.hpp"
+#include "agent/cli/inspect/top.hpp"
+#include "agent/cli/inspect/trace.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"infertap top/trace (test driver)"};

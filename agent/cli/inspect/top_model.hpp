@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/cli/top/agent_json.hpp"
+#include "agent/cli/inspect/agent_json.hpp"
 
 namespace infertap::cli {
 

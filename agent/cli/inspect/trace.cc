@@ -1,4 +1,4 @@
-#include "agent/cli/top/trace.hpp"
+#include "agent/cli/inspect/trace.hpp"
 
 #include <unistd.h>
 
@@ -11,9 +11,9 @@
 #include <limits>
 #include <memory>
 
-#include "agent/cli/top/agent_client.hpp"
-#include "agent/cli/top/frame.hpp"
-#include "agent/cli/top/terminal.hpp"
+#include "agent/cli/inspect/agent_client.hpp"
+#include "agent/cli/inspect/frame.hpp"
+#include "agent/cli/inspect/terminal.hpp"
 
 namespace infertap::cli {
 namespace {
