@@ -29,7 +29,7 @@ struct TopologyEndpoint {
   std::string pod;   // record `pod`, label `model_server_pod` (standalone: the scrape address)
   std::string ns;    // the pod's namespace ("" standalone)
   poller::Engine engine = poller::Engine::kAuto;  // kAuto: detected from the scrape
-  std::string metrics_address;                // host:port of the model server's metrics
+  std::string metrics_address;                    // host:port of the model server's metrics
   std::string metrics_path = "/metrics";
   std::string origin;  // where this endpoint came from
   bool operator==(const TopologyEndpoint&) const = default;

@@ -135,8 +135,8 @@ CURL* AgentClient::Transfer::NewEasy(const std::string& url, Transfer* transfer,
   curl_easy_setopt(e, CURLOPT_URL, url.c_str());
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  // The API is loopback-only (docs/serving.md); an http_proxy from the environment can only get in the
-  // way (a proxy cannot reach the agent's 127.0.0.1).
+  // The API is loopback-only (docs/serving.md); an http_proxy from the environment can only get in
+  // the way (a proxy cannot reach the agent's 127.0.0.1).
   curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, long(CURL_HTTP_VERSION_1_1));
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, kConnectTimeoutMs);

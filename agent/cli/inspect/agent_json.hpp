@@ -1,5 +1,6 @@
 // The two documents of the agent's inspection API (docs/serving.md) as `top` and `trace` see them:
-// one request record (docs/records.md, a line of GET /v1/records) and the state snapshot (GET /v1/state).
+// one request record (docs/records.md, a line of GET /v1/records) and the state snapshot (GET
+// /v1/state).
 //
 // The agent is a separate process, possibly a different version, so parsing is lenient: only a
 // document that is not a JSON object is an error. A field that is missing, null or of the wrong
@@ -14,8 +15,8 @@
 
 namespace infertap::cli {
 
-// The subset of a docs/records.md record that the views use. `trace --json` prints the original line,
-// so fields not listed here are never lost.
+// The subset of a docs/records.md record that the views use. `trace --json` prints the original
+// line, so fields not listed here are never lost.
 struct TopRecord {
   std::string ts;  // RFC 3339 request start, as sent
   std::string pool;

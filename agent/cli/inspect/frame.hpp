@@ -14,8 +14,8 @@
 //   q quit  rates over 10s  agent 0.1.0 up 12s      (footer on the last line of the frame)
 //
 // TTFT is the p50 over streaming records; IN/S and OUT/S are tokens per second; QUEUE and KV%
-// are the pool's averages over its fresh pods (docs/pool-gauges.md). A status (agent unreachable, malformed
-// records) goes into the footer right after "q quit".
+// are the pool's averages over its fresh pods (docs/pool-gauges.md). A status (agent unreachable,
+// malformed records) goes into the footer right after "q quit".
 //
 // Pool rows aggregate their models and carry the pool gauges (average queue, KV cache %), model
 // rows are indented under their pool. Unknown values are "-". Every byte of text that came from

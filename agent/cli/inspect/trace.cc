@@ -183,7 +183,8 @@ Runner RegisterTrace(CLI::App& app) {
       "trace", "One line per completed request from a running agent (--json for JSON lines)");
   sub->add_option("--agent", options->agent, "URL of the agent's inspection API (--inspect-addr)")
       ->capture_default_str();
-  sub->add_flag("--json", options->json, "Print each record as the agent's JSON line (docs/records.md)");
+  sub->add_flag("--json", options->json,
+                "Print each record as the agent's JSON line (docs/records.md)");
   sub->add_option("--count", options->count, "Exit after N records (0: no limit)")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--duration", options->duration_s, "Exit after S seconds (0: no limit)")

@@ -4,8 +4,8 @@
 //
 // Exits 0 after N records, after S seconds, on SIGINT/SIGTERM/SIGHUP, or when stdout closes;
 // 1 when the agent cannot be reached or the stream breaks (the trace would be incomplete).
-// --json prints each record line exactly as the agent sent it (docs/records.md JSON). The human format
-// has fixed columns (see FormatTraceLine), so `sort`, `awk` and eyes can line it up.
+// --json prints each record line exactly as the agent sent it (docs/records.md JSON). The human
+// format has fixed columns (see FormatTraceLine), so `sort`, `awk` and eyes can line it up.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -141,16 +141,16 @@ topology::Topology TwoPools() {
   topology::TopologyPool a;
   a.ns = "ns1";
   a.name = a.label = "a";
-  a.endpoints.push_back({Ep("10.0.0.1:8000"), "pod-1", "ns1", poller::Engine::kVllm, "10.0.0.1:8000",
-                         "/metrics", "test"});
+  a.endpoints.push_back({Ep("10.0.0.1:8000"), "pod-1", "ns1", poller::Engine::kVllm,
+                         "10.0.0.1:8000", "/metrics", "test"});
   a.endpoints.push_back(
       {Ep("10.0.0.1:8001"), "pod-1", "ns1", poller::Engine::kVllm, "10.0.0.1:9000", "/m", "test"});
   topology::AddModelName(a.models, "t1", "m1", "test");
   topology::TopologyPool b;
   b.ns = "ns2";
   b.name = b.label = "b";
-  b.endpoints.push_back({Ep("10.0.0.1:8000"), "pod-x", "ns2", poller::Engine::kAuto, "10.0.0.1:8000",
-                         "/metrics", "test"});  // overlaps a: a keeps it
+  b.endpoints.push_back({Ep("10.0.0.1:8000"), "pod-x", "ns2", poller::Engine::kAuto,
+                         "10.0.0.1:8000", "/metrics", "test"});  // overlaps a: a keeps it
   b.endpoints.push_back({Ep("10.0.0.3:8000"), "pod-3", "ns2", poller::Engine::kSglang,
                          "10.0.0.3:8000", "/metrics", "test"});
   t.pools = {a, b};

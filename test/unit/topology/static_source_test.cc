@@ -81,7 +81,7 @@ TEST(StaticTopology, FlagsAndConfigGiveTheSameTopology) {
   EXPECT_EQ(d.attribution->endpoints[0].pod, "10.0.0.5:8000");
   ASSERT_EQ(d.targets.size(), 2u);
   EXPECT_EQ(d.targets[0], (poller::PoolTarget{"p1", "10.0.0.5:8000", "10.0.0.5:8000", "/metrics",
-                                            poller::Engine::kVllm}));
+                                              poller::Engine::kVllm}));
 }
 
 TEST(StaticTopology, ConfigWithSeveralPoolsAndAliases) {
