@@ -4,8 +4,8 @@
 #   image_e2e.sh BUILD_DIR SOURCE_DIR
 #
 # 1. A Debian 12 base image from `debootstrap --variant=minbase bookworm` (the rootfs tarball is
-#    cached in BUILD_DIR/image-e2e; a clean build dir makes it), imported into a private podman
-#    store under BUILD_DIR/image-e2e (vfs, runc); the Dockerfile's `prebuilt` stage built on it
+#    cached in BUILD_DIR/podman; a clean build dir makes it), imported into a private podman
+#    store under BUILD_DIR/podman (vfs, runc); the Dockerfile's `prebuilt` stage built on it
 #    with BUILD_DIR/infertap (the `runtime` stage compiles from source instead: `make image`).
 # 2. The agent runs in that image as the rendered DaemonSet says (test/e2e/image/podman_args.py:
 #    hostPID, capabilities, seccomp profile from the ConfigMap, read-only hostPath mounts,
@@ -52,11 +52,10 @@ python3 -c 'import yaml' 2>/dev/null || fail "missing python3-yaml (scripts/inst
 [ -d /sys/kernel/tracing/events ] || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 [ -d /sys/kernel/tracing/events ] || fail "tracefs is not mounted at /sys/kernel/tracing (the DaemonSet mounts the host's)"
 
-STORE=$BUILD/image-e2e
-mkdir -p "$STORE"
-# A private store: never the machine's default one (other users' images, other storage drivers).
-PODMAN="podman --root $STORE/storage --runroot $STORE/run --storage-driver vfs --runtime runc --cgroup-manager cgroupfs --events-backend file"
-W=$(mktemp -d /tmp/infertap-image-e2e.XXXXXX)
+# A private podman store under the build dir (scripts/image.sh): never the machine's default one.
+PODMAN=$(bash "$SRC/scripts/image.sh" podman "$BUILD") || fail "scripts/image.sh podman"
+read -r -a ULIMITS < <(bash "$SRC/scripts/image.sh" ulimits "$BUILD")
+W=$(mktemp -d /tmp/infertap-podman.XXXXXX)
 PIDS=()
 CTR=""
 NS=""
@@ -73,29 +72,11 @@ trap cleanup EXIT
 to_json() { python3 -c 'import sys, yaml, json; json.dump([d for d in yaml.safe_load_all(sys.stdin) if d], sys.stdout)'; }
 
 # ---- 1. base image and the image ----
-BASE=localhost/infertap-base:bookworm
-if ! $PODMAN image exists "$BASE"; then
-  if [ ! -s "$STORE/bookworm-minbase.tar" ]; then
-    mirror=$(sed -n 's/^URIs: *//p; s/^deb \(\[[^]]*\] \)\?\(http[^ ]*\) bookworm .*/\2/p' \
-      /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v security | head -1)
-    mirror=${mirror:-http://deb.debian.org/debian}
-    debootstrap --variant=minbase bookworm "$W/rootfs" "$mirror" >"$W/debootstrap.log" 2>&1 ||
-      fail "debootstrap bookworm from $mirror: $(tail -5 "$W/debootstrap.log")"
-    rm -rf "$W/rootfs/var/cache/apt/archives/"*.deb "$W/rootfs/var/lib/apt/lists/"*
-    tar -C "$W/rootfs" -cf "$STORE/bookworm-minbase.tar.tmp" . && mv "$STORE/bookworm-minbase.tar.tmp" "$STORE/bookworm-minbase.tar"
-    rm -rf "$W/rootfs"
-    ok "debootstrap --variant=minbase bookworm ($mirror), cached in $STORE"
-  fi
-  $PODMAN import "$STORE/bookworm-minbase.tar" "$BASE" >"$W/import.log" 2>&1 || fail "podman import: $(cat "$W/import.log")"
-fi
-ok "base image $BASE"
+BASE=$(BASE= bash "$SRC/scripts/image.sh" base "$BUILD" 2>"$W/base.err") || fail "base image: $(cat "$W/base.err")"
+ok "base image $BASE (debootstrap --variant=minbase bookworm, cached in $BUILD/podman)"
 mkdir -p "$W/ctx"
 cp "$INFERTAP" "$W/ctx/infertap"
 IMAGE=localhost/infertap:e2e
-# runc sets the container's rlimits and may not raise them: podman's defaults (and, for nproc,
-# even this shell's own hard limit) are refused on these machines. Explicit, modest values.
-nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] || [ "$nofile" -gt 65536 ] && nofile=65536
-ULIMITS=(--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=4096:4096")
 $PODMAN build --target prebuilt --build-arg "BASE=$BASE" --isolation chroot --network host \
   "${ULIMITS[@]}" -f "$SRC/Dockerfile" -t "$IMAGE" "$W/ctx" >"$W/build.log" 2>&1 ||
   fail "podman build: $(tail -20 "$W/build.log")"
