@@ -15,6 +15,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <string>
@@ -69,11 +70,16 @@ std::vector<prometheus::MetricFamily> Families() {
 
 std::string TypeName(prometheus::MetricType t) {
   switch (t) {
-    case prometheus::MetricType::Counter: return "counter";
-    case prometheus::MetricType::Gauge: return "gauge";
-    case prometheus::MetricType::Histogram: return "histogram";
-    case prometheus::MetricType::Summary: return "summary";
-    default: return "untyped";
+    case prometheus::MetricType::Counter:
+      return "counter";
+    case prometheus::MetricType::Gauge:
+      return "gauge";
+    case prometheus::MetricType::Histogram:
+      return "histogram";
+    case prometheus::MetricType::Summary:
+      return "summary";
+    default:
+      return "untyped";
   }
 }
 
@@ -104,10 +110,9 @@ std::string Table() {
     }
     std::string help = f.help;
     if (help.rfind("[ALPHA] ", 0) == 0) help = help.substr(8);
-    out << "| `" << f.name << "` | " << TypeName(f.type) << " | "
-        << (labels.empty() ? "—" : labels) << " | `" << help << "` | "
-        << (buckets.empty() ? "—" : buckets) << " | " << (kSeed.count(f.name) ? "yes" : "")
-        << " |\n";
+    out << "| `" << f.name << "` | " << TypeName(f.type) << " | " << (labels.empty() ? "—" : labels)
+        << " | `" << help << "` | " << (buckets.empty() ? "—" : buckets) << " | "
+        << (kSeed.count(f.name) ? "yes" : "") << " |\n";
   }
   out << kEnd << "\n";
   return out.str();
