@@ -69,7 +69,7 @@ for _ in $(seq 200); do [ -s "$W/api/ready" ] && break; sleep 0.05; done
 export KUBECONFIG=$W/api/kubeconfig
 for d in "${dirs[@]}"; do
   name=$(basename "$d")
-  kubectl apply -f "$W/$name.yaml" >"$W/apply.out" 2>&1 || fail "kubectl apply ($name): $(cat "$W/apply.out")"
+  kubectl apply -k "$d" >"$W/apply.out" 2>&1 || fail "kubectl apply -k $d: $(cat "$W/apply.out")"
   applied=$(grep -cE ' (created|configured|unchanged)$' "$W/apply.out")
   [ "$applied" = "$(jq length "$W/$name.json")" ] || fail "kubectl apply ($name) applied $applied objects: $(cat "$W/apply.out")"
   # Each object reads back from the server.
@@ -77,6 +77,10 @@ for d in "${dirs[@]}"; do
     if [ "$ns" = - ]; then kubectl get "$kind" "$obj" -o name >/dev/null 2>&1 || fail "$kind $obj not on the server"
     else kubectl -n "$ns" get "$kind" "$obj" -o name >/dev/null 2>&1 || fail "$kind $ns/$obj not on the server"; fi
   done < <(jq -r '.[] | "\(.kind | ascii_downcase) \(.metadata.namespace // "-") \(.metadata.name)"' "$W/$name.json")
+  # What the server holds is what was rendered (an overlay's change did reach it).
+  want=$(jq -c '.[] | select(.kind == "DaemonSet") | .spec.template.spec.containers | map({name, securityContext, args})' "$W/$name.json")
+  got=$(kubectl -n infertap-system get ds infertap -o json | jq -c '.spec.template.spec.containers | map({name, securityContext, args})')
+  [ "$want" = "$got" ] || fail "DaemonSet on the server after apply -k $name: $got, rendered $want"
   ok "kubectl apply -k ${d#"$SRC"/} against the fake API server: $applied objects accepted and read back"
 done
 # The token controller filled the reader's Secret, as the README's scrape example expects.
