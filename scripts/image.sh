@@ -30,6 +30,9 @@ ensure_base() {
         /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v security | head -1 || true)
       mirror=${mirror:-http://deb.debian.org/debian}
       rootfs=$(mktemp -d "$store/rootfs.XXXXXX")
+      # debootstrap mounts proc/sys in the target while it works: an interrupted run leaves no
+      # mount and no half-made rootfs behind.
+      trap 'grep -o " $rootfs[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null; rm -rf "$rootfs" "$tar.tmp"' EXIT
       if ! debootstrap --variant=minbase bookworm "$rootfs" "$mirror" > "$store/debootstrap.log" 2>&1; then
         echo "image.sh: debootstrap bookworm from $mirror failed:" >&2
         tail -5 "$store/debootstrap.log" >&2

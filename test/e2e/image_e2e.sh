@@ -21,6 +21,9 @@
 # 5. The ClusterRole: the (verb, group, resource) set of the agent's API calls in the fake
 #    server's request log equals the rendered ClusterRole's rules, both ways.
 #
+# INFERTAP_E2E_IMAGE=localhost/infertap:0.1.0 runs it on an image already in the store (the
+# from-source one of `make image`) instead of building the prebuilt stage.
+#
 # Exit 0 pass, 1 fail, 77 skip (not root / no BPF / no podman) — a fail under INFERTAP_REQUIRE_BPF=1.
 set -u
 BUILD=$(cd "$1" && pwd)
@@ -74,13 +77,20 @@ to_json() { python3 -c 'import sys, yaml, json; json.dump([d for d in yaml.safe_
 # ---- 1. base image and the image ----
 BASE=$(BASE= bash "$SRC/scripts/image.sh" base "$BUILD" 2>"$W/base.err") || fail "base image: $(cat "$W/base.err")"
 ok "base image $BASE (debootstrap --variant=minbase bookworm, cached in $BUILD/podman)"
-mkdir -p "$W/ctx"
-cp "$INFERTAP" "$W/ctx/infertap"
-IMAGE=localhost/infertap:e2e
-$PODMAN build --target prebuilt --build-arg "BASE=$BASE" --isolation chroot --network host \
-  "${ULIMITS[@]}" -f "$SRC/Dockerfile" -t "$IMAGE" "$W/ctx" >"$W/build.log" 2>&1 ||
-  fail "podman build: $(tail -20 "$W/build.log")"
-ok "podman build --target prebuilt (Dockerfile) → $IMAGE"
+if [ -n "${INFERTAP_E2E_IMAGE:-}" ]; then
+  # An image built elsewhere in this store, e.g. `make image`'s localhost/infertap:0.1.0.
+  IMAGE=$INFERTAP_E2E_IMAGE
+  $PODMAN image exists "$IMAGE" || fail "no image $IMAGE in the store ($PODMAN images)"
+  ok "image $IMAGE (INFERTAP_E2E_IMAGE; not built here)"
+else
+  mkdir -p "$W/ctx"
+  cp "$INFERTAP" "$W/ctx/infertap"
+  IMAGE=localhost/infertap:e2e
+  $PODMAN build --target prebuilt --build-arg "BASE=$BASE" --isolation chroot --network host \
+    "${ULIMITS[@]}" -f "$SRC/Dockerfile" -t "$IMAGE" "$W/ctx" >"$W/build.log" 2>&1 ||
+    fail "podman build: $(tail -20 "$W/build.log")"
+  ok "podman build --target prebuilt (Dockerfile) → $IMAGE"
+fi
 $PODMAN run --rm --network none "${ULIMITS[@]}" "$IMAGE" version >"$W/version" 2>&1 || fail "image: infertap version: $(cat "$W/version")"
 grep -q "^infertap " "$W/version" || fail "image: $(cat "$W/version")"
 
