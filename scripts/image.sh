@@ -20,30 +20,43 @@ store=$(cd "$build/podman" && pwd)
 podman_cmd="podman --root $store/storage --runroot $store/run --storage-driver vfs --runtime runc --cgroup-manager cgroupfs --events-backend file"
 PODMAN=($podman_cmd)
 
+# Unmounts whatever debootstrap left mounted under the rootfs, then removes it.
+drop_rootfs() {
+  [[ -n ${rootfs:-} ]] || return 0
+  grep -o " $rootfs[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2> /dev/null || true
+  grep -q " $rootfs" /proc/mounts || rm -rf "$rootfs"
+  rm -f "${tar:-}.tmp"
+}
+
 ensure_base() {
   if [[ -n ${BASE:-} ]]; then echo "$BASE"; return; fi
-  local base=localhost/infertap-base:bookworm tar=$store/bookworm-minbase.tar
+  local base=localhost/infertap-base:bookworm
+  tar=$store/bookworm-minbase.tar
   if ! "${PODMAN[@]}" image exists "$base"; then
     if [[ ! -s $tar ]]; then
-      local mirror rootfs
+      local mirror
       mirror=$(sed -n 's/^URIs: *//p; s/^deb \(\[[^]]*\] \)\?\(http[^ ]*\) bookworm .*/\2/p' \
         /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v security | head -1 || true)
       mirror=${mirror:-http://deb.debian.org/debian}
       rootfs=$(mktemp -d "$store/rootfs.XXXXXX")
       # debootstrap mounts proc/sys in the target while it works: an interrupted run leaves no
       # mount and no half-made rootfs behind.
-      trap 'grep -o " $rootfs[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null; rm -rf "$rootfs" "$tar.tmp"' EXIT
+      trap drop_rootfs EXIT
       if ! debootstrap --variant=minbase bookworm "$rootfs" "$mirror" > "$store/debootstrap.log" 2>&1; then
         echo "image.sh: debootstrap bookworm from $mirror failed:" >&2
         tail -5 "$store/debootstrap.log" >&2
-        rm -rf "$rootfs"
         exit 1
       fi
       rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
       tar -C "$rootfs" -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
-      rm -rf "$rootfs"
+      drop_rootfs
+      trap - EXIT
     fi
-    "${PODMAN[@]}" import "$tar" "$base" > /dev/null
+    if ! "${PODMAN[@]}" import "$tar" "$base" > "$store/import.log" 2>&1; then
+      echo "image.sh: podman import $tar failed:" >&2
+      tail -5 "$store/import.log" >&2
+      exit 1
+    fi
   fi
   echo "$base"
 }

@@ -67,8 +67,18 @@ FAKE_PID=$!
 for _ in $(seq 200); do [ -s "$W/api/ready" ] && break; sleep 0.05; done
 [ -s "$W/api/ready" ] || fail "fake API server not ready: $(cat "$W/fake.log")"
 export KUBECONFIG=$W/api/kubeconfig
+control() { curl -sS -o /dev/null -w '%{http_code}' --cacert "$W/api/ca.crt" -H "Authorization: Bearer $(cat "$W/api/admin.token")" -X POST "$(cat "$W/api/control")$1"; }
 for d in "${dirs[@]}"; do
   name=$(basename "$d")
+  # That overlay is for clusters without the Prometheus Operator: apply it to a server without
+  # the monitoring.coreos.com group, where the base itself must fail.
+  if [ "$name" = no-prometheus-operator ]; then
+    [ "$(control '/fake/disable-group?gv=monitoring.coreos.com/v1')" = 200 ] || fail "disable monitoring.coreos.com/v1"
+    kubectl apply -k "$SRC/deploy/daemonset" >"$W/apply-base.out" 2>&1 && fail "the base applied without the Prometheus Operator's CRDs"
+    # kubectl says "no matches for kind" from fresh discovery, a 404 with its cached discovery.
+    grep -qE 'no matches for kind "(PodMonitor|PrometheusRule)"|could not find the requested resource' "$W/apply-base.out" ||
+      fail "base without the CRDs: $(cat "$W/apply-base.out")"
+  fi
   kubectl apply -k "$d" >"$W/apply.out" 2>&1 || fail "kubectl apply -k $d: $(cat "$W/apply.out")"
   applied=$(grep -cE ' (created|configured|unchanged)$' "$W/apply.out")
   [ "$applied" = "$(jq length "$W/$name.json")" ] || fail "kubectl apply ($name) applied $applied objects: $(cat "$W/apply.out")"
@@ -82,6 +92,10 @@ for d in "${dirs[@]}"; do
   got=$(kubectl -n infertap-system get ds infertap -o json | jq -c '.spec.template.spec.containers | map({name, securityContext, args})')
   [ "$want" = "$got" ] || fail "DaemonSet on the server after apply -k $name: $got, rendered $want"
   ok "kubectl apply -k ${d#"$SRC"/} against the fake API server: $applied objects accepted and read back"
+  if [ "$name" = no-prometheus-operator ]; then
+    [ "$(control '/fake/enable-group?gv=monitoring.coreos.com/v1')" = 200 ] || fail "enable monitoring.coreos.com/v1"
+    ok "without the monitoring.coreos.com API the base fails and this overlay applies"
+  fi
 done
 # The token controller filled the reader's Secret, as the README's scrape example expects.
 tok=$(kubectl -n infertap-system get secret inference-gateway-sa-metrics-reader-secret -o jsonpath='{.data.token}' | base64 --decode)
