@@ -58,7 +58,7 @@ python3 -c 'import yaml' 2>/dev/null || fail "missing python3-yaml (scripts/inst
 # A private podman store under the build dir (scripts/image.sh): never the machine's default one.
 PODMAN=$(bash "$SRC/scripts/image.sh" podman "$BUILD") || fail "scripts/image.sh podman"
 read -r -a ULIMITS < <(bash "$SRC/scripts/image.sh" ulimits "$BUILD")
-W=$(mktemp -d /tmp/infertap-podman.XXXXXX)
+W=$(mktemp -d /tmp/infertap-image-e2e.XXXXXX)
 PIDS=()
 CTR=""
 NS=""
@@ -414,4 +414,7 @@ $PODMAN stop -t 10 "$CTR" >/dev/null 2>&1 || fail "podman stop"
 rc=$($PODMAN inspect -f '{{.State.ExitCode}}' "$CTR")
 [ "$rc" = 0 ] || fail "agent exit $rc after SIGTERM"
 ok "SIGTERM (podman stop): agent exit 0"
+$PODMAN rm "$CTR" >/dev/null 2>&1 && CTR=""
+# Each run tags a new image; the previous one's layers would pile up in the store (vfs copies).
+$PODMAN image prune -f >/dev/null 2>&1
 echo PASS
