@@ -18,12 +18,12 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$build/podman"
 store=$(cd "$build/podman" && pwd)
 podman_cmd="podman --root $store/storage --runroot $store/run --storage-driver vfs --runtime runc --cgroup-manager cgroupfs --events-backend file"
-PODMAN=($podman_cmd)
+read -r -a PODMAN <<< "$podman_cmd"
 
 # Unmounts whatever debootstrap left mounted under the rootfs, then removes it.
 drop_rootfs() {
   [[ -n ${rootfs:-} ]] || return 0
-  grep -o " $rootfs[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2> /dev/null || true
+  grep -o " ${rootfs}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2> /dev/null || true
   grep -q " $rootfs" /proc/mounts || rm -rf "$rootfs"
   rm -f "${tar:-}.tmp"
 }

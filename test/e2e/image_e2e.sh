@@ -75,7 +75,7 @@ trap cleanup EXIT
 to_json() { python3 -c 'import sys, yaml, json; json.dump([d for d in yaml.safe_load_all(sys.stdin) if d], sys.stdout)'; }
 
 # ---- 1. base image and the image ----
-BASE=$(BASE= bash "$SRC/scripts/image.sh" base "$BUILD" 2>"$W/base.err") || fail "base image: $(cat "$W/base.err")"
+BASE=$(BASE='' bash "$SRC/scripts/image.sh" base "$BUILD" 2>"$W/base.err") || fail "base image: $(cat "$W/base.err")"
 ok "base image $BASE (debootstrap --variant=minbase bookworm, cached in $BUILD/podman)"
 if [ -n "${INFERTAP_E2E_IMAGE:-}" ]; then
   # An image built elsewhere in this store, e.g. `make image`'s localhost/infertap:0.1.0.
@@ -191,7 +191,7 @@ $PODMAN run -d --name "$CTR" --network "ns:/run/netns/$NS" \
   "${ULIMITS[@]}" "${RUN_FLAGS[@]}" \
   --volume "$SA:/var/run/secrets/kubernetes.io/serviceaccount:ro" \
   --env "KUBERNETES_SERVICE_HOST=$HOST_IP" --env "KUBERNETES_SERVICE_PORT=$APORT" \
-  "$IMAGE" "${CTR_ARGS[@]}" >"$W/run.out" 2>&1 || { CTR_FAILED=1; fail "podman run: $(cat "$W/run.out")"; }
+  "$IMAGE" "${CTR_ARGS[@]}" >"$W/run.out" 2>&1 || fail "podman run: $(cat "$W/run.out")"
 M=http://$AGENT_IP:9090
 for _ in $(seq 300); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$M/readyz")" = 200 ] && break
@@ -273,7 +273,7 @@ sleep 0.5
 [ "$(grep -c . "$W/records.jsonl")" = "$N" ] || fail "$(grep -c . "$W/records.jsonl") records for $N requests: $(cat "$W/records.jsonl")"
 # Record k ↔ request k (one connection at a time, completion order = send order).
 j=0
-while read -r status up down; do
+while read -r status up _down; do
   j=$((j + 1))
   r=$(sed -n "${j}p" "$W/records.jsonl")
   resp_body=$(wc -c <"$W/resp.$j")
