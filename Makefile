@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build test test-unit test-e2e demo bench fuzz fresh-check format clean
+.PHONY: all deps configure build test test-unit test-e2e demo bench fuzz fresh-check format clean image metrics-doc
 
 all: build
 
@@ -32,6 +32,12 @@ test-e2e: build
 demo: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target infertap infertap-sim infertap-load
 	@bash scripts/demo.sh $(BUILD)
+
+# The container image, compiled from source inside the Dockerfile's build stage (root, podman;
+# a private store under $(BUILD)/podman; BASE=debian:12-slim if your podman can pull it, else a
+# debootstrapped Debian 12 is made; docs/deploy.md#image).
+image: deps
+	@bash scripts/image.sh build $(BUILD)
 
 bench: build
 	@bash bench/run.sh $(BUILD)

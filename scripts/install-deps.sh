@@ -9,21 +9,36 @@
 #   while this script installs them (a temporary policy-rc.d), and only the services of packages
 #   this run installed are disabled at boot. The tests run their own private instances.
 # - A failing step prints its own error output and a one-line hint, then exits non-zero.
+#
+# `install-deps.sh --build-only`: only what compiling `infertap` needs (the Dockerfile's build
+# stage; no test tools, no npm).
 set -euo pipefail
+
+build_only=
+if [[ ${1:-} == --build-only ]]; then build_only=1; fi
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 
-debs=(
+# What `cmake --build --target infertap` needs (with INFERTAP_BUILD_TESTS/BENCH off).
+build_debs=(
   build-essential cmake pkg-config git ca-certificates
-  clang llvm lld libclang-rt-14-dev          # BPF compile, libFuzzer, sanitizers
+  clang llvm lld                              # BPF compile
   libbpf-dev bpftool libelf-dev zlib1g-dev    # BPF loader + skeletons
   node-llhttp                                 # llhttp C sources (/usr/share/llhttp)
-  prometheus-cpp-dev libcli11-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
+  prometheus-cpp-dev libcli11-dev
   libsimdjson-dev libcurl4-openssl-dev libpcap-dev nlohmann-json3-dev libssl-dev openssl
+  libyaml-cpp-dev                             # kubeconfig parsing (k8s/)
+)
+debs=(
+  "${build_debs[@]}"
+  libclang-rt-14-dev                          # libFuzzer, sanitizers
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
   # Tools the tests and the demo run: gateways, clients, checkers, tracers.
   iproute2 curl nginx-light prometheus tmux procps util-linux strace jq
   python3 gnuplot-nox
-  libyaml-cpp-dev                             # kubeconfig parsing (k8s/)
+  # The deploy checks and the image e2e (deploy/check.sh, test/e2e/image_e2e.sh): YAML for the
+  # rendered manifests, and a container image built and run with podman (vfs storage, runc).
+  python3-yaml podman buildah runc debootstrap
 )
 # The real-stack end-to-end tests (test/e2e/realstack, docs/testing.md): other projects' servers,
 # gateways and clients, all from Debian 12. uvicorn with both HTTP implementations (h11,
@@ -60,16 +75,19 @@ step() {
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 missing=()
+if [[ -n $build_only ]]; then debs=("${build_debs[@]}"); fi
 for p in "${debs[@]}"; do
   installed "$p" || missing+=("$p")
 done
 # Node.js and npm (for the `openai` npm client of the e2e tests): a machine may carry them from
 # another repository (nodesource); only install Debian's when the commands are absent. Debian 12's
 # Node.js 18 is supported (test/e2e/node/package.json).
-command -v node > /dev/null 2>&1 || missing+=(nodejs)
-command -v npm > /dev/null 2>&1 || missing+=(npm)
-# kubectl likewise (kubernetes-client in Debian; some images ship Google's kubectl package).
-command -v kubectl > /dev/null 2>&1 || missing+=(kubernetes-client)
+if [[ -z $build_only ]]; then
+  command -v node > /dev/null 2>&1 || missing+=(nodejs)
+  command -v npm > /dev/null 2>&1 || missing+=(npm)
+  # kubectl likewise (kubernetes-client in Debian; some images ship Google's kubectl package).
+  command -v kubectl > /dev/null 2>&1 || missing+=(kubernetes-client)
+fi
 
 as_root() {
   if [[ $(id -u) -eq 0 ]]; then
@@ -113,6 +131,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   fi
 fi
 
+if [[ -n $build_only ]]; then exit 0; fi
+
 # The `openai` npm client used by the end-to-end tests (test/e2e/node), at the version pinned in
 # package-lock.json.
 node_dir=$here/test/e2e/node
@@ -121,4 +141,14 @@ if [[ -f $node_dir/package.json ]] && [[ ! -f $node_dir/node_modules/openai/pack
   step "npm must reach its registry (npm config get registry); a proxy goes in ~/.npmrc or npm_config_proxy" \
     sh -c "cd '$node_dir' && npm ci --no-audit --no-fund"
 fi
+# The Kubernetes and Prometheus Operator schemas (kubernetes-models) that deploy/check.sh
+# validates the rendered manifests against, pinned in deploy/validate/package-lock.json.
+val_dir=$here/deploy/validate
+if [[ ! -f $val_dir/node_modules/kubernetes-models/package.json ]] ||
+  [[ ! -f $val_dir/node_modules/@kubernetes-models/prometheus-operator/package.json ]]; then
+  echo "install-deps: npm ci (deploy/validate)"
+  step "npm must reach its registry (npm config get registry); a proxy goes in ~/.npmrc or npm_config_proxy" \
+    sh -c "cd '$val_dir' && npm ci --no-audit --no-fund"
+fi
 exit 0
+

@@ -26,7 +26,7 @@ class ResourceType:
         self.fields = ("metadata.name", "metadata.namespace") + tuple(fields)
         self.categories = list(categories)
         # Built into the real API server (not a CRD): list items omit kind/apiVersion.
-        self.builtin = not group.startswith("inference.")
+        self.builtin = not group.startswith("inference.") and group != "monitoring.coreos.com"
 
     @property
     def gv(self):
@@ -85,6 +85,17 @@ TYPES = [
                          "involvedObject.apiVersion", "involvedObject.resourceVersion",
                          "involvedObject.fieldPath", "reason", "reportingComponent", "source",
                          "type")),
+    # What deploy/daemonset renders (deploy/check.sh applies it here): stored, no controllers.
+    ResourceType("", "v1", "services", "Service", True, short_names=["svc"],
+                 status_subresource=True, categories=["all"]),
+    ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, short_names=["ds"],
+                 status_subresource=True, categories=["all"]),
+    ResourceType("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False,
+                 short_names=["pc"]),
+    ResourceType("monitoring.coreos.com", "v1", "podmonitors", "PodMonitor", True,
+                 short_names=["pmon"]),
+    ResourceType("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule", True,
+                 short_names=["promrule"]),
     ResourceType("inference.networking.k8s.io", "v1", "inferencepools", "InferencePool", True,
                  status_subresource=True),
     ResourceType("inference.networking.x-k8s.io", "v1alpha2", "inferencepools", "InferencePool",
