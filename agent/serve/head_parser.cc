@@ -39,30 +39,26 @@ struct HeadParser::State {
 struct HeadParser::Callbacks {
   static State& S(llhttp_t* p) { return *static_cast<State*>(p->data); }
 
-  static int OnUrl(llhttp_t* p, const char* at, size_t n) {
-    S(p).req.target.append(at, n);
+  // Data callbacks: llhttp hands a span in as many pieces as the bytes arrived in.
+  static int Append(std::string& to, const char* at, size_t n) {
+    to.append(at, n);
     return 0;
   }
+  static int OnUrl(llhttp_t* p, const char* at, size_t n) { return Append(S(p).req.target, at, n); }
   static int OnUrlComplete(llhttp_t* p) {
     State& s = S(p);
     // Origin-form only (RFC 9112 §3.2.1): proxies' absolute-form and OPTIONS '*' are not for us.
     if (s.req.target.empty() || s.req.target.front() != '/') return Fail(s, Why::kInvalid);
     return 0;
   }
-  static int OnField(llhttp_t* p, const char* at, size_t n) {
-    S(p).field.append(at, n);
-    return 0;
-  }
+  static int OnField(llhttp_t* p, const char* at, size_t n) { return Append(S(p).field, at, n); }
   static int OnFieldComplete(llhttp_t* p) {
     State& s = S(p);
     if (!IsToken(s.field)) return Fail(s, Why::kInvalid);
     if (s.req.headers.size() >= kMaxHeaders) return Fail(s, Why::kTooLarge);
     return 0;
   }
-  static int OnValue(llhttp_t* p, const char* at, size_t n) {
-    S(p).value.append(at, n);
-    return 0;
-  }
+  static int OnValue(llhttp_t* p, const char* at, size_t n) { return Append(S(p).value, at, n); }
   static int OnValueComplete(llhttp_t* p) {
     State& s = S(p);
     s.req.headers.emplace_back(std::move(s.field), std::string(TrimOws(s.value)));
