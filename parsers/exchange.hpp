@@ -37,9 +37,8 @@
 // when BOTH the response has ended and the request has been fully received, or when the
 // connection ends; request_bytes and the request's `model` are those of the whole request.
 //
-// Loss and garbage (docs/parsing.md#pairing-and-loss): a record is never paired with bytes of
-// another exchange. Pairing is FIFO and is only used where it is provable from the two byte
-// streams:
+// Loss and garbage (docs/parsing.md#pairing-and-loss): a record is never paired with bytes of another
+// exchange. Pairing is FIFO and is only used where it is provable from the two byte streams:
 //  - A request-direction gap (or malformed request bytes) hides an unknown number of requests. It
 //    leaves a "hidden" marker in the queue: requests queued before it are still answered in FIFO
 //    order, every response that reaches the marker is dropped ("unpaired_response"), and requests
@@ -269,9 +268,9 @@ class ExchangeAssembler {
   // a message began, its head is not complete.
   enum class RespMsg { kNone, kResync, kPending, kInterim, kPaired, kDropped };
   RespMsg resp_msg_ = RespMsg::kNone;
-  // Pairing offset after response-direction loss (docs/parsing.md#pairing-and-loss): the next final
-  // response answers waiting exchange k for some 0 <= k <= skip_hi_ (the k before it were answered
-  // in lost bytes). 0: pairing is exact. Only causality (a response starts after its request) or a
+  // Pairing offset after response-direction loss (docs/parsing.md#pairing-and-loss): the next final response
+  // answers waiting exchange k for some 0 <= k <= skip_hi_ (the k before it were answered in
+  // lost bytes). 0: pairing is exact. Only causality (a response starts after its request) or a
   // quiet point brings it back to 0.
   uint64_t skip_hi_ = 0;
   bool resp_stream_ = false;

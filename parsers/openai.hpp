@@ -1,6 +1,5 @@
 // Extraction of the few OpenAI-API fields infertap needs from JSON bodies and SSE event payloads
-// (docs/parsing.md, docs/records.md, docs/wire-formats.md), with simdjson's DOM parser on bounded
-// input.
+// (docs/parsing.md, docs/records.md, docs/wire-formats.md), with simdjson's DOM parser on bounded input.
 //
 // Nothing here keeps text from the payload except model names: prompts and completions are only
 // looked at (is this delta non-empty?) and never copied.

@@ -1,5 +1,5 @@
-// Listen addresses as given on the command line (docs/serving.md): ":9090" (every address, IPv6 and
-// IPv4 when the host has IPv6), "0.0.0.0:9090", "127.0.0.1:9091", "[::1]:9091", "localhost:9091".
+// Listen addresses as given on the command line (docs/serving.md): ":9090" (every address, IPv6 and IPv4
+// when the host has IPv6), "0.0.0.0:9090", "127.0.0.1:9091", "[::1]:9091", "localhost:9091".
 // Only numeric hosts and "localhost" are accepted: a listener must not depend on DNS at startup.
 #pragma once
 
