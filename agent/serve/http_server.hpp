@@ -62,7 +62,7 @@ struct HttpServerStats {
   uint64_t accepted = 0;
   uint64_t rejected_over_cap = 0;
   uint64_t requests = 0;
-  uint64_t bad_requests = 0;  // 400/431/413/505 from the parser
+  uint64_t bad_requests = 0;  // 400/431/413 answered without reaching a handler
   uint64_t timeouts = 0;      // head, idle or write timeout closes
   uint64_t tls_handshake_failures = 0;
   uint64_t connections = 0;  // open now
