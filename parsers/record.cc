@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "parsers/utf8.hpp"
+
 namespace infertap {
 
 std::string_view ErrorCodeName(ErrorCode code) {
@@ -55,30 +57,6 @@ ErrorCode ErrorCodeForStatus(int status) {
 
 namespace {
 
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not valid (overlongs,
-// surrogates and code points past U+10FFFF included). Paths come straight off the wire.
-size_t Utf8Len(std::string_view s, size_t i) {
-  auto cont = [&](size_t k) { return k < s.size() && (uint8_t(s[k]) & 0xC0) == 0x80; };
-  uint8_t c = uint8_t(s[i]);
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) return cont(i + 1) ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (!cont(i + 1) || !cont(i + 2)) return 0;
-    uint8_t c1 = uint8_t(s[i + 1]);
-    if (c == 0xE0 && c1 < 0xA0) return 0;
-    if (c == 0xED && c1 >= 0xA0) return 0;
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (!cont(i + 1) || !cont(i + 2) || !cont(i + 3)) return 0;
-    uint8_t c1 = uint8_t(s[i + 1]);
-    if (c == 0xF0 && c1 < 0x90) return 0;
-    if (c == 0xF4 && c1 >= 0x90) return 0;
-    return 4;
-  }
-  return 0;
-}
-
 void AppendString(std::string& out, std::string_view s) {
   out.push_back('"');
   for (size_t i = 0; i < s.size();) {
@@ -114,7 +92,7 @@ void AppendString(std::string& out, std::string_view s) {
       ++i;
       continue;
     }
-    size_t n = Utf8Len(s, i);
+    size_t n = Utf8SequenceLength(s, i);
     if (n == 0) {
       out += "\\ufffd";  // invalid byte: the output must stay valid UTF-8 JSON
       ++i;

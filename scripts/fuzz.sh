@@ -12,7 +12,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/fuzz-build"
-TARGETS=(http sse openai exchange promtext)
+TARGETS=(http sse openai exchange promtext serve_head)
 CXX="${CXX_FUZZ:-clang++}"
 CC="${CC_FUZZ:-clang}"
 SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
@@ -47,6 +47,8 @@ fi
 bin="$OUT/fuzz_$target"
 if [[ "$target" == promtext ]]; then
   srcs=("$ROOT/parsers/promtext/promtext.cc" "$ROOT/test/fuzz/fuzz_promtext.cc")
+elif [[ "$target" == serve_head ]]; then
+  srcs=("$ROOT"/agent/serve/{head_parser,http_message}.cc "$ROOT/test/fuzz/fuzz_serve_head.cc")
 else
   srcs=("$ROOT"/parsers/{exchange,http_parser,inflate,openai,record,sse_parser}.cc
         "$ROOT/test/fuzz/fuzz_$target.cc")

@@ -35,6 +35,8 @@ int64_t ClockNs(clockid_t id) {
 
 int64_t CurrentWallOffsetNs() { return ClockNs(CLOCK_REALTIME) - ClockNs(CLOCK_MONOTONIC); }
 
+// A destructor has no one to report to: callers that care call Close() and check it (as
+// `infertap capture` does); this only closes a file an early return left open.
 CaptureWriter::~CaptureWriter() { (void)Close(); }
 
 std::unique_ptr<CaptureWriter> CaptureWriter::Create(const std::string& path,

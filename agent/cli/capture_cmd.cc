@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,9 +71,10 @@ int RunCapture(const CaptureArgs& a) {
   }
   SummarySink summary;
   ConnectionTracker tracker(summary);
-  RecordingSink recorder(*writer.get(), &tracker);
-  EventSink& sink = writer ? static_cast<EventSink&>(recorder) : tracker;
-  if (!writer) (void)recorder;
+  // A recorder only with a file to record into (it holds a reference to the writer).
+  std::optional<RecordingSink> recorder;
+  if (writer) recorder.emplace(*writer, &tracker);
+  EventSink& sink = recorder ? static_cast<EventSink&>(*recorder) : tracker;
 
   std::string what;
   for (const auto& e : endpoints) what += (what.empty() ? "" : ", ") + e.endpoint.ToString();
@@ -89,8 +91,8 @@ int RunCapture(const CaptureArgs& a) {
       return 1;
     }
     tracker.Flush(MonoNowNs());
-    if (writer && !recorder.status()) {
-      std::fprintf(stderr, "infertap capture: %s\n", recorder.status().message().c_str());
+    if (recorder && !recorder->status()) {
+      std::fprintf(stderr, "infertap capture: %s\n", recorder->status().message().c_str());
       return 1;
     }
   }
@@ -101,9 +103,9 @@ int RunCapture(const CaptureArgs& a) {
   cap.reset();  // detach before the (possibly slow) output
   tracker.FinishAll(MonoNowNs());
   if (writer) {
-    if (Status s = writer->Close(); !s || !recorder.status()) {
+    if (Status s = writer->Close(); !s || !recorder->status()) {
       std::fprintf(stderr, "infertap capture: %s\n",
-                   (!s ? s : recorder.status()).message().c_str());
+                   (!s ? s : recorder->status()).message().c_str());
       return 1;
     }
     LOG_INFO("wrote %llu events to %s", (unsigned long long)writer->records(), a.output.c_str());

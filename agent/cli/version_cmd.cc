@@ -10,8 +10,7 @@ extern "C" {
 namespace infertap::cli {
 
 Runner RegisterVersion(CLI::App& app) {
-  auto* cmd = app.add_subcommand("version", "Print version and build information");
-  (void)cmd;
+  app.add_subcommand("version", "Print version and build information");
   return [] {
     std::printf("infertap %s (revision %s, event ABI %d, built %s)\n", kVersion, kRevision,
                 IT_ABI_VERSION, kBuildType);

@@ -9,6 +9,8 @@
 
 #include <stdexcept>
 
+#include "parsers/utf8.hpp"
+
 namespace infertap {
 namespace {
 
@@ -19,36 +21,6 @@ using prometheus::Histogram;
 constexpr size_t kMaxLabelBytes = 256;
 // Parse-error reasons come from our own code, but a cap keeps a future bug from exploding them.
 constexpr size_t kMaxParseErrorReasons = 64;
-
-// Length of the valid UTF-8 sequence at s[i], or 0 if invalid (overlongs, surrogates and values
-// above U+10FFFF are invalid, as Prometheus' own validation treats them).
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
-  auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char c = b(i);
-  if (c < 0x80) return 1;
-  size_t n;
-  uint32_t cp;
-  if ((c & 0xE0) == 0xC0) {
-    n = 2;
-    cp = c & 0x1F;
-  } else if ((c & 0xF0) == 0xE0) {
-    n = 3;
-    cp = c & 0x0F;
-  } else if ((c & 0xF8) == 0xF0) {
-    n = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k) {
-    if ((b(i + k) & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (b(i + k) & 0x3F);
-  }
-  static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return n;
-}
 
 std::string SanitizeLabel(std::string_view v) {
   std::string out;

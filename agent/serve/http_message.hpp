@@ -1,9 +1,7 @@
-// HTTP/1.1 request heads and responses for the agent's own small servers (docs/serving.md): /metrics,
-// /healthz, /readyz and the local inspection API. Only what those endpoints need: GET/HEAD
-// requests without bodies, fixed or streamed (chunked) responses.
-//
-// The head parser is strict on purpose: anything it does not understand is a 400, never a guess,
-// because these ports face scrapers, probes and whatever else can reach the node.
+// HTTP/1.1 request heads and responses for the agent's own small servers (docs/serving.md):
+// /metrics, /healthz, /readyz and the local inspection API. Only what those endpoints need:
+// GET/HEAD requests without bodies, fixed or streamed (chunked) responses. Heads are parsed by
+// agent/serve/head_parser.hpp (llhttp).
 #pragma once
 
 #include <cstddef>
@@ -15,6 +13,7 @@
 #include <vector>
 
 #include "parsers/ascii.hpp"
+#include "parsers/http_status.hpp"
 
 namespace infertap::serve {
 
@@ -36,18 +35,6 @@ struct RequestHead {
   // HTTP/1.1 defaults to keep-alive, HTTP/1.0 to close; the Connection header overrides.
   bool KeepAlive() const;
 };
-
-enum class HeadParse {
-  kNeedMore,  // no complete head yet ("\r\n\r\n" not seen)
-  kOk,        // *req filled, *consumed = bytes of the head
-  kInvalid,   // malformed: answer 400 and close
-  kTooLarge,  // head longer than max_head_bytes: answer 431 and close
-};
-
-// Parses one request head from the start of `in`. Bare "\n" line ends are accepted (RFC 9112
-// §2.2 allows it); obs-fold, control characters and non-token names are rejected.
-HeadParse ParseRequestHead(std::string_view in, size_t max_head_bytes, RequestHead* req,
-                           size_t* consumed);
 
 // Header names and auth schemes compare with infertap::EqualsIgnoreCase (parsers/ascii.hpp).
 using ::infertap::EqualsIgnoreCase;
@@ -81,7 +68,7 @@ struct HttpResponse {
   static HttpResponse Text(int status, std::string body);
 };
 
-// "Not Found" for 404 etc.; "Unknown" for codes we never send.
-std::string_view ReasonPhrase(int status);
+// Reason phrases (parsers/http_status.hpp), shared with the simulator.
+using ::infertap::ReasonPhrase;
 
 }  // namespace infertap::serve

@@ -1,7 +1,11 @@
-// A small HTTP/1.1 server for the agent's own endpoints (docs/serving.md): /metrics, /healthz, /readyz
-// and the local inspection API with its long-lived record streams.
+// A small HTTP/1.1 server for the agent's own endpoints (docs/serving.md): /metrics, /healthz,
+// /readyz and the local inspection API with its long-lived record streams. This file is the event
+// loop that ties the parts together (docs/serving.md#layout): the listener (listener.hpp), one
+// state machine per connection (http_connection.hpp) over a plain or TLS transport (transport.hpp,
+// tls.hpp), and the worker pool for blocking handlers (worker_pool.hpp).
 //
-// Why our own server rather than civetweb (Debian libcivetweb) or prometheus-cpp's Exposer:
+// Why our own server rather than civetweb (Debian libcivetweb), prometheus-cpp's Exposer or
+// Boost.Beast (docs/serving.md#layout has the whole decision):
 //  - Debian's civetweb loads OpenSSL with dlopen("libssl.so"), a name only the -dev package
 //    provides, so TLS would work on the build host and fail in the image.
 //  - civetweb gives every connection a worker thread for its whole life; each `infertap top` /
@@ -35,25 +39,20 @@
 #include <thread>
 
 #include "agent/common/status.hpp"
+#include "agent/serve/http_connection.hpp"
 #include "agent/serve/http_message.hpp"
 
 namespace infertap::serve {
 
-struct HttpServerOptions {
+// The per-connection bounds (head size and timeouts, write stall, heartbeats, stream output cap)
+// are the ConnectionLimits fields (http_connection.hpp); these add the server-wide ones.
+struct HttpServerOptions : ConnectionLimits {
   std::string addr = ":9090";  // see listen_addr.hpp
   // PEM files; both or neither. Loaded (and checked against each other) by Start().
   std::string tls_cert_file;
   std::string tls_key_file;
 
   size_t max_connections = 256;
-  size_t max_head_bytes = 16 * 1024;
-  std::chrono::milliseconds head_timeout{10'000};       // first byte (or accept) → complete head
-  std::chrono::milliseconds idle_timeout{60'000};       // keep-alive wait for the next request
-  std::chrono::milliseconds write_timeout{30'000};      // pending output without any progress
-  std::chrono::milliseconds heartbeat_interval{5'000};  // streams: max silence
-  // A stream is pulled only while less than this is queued for the socket, so a slow reader's
-  // backlog stays in the producer's bounded queue, where it is counted when dropped.
-  size_t stream_output_cap = 256 * 1024;
   size_t worker_threads = 2;
   size_t max_pending_handlers = 128;
 };
@@ -63,13 +62,11 @@ struct HttpServerStats {
   uint64_t accepted = 0;
   uint64_t rejected_over_cap = 0;
   uint64_t requests = 0;
-  uint64_t bad_requests = 0;  // 400/431/413/505 from the parser
+  uint64_t bad_requests = 0;  // 400/431/413 answered without reaching a handler
   uint64_t timeouts = 0;      // head, idle or write timeout closes
   uint64_t tls_handshake_failures = 0;
   uint64_t connections = 0;  // open now
 };
-
-using Handler = std::function<HttpResponse(const RequestHead&)>;
 
 class HttpServer {
  public:
@@ -98,7 +95,7 @@ class HttpServer {
  private:
   struct Impl;
   HttpServerOptions options_;
-  std::map<std::string, std::pair<Handler, bool>, std::less<>> routes_;
+  Routes routes_;
   std::atomic<uint16_t> port_{0};
   std::unique_ptr<Impl> impl_;
 };

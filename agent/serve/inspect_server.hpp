@@ -1,5 +1,5 @@
-// The local inspection API for `infertap top` and `infertap trace` (docs/serving.md), on --inspect-addr
-// (default 127.0.0.1:9091):
+// The local inspection API for `infertap top` and `infertap trace` (docs/serving.md), on
+// --inspect-addr (default 127.0.0.1:9091):
 //   GET /v1/state    → the JSON document of the state callback (application/json)
 //   GET /v1/records  → a live stream of request records (metadata only, docs/records.md JSON):
 //        `Accept: text/event-stream` or `?format=sse`: SSE, one `data: <json>\n\n` per record,

@@ -1,5 +1,5 @@
-// The metrics endpoint (docs/serving.md): /metrics (Prometheus text 0.0.4, gzip when asked), /healthz
-// and /readyz (never behind auth: kubelet probes carry no token).
+// The metrics endpoint (docs/serving.md): /metrics (Prometheus text 0.0.4, gzip when asked),
+// /healthz and /readyz (never behind auth: kubelet probes carry no token).
 //
 // Threads: Serialize() and the authorizer run on the HTTP worker threads; /healthz and /readyz
 // run inline on the event loop so a slow authorizer or scrape never fails a liveness probe. The

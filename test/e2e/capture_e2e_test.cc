@@ -377,7 +377,7 @@ void ExpectMatches(const std::map<uint16_t, CapturedConn>& captured, TestServer&
 void RunModeTest(CaptureE2E* self, NetnsPair& ns, IoMode mode,
                  std::function<std::unique_ptr<CaptureProcess>(const std::string&)> start,
                  std::function<std::map<uint64_t, CapturedConn>(CaptureProcess&)> stop) {
-  (void)self;
+  (void)self;  // kept for the fixture-style signature the mode tests share
   const uint16_t port = NextPort();
   TestServer server(ns.srv(), ns.srv_v4(), port, mode);
   ASSERT_TRUE(server.Start());

@@ -215,12 +215,12 @@ void Worker::Loop() {
       if (tag == kTagTimer) {
         uint64_t expirations;
         ssize_t r = read(timer_fd_, &expirations, sizeof expirations);
-        (void)r;
+        (void)r;  // EAGAIN only if already drained: either way the timer has fired
         armed_ = 0;
       } else if (tag == kTagWake) {
         uint64_t v;
         ssize_t r = read(wake_fd_, &v, sizeof v);
-        (void)r;
+        (void)r;  // EAGAIN: already drained; the inbox is drained regardless
         DrainInbox();
       } else if ((tag & ~0xffffffffULL) == kTagListen) {
         AcceptAll(server_->listen_fds()[tag & 0xffffffffULL]);

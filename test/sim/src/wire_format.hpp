@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "parsers/http_status.hpp"
+
 namespace infertap::sim {
 
 enum class Engine { kVllm, kSglang, kTgi, kLlamaCpp };
@@ -75,7 +77,8 @@ struct ErrorResponse {
 ErrorResponse ErrorBody(Engine engine, int status, bool legacy, std::string_view model,
                         int prompt_tokens, int completion_tokens, int max_model_len);
 
-std::string_view ReasonPhrase(int status);
+// Reason phrases are shared with the agent (parsers/http_status.hpp).
+using ::infertap::ReasonPhrase;
 std::string_view EngineName(Engine engine);
 bool ParseEngine(std::string_view name, Engine* out);
 

@@ -1,6 +1,6 @@
-// A stand-in for a running agent's inspection API (docs/serving.md), for tests of `top` and `trace`:
-// HTTP/1.1 on 127.0.0.1 with an ephemeral port, GET /v1/state from a settable document, GET
-// /v1/records as a chunked JSON-lines stream fed by Publish(). One thread per connection; the
+// A stand-in for a running agent's inspection API (docs/serving.md), for tests of `top` and
+// `trace`: HTTP/1.1 on 127.0.0.1 with an ephemeral port, GET /v1/state from a settable document,
+// GET /v1/records as a chunked JSON-lines stream fed by Publish(). One thread per connection; the
 // test decides exactly when each record line goes out.
 #pragma once
 

@@ -1,4 +1,3 @@
-#include "test/common/require.hpp"
 #include "agent/serve/http_server.hpp"
 
 #include <gtest/gtest.h>
@@ -8,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "test/common/require.hpp"
 #include "test/unit/serve/test_client.hpp"
 
 namespace infertap::serve {
