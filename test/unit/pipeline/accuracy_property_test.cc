@@ -26,9 +26,9 @@
 //     rest.
 //  5. No connection leaks: after the idle reconciliation, tracker and pipeline track nothing.
 //
-// Premise the generator respects (docs/parsing.md#pairing-and-loss): a pipelining client pipelines from its
-// first exchanges, and those are never lost, so the connection is known to pipeline before any
-// request-direction gap. (No byte count or timestamp can bound how many requests a gap hid from
+// Premise the generator respects (docs/parsing.md#pairing-and-loss): a pipelining client pipelines
+// from its first exchanges, and those are never lost, so the connection is known to pipeline before
+// any request-direction gap. (No byte count or timestamp can bound how many requests a gap hid from
 // a client that pipelines; the assembler then keeps the connection in doubt.)
 //
 // Reproduce a failure: INFERTAP_PROPERTY_SEED=<seed printed> INFERTAP_PROPERTY_CASES=1.
@@ -777,13 +777,14 @@ TEST(AccuracyPipeline, RequestWithoutModelIsCountedUnderTheServedModelWhileItStr
   EXPECT_EQ(Sample(metrics, "inference_model_request_total", {"served", "served"}), 1.0);
   EXPECT_EQ(Sample(metrics, "inference_model_running_requests", {"served", ""}), 1.0);
   EXPECT_EQ(Series(metrics, "inference_model_running_requests"), 1u);
-  ASSERT_EQ(pipeline.in_flight().size(), 1u);
-  EXPECT_EQ(pipeline.in_flight().begin()->first.target_model_name, "served");
+  ASSERT_EQ(metrics.InFlight().size(), 1u);
+  EXPECT_EQ(metrics.InFlight().begin()->first.target_model_name, "served");
+  EXPECT_EQ(metrics.InFlight().begin()->second, 1);
   send(Direction::kEgress, ChunkOf("data: [DONE]\n\n") + "0\r\n\r\n");
   EXPECT_EQ(Sample(metrics, "inference_model_request_total", {"served", "served"}), 1.0);
   EXPECT_EQ(Sample(metrics, "inference_model_running_requests", {"served", ""}), 0.0);
   EXPECT_EQ(Series(metrics, "inference_model_request_total"), 1u);
-  EXPECT_TRUE(pipeline.in_flight().empty());
+  EXPECT_TRUE(metrics.InFlight().empty());
   tracker.OnEvent(testing::ConnEvent(IT_EV_CLOSE, 1, ts += 1000, in, out, 11));
   EXPECT_EQ(tracker.connections(), 0u);
   EXPECT_EQ(pipeline.connections(), 0u);
