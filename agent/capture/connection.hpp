@@ -64,8 +64,9 @@ class ConnConsumer {
 class ConnConsumerFactory {
  public:
   virtual ~ConnConsumerFactory() = default;
-  // Called once per connection, at its creation. `conn` is the Connection's own ConnInfo: it
-  // outlives the consumer, never moves, and is updated in place (addresses at OnOpen, counters).
+  // Called once per connection, at its creation; never returns null. `conn` is the Connection's
+  // own ConnInfo: it outlives the consumer, never moves, and is updated in place (addresses at
+  // OnOpen, counters).
   virtual std::unique_ptr<ConnConsumer> NewConsumer(const ConnInfo& conn) = 0;
 };
 

@@ -1,6 +1,6 @@
 #include "agent/pipeline/pipeline.hpp"
 
-#include <deque>
+#include <vector>
 
 #include "agent/metrics/metrics.hpp"
 
@@ -70,12 +70,13 @@ class Pipeline::Conn final : public ConnConsumer, private ExchangeObserver {
   // The model name each request counted in flight was counted under, so its record and the
   // release of running_requests use that same name even if the model mapping changed while it
   // was in flight (a topology update). Key: the request's start and target. Bounded by the
-  // assembler's pipeline cap: every counted request ends in a record.
+  // assembler's pipeline cap: every counted request ends in a record. Oldest first; a vector, so
+  // a connection allocates nothing for it until a request is counted.
   struct CountedName {
     uint64_t start_ns;
     std::string target, model;
   };
-  std::deque<CountedName> counted_;
+  std::vector<CountedName> counted_;
   ExchangeAssembler assembler_;  // last: it is made with *this as its observer
 };
 
