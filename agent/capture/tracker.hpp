@@ -1,8 +1,9 @@
 // The connection tracker: capture events in, ordered byte streams out (docs/capture.md,
 // docs/parsing.md).
 //
-// Per connection (conn_id from the kernel: a reused fd number gets a new id) and direction, the
-// tracker rebuilds the byte stream from event positions. Events may arrive out of order (two
+// Per connection (conn_id from the kernel: a reused fd number gets a new id) the tracker keeps one
+// Connection (agent/capture/connection.hpp), which rebuilds each direction's byte stream from
+// event positions and feeds the connection's consumer. Events may arrive out of order (two
 // threads writing one socket on two CPUs reserve ring space in a different order than stream
 // positions); they wait, bounded, until the hole is filled. A hole that is not filled — a lost
 // ring-buffer event, or bytes the kernel could not copy — is reported as a gap of exactly the
@@ -18,45 +19,10 @@
 #include <vector>
 
 #include "agent/capture/abi.hpp"
+#include "agent/capture/connection.hpp"
 #include "agent/capture/event_source.hpp"
-#include "agent/capture/reassembler.hpp"
 
 namespace infertap {
-
-struct ConnCounters {
-  uint64_t events = 0;     // data events received (pieces, not syscalls)
-  uint64_t bytes_in = 0;   // ingress bytes delivered as data (read by the traced process)
-  uint64_t bytes_out = 0;  // egress bytes delivered as data (written by the traced process)
-  uint64_t gap_bytes = 0;  // bytes delivered as gaps, both directions
-};
-
-struct ConnInfo {
-  uint64_t conn_id = 0;
-  uint32_t tgid = 0;
-  uint32_t fd = 0;
-  Role role = Role::kUnknown;
-  uint16_t family = 0;  // AF_INET / AF_INET6; 0 until the open event was seen
-  Endpoint local, remote;
-  uint64_t cgroup_id = 0;
-  uint64_t open_ts_ns = 0;
-  bool addresses_known = false;  // false when the open event was lost
-  ConnCounters counters;
-};
-
-class StreamSink {
- public:
-  virtual ~StreamSink() = default;
-  virtual void OnOpen(const ConnInfo& /*conn*/) {}
-  // Bytes in stream order. ts_ns is the kernel timestamp of the syscall that carried them.
-  virtual void OnData(const ConnInfo& conn, Direction dir, uint64_t ts_ns,
-                      std::span<const uint8_t> bytes) = 0;
-  // `len` bytes of the stream are missing here. len == kUnknownGap: an unknown amount may be
-  // missing (the connection's close event was lost, and with it perhaps its last data events).
-  virtual void OnGap(const ConnInfo& conn, Direction dir, uint64_t ts_ns, uint64_t len) = 0;
-  static constexpr uint64_t kUnknownGap = ~uint64_t(0);
-  // The connection is over (closed, or the capture ended). No more calls for it.
-  virtual void OnClose(const ConnInfo& conn, uint64_t ts_ns) = 0;
-};
 
 struct TrackerOptions {
   // Out-of-order bytes held per direction before the hole is declared a gap (docs/parsing.md: 1
@@ -66,9 +32,9 @@ struct TrackerOptions {
   uint64_t reorder_window_ns = 50'000'000;
   // Connections tracked at once; beyond it new connections are dropped and counted.
   size_t max_connections = 200'000;
-  // Close events are lost with the rest of a ring overflow (docs/capture.md#loss-accounting); nothing else
-  // would ever end such a connection. A connection with no event for this long is ended by
-  // Flush (a later event of it starts a new one whose first bytes are a gap, so nothing is
+  // Close events are lost with the rest of a ring overflow (docs/capture.md#loss-accounting);
+  // nothing else would ever end such a connection. A connection with no event for this long is
+  // ended by Flush (a later event of it starts a new one whose first bytes are a gap, so nothing is
   // mis-paired). 0 disables.
   uint64_t idle_timeout_ns = 300'000'000'000ull;
   // Live only: tells whether a connection's (tgid, fd) still holds a socket. Asked by Flush for
@@ -79,18 +45,20 @@ struct TrackerOptions {
   uint64_t liveness_check_after_ns = 5'000'000'000ull;
 };
 
-struct TrackerStats {
-  uint64_t events = 0;           // well-formed events consumed
-  uint64_t data_bytes = 0;       // payload bytes delivered
-  uint64_t gap_bytes = 0;        // bytes delivered as gaps
-  uint64_t malformed = 0;        // events rejected by the bounds checks
-  uint64_t duplicate_bytes = 0;  // bytes seen twice (dropped)
+// data_bytes, gap_bytes, duplicate_bytes: StreamTotals.
+struct TrackerStats : StreamTotals {
+  uint64_t events = 0;     // well-formed events consumed
+  uint64_t malformed = 0;  // events rejected by the bounds checks
   uint64_t dropped_connections = 0;
   uint64_t reconciled_closes = 0;  // connections ended without their close event (see Flush)
 };
 
+// Owns one Connection per live connection (agent/capture/connection.hpp), whose consumer
+// `consumers` makes (the Pipeline in the agent); nothing else keeps per-connection state.
 class ConnectionTracker : public EventSink {
  public:
+  ConnectionTracker(ConnConsumerFactory& consumers, TrackerOptions options = {});
+  // Every connection's streams to one sink (the `--summary` printer, tests).
   ConnectionTracker(StreamSink& sink, TrackerOptions options = {});
   ~ConnectionTracker() override;
 
@@ -108,31 +76,29 @@ class ConnectionTracker : public EventSink {
 
  private:
   struct Conn {
-    ConnInfo info;
-    StreamReassembler dir[2];
+    Conn(const ConnInfo& info, StreamReassembler::Limits limits, ConnConsumerFactory& consumers,
+         StreamTotals& totals, uint64_t ts)
+        : conn(info, limits, consumers, totals), last_ts(ts) {}
+    Connection conn;
     uint64_t last_ts = 0;  // newest event of this connection
   };
-  class DirOutput;
+  using ConnMap = std::unordered_map<uint64_t, Conn>;  // nodes: a Conn never moves
 
   Conn* GetOrCreate(const it_event_header& h, uint32_t fd, uint8_t role);
   void OnData(const it_data_event& ev, std::span<const uint8_t> payload);
   void OnOpen(const it_conn_event& ev);
   void OnClose(const it_conn_event& ev);
-  void CloseConn(Conn& c, uint64_t ts, const uint64_t* final_pos);
-  // Ends a connection whose close event was lost: events lost with it cannot be measured, so
-  // each direction first reports an unknown gap (pending exchanges end Incomplete, never as if
-  // complete), then the close.
-  void CloseLost(Conn& c, uint64_t ts);
-  // Erases `it` after CloseConn; keeps the (tgid, fd) index in step.
-  void EraseConn(std::unordered_map<uint64_t, std::unique_ptr<Conn>>::iterator it);
+  // Erases `it` after its Connection was closed; keeps the (tgid, fd) index in step.
+  void EraseConn(ConnMap::iterator it);
   void ReconcileIdle(uint64_t now_ns);
   static uint64_t FdKey(uint32_t tgid, uint32_t fd) { return uint64_t(tgid) << 32 | fd; }
 
-  StreamSink& sink_;
+  std::unique_ptr<SinkConsumers> sink_consumers_;  // set by the StreamSink constructor
+  ConnConsumerFactory& consumers_;
   TrackerOptions opt_;
   TrackerStats stats_;
   uint64_t newest_ts_ = 0;
-  std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
+  ConnMap conns_;
   // (tgid, fd) → conn_id of the live connection holding that fd. A new connection on the same
   // (tgid, fd) proves the old one was closed even if its close event was lost.
   std::unordered_map<uint64_t, uint64_t> by_fd_;

@@ -1,6 +1,7 @@
 // `infertap replay`: the whole pipeline offline, on a capture file (or a pcap, docs/cli.md). The
 // same tracker, parsers, records and metrics code as the live agent.
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "agent/capture/capture_file.hpp"
@@ -24,30 +25,41 @@ struct ReplayArgs {
   bool records = false;
 };
 
-// Fans one stream out to several sinks (pipeline + summary).
-class TeeSink : public StreamSink {
+// Each connection to two consumers (pipeline + summary): `--summary` only.
+class TeeConsumers : public ConnConsumerFactory {
  public:
-  TeeSink(StreamSink& a, StreamSink& b) : a_(a), b_(b) {}
-  void OnOpen(const ConnInfo& c) override {
-    a_.OnOpen(c);
-    b_.OnOpen(c);
-  }
-  void OnData(const ConnInfo& c, Direction d, uint64_t ts, std::span<const uint8_t> b) override {
-    a_.OnData(c, d, ts, b);
-    b_.OnData(c, d, ts, b);
-  }
-  void OnGap(const ConnInfo& c, Direction d, uint64_t ts, uint64_t len) override {
-    a_.OnGap(c, d, ts, len);
-    b_.OnGap(c, d, ts, len);
-  }
-  void OnClose(const ConnInfo& c, uint64_t ts) override {
-    a_.OnClose(c, ts);
-    b_.OnClose(c, ts);
+  TeeConsumers(ConnConsumerFactory& a, ConnConsumerFactory& b) : a_(a), b_(b) {}
+  std::unique_ptr<ConnConsumer> NewConsumer(const ConnInfo& conn) override {
+    return std::make_unique<Tee>(a_.NewConsumer(conn), b_.NewConsumer(conn));
   }
 
  private:
-  StreamSink& a_;
-  StreamSink& b_;
+  class Tee final : public ConnConsumer {
+   public:
+    Tee(std::unique_ptr<ConnConsumer> a, std::unique_ptr<ConnConsumer> b)
+        : a_(std::move(a)), b_(std::move(b)) {}
+    void OnOpen() override {
+      a_->OnOpen();
+      b_->OnOpen();
+    }
+    void OnData(Direction d, uint64_t ts, std::span<const uint8_t> bytes) override {
+      a_->OnData(d, ts, bytes);
+      b_->OnData(d, ts, bytes);
+    }
+    void OnGap(Direction d, uint64_t ts, uint64_t len) override {
+      a_->OnGap(d, ts, len);
+      b_->OnGap(d, ts, len);
+    }
+    void OnClose(uint64_t ts) override {
+      a_->OnClose(ts);
+      b_->OnClose(ts);
+    }
+
+   private:
+    std::unique_ptr<ConnConsumer> a_, b_;
+  };
+  ConnConsumerFactory& a_;
+  ConnConsumerFactory& b_;
 };
 
 class JsonLinesPrinter : public RecordListener {
@@ -108,21 +120,23 @@ int RunReplay(const ReplayArgs& a) {
   JsonLinesPrinter printer(reader ? reader->WallOffsetNs() : 0);
   if (a.records) pipeline.AddListener(&printer);
   SummarySink summary;
-  TeeSink tee(pipeline, summary);
+  SinkConsumers summary_consumers(summary);
+  TeeConsumers tee(pipeline, summary_consumers);
+  ConnConsumerFactory& consumers = a.summary ? static_cast<ConnConsumerFactory&>(tee) : pipeline;
   if (is_pcap) {
     // --target says which side is the model server; without it the reader infers it (SYN).
     std::vector<Endpoint> servers;
     if (!a.targets.targets.empty())
       for (const TracedEndpoint& e : endpoints) servers.push_back(e.endpoint);
     PcapStats ps;
-    Status rs = PcapReplay().Replay(a.file, servers, tee, &ps);
+    Status rs = PcapReplay().Replay(a.file, servers, consumers, &ps);
     if (!rs) {
       std::fprintf(stderr, "infertap replay: %s\n", rs.message().c_str());
       return 1;
     }
     metrics.AddCaptureEvents(ps.tcp_packets, ps.bytes);
   } else {
-    ConnectionTracker tracker(tee);
+    ConnectionTracker tracker(consumers);
     for (;;) {
       PollResult r = reader->Poll(tracker, 0);
       if (!r.status) {
@@ -159,7 +173,8 @@ Runner RegisterReplay(CLI::App& app) {
       ->required();
   AddTargetOptions(*cmd, args->targets);
   AddAttributionOptions(*cmd, args->attribution);
-  cmd->add_flag("--records", args->records, "Print one JSON request record per line (docs/records.md)");
+  cmd->add_flag("--records", args->records,
+                "Print one JSON request record per line (docs/records.md)");
   cmd->add_flag("--summary", args->summary, "Print one JSON object per connection");
   return [args] { return RunReplay(*args); };
 }

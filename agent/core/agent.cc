@@ -12,6 +12,7 @@
 #include "agent/capture/tracker.hpp"
 #include "agent/common/log.hpp"
 #include "agent/common/version.hpp"
+#include "agent/core/state_json.hpp"
 #include "agent/serve/inspect_server.hpp"
 #include "agent/serve/metrics_server.hpp"
 #include "agent/serve/record_broadcaster.hpp"
@@ -276,7 +277,6 @@ void Agent::Publish(uint64_t now_ns) {
   metrics_->SetCaptureLostEventsTotal(ks.lost_events);
   metrics_->SetConnectionsTracked(int64_t(tracker_->connections()));
   std::lock_guard lock(state_mu_);
-  shared_.in_flight = pipeline_->in_flight();
   shared_.connections = tracker_->connections();
   shared_.capture_events = ts.events;
   shared_.lost_events = ks.lost_events;
@@ -306,50 +306,11 @@ std::string Agent::StateJson() const {
   j["node"] = opt_.pipeline.node;
   j["version"] = kVersion;
   j["uptime_s"] = double(MonoNowNs() - start_ns_) / 1e9;
-  nlohmann::ordered_json jpools = nlohmann::json::array();
-  for (const topology::TopologyPool& p : topo.pools) {
-    nlohmann::ordered_json jp;
-    jp["name"] = p.label;
-    jp["namespace"] = p.ns;
-    // The poller's result (the same numbers the inference_pool_* gauges carry).
-    auto g = snap.pools.find(p.label);
-    jp["ready_pods"] = g != snap.pools.end() ? g->second.ready_pods : 0;
-    if (g != snap.pools.end()) {
-      if (g->second.average_queue_size) jp["average_queue_size"] = *g->second.average_queue_size;
-      if (g->second.average_running_requests)
-        jp["average_running_requests"] = *g->second.average_running_requests;
-      if (g->second.average_kv_cache_utilization)
-        jp["average_kv_cache_utilization"] = *g->second.average_kv_cache_utilization;
-    }
-    nlohmann::ordered_json jpods = nlohmann::json::array();
-    for (const poller::PodStatus& st : snap.pods) {
-      if (st.target.pool != p.label) continue;
-      nlohmann::ordered_json pod;
-      pod["name"] = st.target.pod;
-      pod["address"] = st.target.address;
-      pod["fresh"] = st.fresh;
-      if (st.stats) {
-        pod["queue"] = st.stats->queue;
-        pod["running"] = st.stats->running;
-        if (st.stats->kv_cache_utilization)
-          pod["kv_cache_utilization"] = *st.stats->kv_cache_utilization;
-        pod["engine"] = std::string(poller::EngineName(st.stats->engine));
-      }
-      pod["scrape_errors"] = st.scrape_errors;
-      if (!st.last_error.empty()) pod["last_error"] = st.last_error;
-      jpods.push_back(std::move(pod));
-    }
-    jp["pods"] = std::move(jpods);
-    jpools.push_back(std::move(jp));
-  }
-  j["pools"] = std::move(jpools);
-  nlohmann::ordered_json models = nlohmann::json::array();
-  for (const auto& [k, n] : shared_.in_flight)
-    models.push_back({{"pool", k.pool},
-                      {"model_name", k.model_name},
-                      {"target_model_name", k.target_model_name},
-                      {"in_flight", n}});
-  j["models"] = std::move(models);
+  // The poller's result (the same numbers the inference_pool_* gauges carry) and the in-flight
+  // count behind running_requests: one producer each (agent/core/state_json.hpp).
+  j["pools"] = PoolsStateJson(topo, snap);
+  j["models"] =
+      InFlightStateJson(metrics_ ? metrics_->InFlight() : std::map<InFlightKey, int64_t>{});
   j["endpoints"] = shared_.kernel_endpoints;
   j["connections"] = shared_.connections;
   j["counters"] = {

@@ -315,6 +315,7 @@ void Metrics::OnRequestReceived(const RequestRecord& r) {
   PairSeries& s = ResolvePairLocked(r.model_name, r.target_model_name, &folded);
   CountRequestLocked(s, folded, r.request_bytes);
   RunningLocked(s.model).Increment();
+  ++in_flight_[InFlightKey{r.pool, r.model_name, r.target_model_name}];
 }
 
 void Metrics::OnRecord(const RequestRecord& r) {
@@ -323,6 +324,8 @@ void Metrics::OnRecord(const RequestRecord& r) {
   PairSeries& s = ResolvePairLocked(r.model_name, r.target_model_name, &folded);
   if (r.counted_in_flight) {
     RunningLocked(s.model).Decrement();
+    auto it = in_flight_.find(InFlightKey{r.pool, r.model_name, r.target_model_name});
+    if (it != in_flight_.end() && --it->second <= 0) in_flight_.erase(it);
   } else if (!r.request_complete && r.status == 0) {
     requests_incomplete_->Increment();
     return;
@@ -434,6 +437,11 @@ void Metrics::DecRunningRequests(std::string_view model) {
 size_t Metrics::TrackedModelPairs() const {
   std::lock_guard lock(models_mu_);
   return pairs_.size();
+}
+
+std::map<InFlightKey, int64_t> Metrics::InFlight() const {
+  std::lock_guard lock(models_mu_);
+  return in_flight_;
 }
 
 // ---------------------------------------------------------------------------------------------

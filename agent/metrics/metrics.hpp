@@ -10,9 +10,11 @@
 //  - OnRequestReceived(r) when the model server has received the whole request (headers + body)
 //    and the exchange's final label pair is known while it is still in flight (the assembler
 //    decides, parsers/exchange.cc MaybeCount): request_total +1, request_sizes observe
-//    (request_bytes, 0 allowed), running_requests +1. r.counted_in_flight is true.
+//    (request_bytes, 0 allowed), running_requests +1 and InFlight() +1. r.counted_in_flight is
+//    true.
 //  - OnRecord(r) once per record, after the exchange ended, under the same pair:
-//      * r.counted_in_flight: running_requests −1 (request_total was counted already).
+//      * r.counted_in_flight: running_requests −1 and InFlight() −1 (request_total was counted
+//        already).
 //      * otherwise, if r.request_complete or a response was seen (status != 0, e.g. a 413 sent
 //        before the body ended and the connection closed): request_total +1 and request_sizes
 //        now — the pair was only known at the end (a request without `model` answered by a
@@ -82,6 +84,12 @@ struct PoolGauges {
   std::optional<double> average_running_requests;
 };
 
+// Requests received and not yet finished, per (pool, model_name, target_model_name).
+struct InFlightKey {
+  std::string pool, model_name, target_model_name;
+  auto operator<=>(const InFlightKey&) const = default;
+};
+
 class Metrics {
  public:
   static constexpr std::string_view kOtherLabel = "__other__";
@@ -149,6 +157,10 @@ class Metrics {
 
   // Counts after folding, for tests and the inspection API.
   size_t TrackedModelPairs() const;
+  // The requests in flight (labels as recorded, before sanitizing and folding): the one count
+  // that running_requests shows summed per model_name and /v1/state shows per key. Taken under
+  // the same lock as the gauges, so the two never disagree.
+  std::map<InFlightKey, int64_t> InFlight() const;
 
  private:
   enum Hist : size_t {
@@ -227,6 +239,7 @@ class Metrics {
   std::unordered_map<std::string, PairSeries> pairs_;
   std::unique_ptr<PairSeries> other_pair_;
   std::unordered_map<std::string, prometheus::Gauge*> running_;
+  std::map<InFlightKey, int64_t> in_flight_;  // entries > 0 only
 
   std::mutex pools_mu_;
   std::map<std::string, PoolSeries, std::less<>> pools_;

@@ -1,15 +1,43 @@
 #include "agent/pipeline/pipeline.hpp"
 
-#include <deque>
+#include <vector>
 
 #include "agent/metrics/metrics.hpp"
 
 namespace infertap {
 
-// Per-connection glue: the assembler's callbacks, decorated with attribution.
-class Pipeline::ConnObserver : public ExchangeObserver {
+// One connection's consumer: its exchange assembler (observed by the Conn itself), decorated
+// with the attribution the connection got when its addresses became known.
+class Pipeline::Conn final : public ConnConsumer, private ExchangeObserver {
  public:
-  ConnObserver(Pipeline& p, ConnState& st) : p_(p), st_(st) {}
+  Conn(Pipeline& p, const ConnInfo& info) : p_(p), info_(info), assembler_(p.opt_.exchange, *this) {
+    ++p_.live_connections_;
+    Attribute();
+  }
+  ~Conn() override { --p_.live_connections_; }
+
+  // ConnConsumer.
+  void OnOpen() override {
+    // The open event may come after the first data (the tracker made the connection from a data
+    // event): attribute again now that the addresses are known, once.
+    if (!attributed_with_addresses_) Attribute();
+  }
+  void OnData(Direction dir, uint64_t ts_ns, std::span<const uint8_t> bytes) override {
+    if (IsRequestDirection(dir))
+      assembler_.OnRequestBytes(ts_ns, bytes);
+    else
+      assembler_.OnResponseBytes(ts_ns, bytes);
+  }
+  void OnGap(Direction dir, uint64_t ts_ns, uint64_t len) override {
+    if (IsRequestDirection(dir))
+      assembler_.OnRequestGap(ts_ns, len);
+    else
+      assembler_.OnResponseGap(ts_ns, len);
+  }
+  void OnClose(uint64_t ts_ns) override { assembler_.OnClose(ts_ns); }
+
+ private:
+  // ExchangeObserver.
   void OnRequestReceived(const RequestRecord& partial) override;
   void OnRecord(RequestRecord&& rec) override;
   void OnIgnoredExchange() override {
@@ -21,27 +49,35 @@ class Pipeline::ConnObserver : public ExchangeObserver {
     if (p_.metrics_) p_.metrics_->IncParseErrors(reason);
   }
 
- private:
-  Pipeline& p_;
-  ConnState& st_;
-};
+  // True when the bytes of `dir` are the client→server (request) direction: a server reads
+  // requests; a client (gateway upstream socket) writes them.
+  bool IsRequestDirection(Direction dir) const {
+    return info_.role == Role::kClient ? dir == Direction::kEgress : dir == Direction::kIngress;
+  }
+  void Attribute() {
+    table_ = p_.table_;
+    attribution_ = Pipeline::Attribute(*table_, info_);
+    attributed_with_addresses_ = info_.addresses_known;
+  }
+  void Decorate(RequestRecord& rec) const;
 
-struct Pipeline::ConnState {
-  ConnInfo info;
+  Pipeline& p_;
+  const ConnInfo& info_;  // the Connection's
   // The entry the connection was attributed with (null: none) and the table that holds it.
-  std::shared_ptr<const AttributionTable> table;
-  const EndpointAttribution* attribution = nullptr;
+  std::shared_ptr<const AttributionTable> table_;
+  const EndpointAttribution* attribution_ = nullptr;
+  bool attributed_with_addresses_ = false;
   // The model name each request counted in flight was counted under, so its record and the
   // release of running_requests use that same name even if the model mapping changed while it
   // was in flight (a topology update). Key: the request's start and target. Bounded by the
-  // assembler's pipeline cap: every counted request ends in a record.
+  // assembler's pipeline cap: every counted request ends in a record. Oldest first; a vector, so
+  // a connection allocates nothing for it until a request is counted.
   struct CountedName {
     uint64_t start_ns;
     std::string target, model;
   };
-  std::deque<CountedName> counted;
-  std::unique_ptr<ConnObserver> observer;
-  std::unique_ptr<ExchangeAssembler> assembler;
+  std::vector<CountedName> counted_;
+  ExchangeAssembler assembler_;  // last: it is made with *this as its observer
 };
 
 Pipeline::Pipeline(PipelineOptions options, Metrics* metrics)
@@ -77,51 +113,26 @@ const EndpointAttribution* Pipeline::Attribute(const AttributionTable& table,
   return wildcard;
 }
 
-void Pipeline::Attribute(ConnState& st) const {
-  st.table = table_;
-  st.attribution = Attribute(*st.table, st.info);
+std::unique_ptr<ConnConsumer> Pipeline::NewConsumer(const ConnInfo& conn) {
+  return std::make_unique<Conn>(*this, conn);
 }
 
-bool Pipeline::IsRequestDirection(Role role, Direction dir) {
-  // A server reads requests; a client (gateway upstream socket) writes them.
-  return role == Role::kClient ? dir == Direction::kEgress : dir == Direction::kIngress;
-}
-
-Pipeline::ConnState& Pipeline::State(const ConnInfo& conn) {
-  auto it = conns_.find(conn.conn_id);
-  if (it != conns_.end()) {
-    if (!it->second->info.addresses_known && conn.addresses_known) {
-      it->second->info = conn;
-      Attribute(*it->second);
-    }
-    return *it->second;
-  }
-  auto st = std::make_unique<ConnState>();
-  st->info = conn;
-  Attribute(*st);
-  st->observer = std::make_unique<ConnObserver>(*this, *st);
-  st->assembler = std::make_unique<ExchangeAssembler>(opt_.exchange, *st->observer);
-  ConnState& ref = *st;
-  conns_.emplace(conn.conn_id, std::move(st));
-  return ref;
-}
-
-void Pipeline::Decorate(const ConnState& st, RequestRecord& rec) const {
-  rec.node = opt_.node;
-  rec.role = std::string(RoleName(st.info.role));
-  if (st.attribution) {
-    rec.pool = st.attribution->pool;
-    rec.ns = st.attribution->ns;
-    rec.pod = st.attribution->pod;
+void Pipeline::Conn::Decorate(RequestRecord& rec) const {
+  rec.node = p_.opt_.node;
+  rec.role = std::string(RoleName(info_.role));
+  if (attribution_) {
+    rec.pool = attribution_->pool;
+    rec.ns = attribution_->ns;
+    rec.pod = attribution_->pod;
   } else {
-    rec.pool = opt_.default_pool;
+    rec.pool = p_.opt_.default_pool;
   }
   // Model names follow the current table for the connection's pool (a mapping can change
   // while a keep-alive connection lives); a pool that left uses the table it was opened with.
-  const AttributionTable* t = table_.get();
-  if (st.attribution && st.table && !t->pool_models.count(rec.pool) &&
-      st.table->pool_models.count(rec.pool))
-    t = st.table.get();
+  const AttributionTable* t = p_.table_.get();
+  if (attribution_ && table_ && !t->pool_models.count(rec.pool) &&
+      table_->pool_models.count(rec.pool))
+    t = table_.get();
   rec.model_name = rec.target_model_name;
   if (auto p = t->pool_models.find(rec.pool); p != t->pool_models.end()) {
     if (auto m = p->second.find(rec.target_model_name); m != p->second.end()) {
@@ -135,59 +146,30 @@ void Pipeline::Decorate(const ConnState& st, RequestRecord& rec) const {
 
 // The assembler calls OnRequestReceived with the exchange's final target
 // (docs/metrics.md#seed-metrics) and never changes it afterwards, so Decorate gives the same pair
-// here and in OnRecord: the in-flight entry and running_requests are released under the key they
-// were taken with.
-void Pipeline::ConnObserver::OnRequestReceived(const RequestRecord& partial) {
+// here and in OnRecord, and the model name is the one counted: Metrics releases the in-flight
+// entry and running_requests under the key they were taken with.
+void Pipeline::Conn::OnRequestReceived(const RequestRecord& partial) {
   ++p_.stats_.requests_received;
   RequestRecord rec = partial;
-  p_.Decorate(st_, rec);
-  st_.counted.push_back({rec.start_ns, rec.target_model_name, rec.model_name});
-  ++p_.in_flight_[InFlightKey{rec.pool, rec.model_name, rec.target_model_name}];
+  Decorate(rec);
+  counted_.push_back({rec.start_ns, rec.target_model_name, rec.model_name});
   if (p_.metrics_) p_.metrics_->OnRequestReceived(rec);
 }
 
-void Pipeline::ConnObserver::OnRecord(RequestRecord&& rec) {
+void Pipeline::Conn::OnRecord(RequestRecord&& rec) {
   ++p_.stats_.records;
-  p_.Decorate(st_, rec);
+  Decorate(rec);
   if (rec.counted_in_flight) {
-    for (auto c = st_.counted.begin(); c != st_.counted.end(); ++c) {
+    for (auto c = counted_.begin(); c != counted_.end(); ++c) {
       if (c->start_ns == rec.start_ns && c->target == rec.target_model_name) {
         rec.model_name = c->model;
-        st_.counted.erase(c);
+        counted_.erase(c);
         break;
       }
     }
-    auto it = p_.in_flight_.find(InFlightKey{rec.pool, rec.model_name, rec.target_model_name});
-    if (it != p_.in_flight_.end() && --it->second <= 0) p_.in_flight_.erase(it);
   }
   if (p_.metrics_) p_.metrics_->OnRecord(rec);
   for (RecordListener* l : p_.listeners_) l->OnRecord(rec);
-}
-
-void Pipeline::OnOpen(const ConnInfo& conn) { State(conn); }
-
-void Pipeline::OnData(const ConnInfo& conn, Direction dir, uint64_t ts_ns,
-                      std::span<const uint8_t> bytes) {
-  ConnState& st = State(conn);
-  if (IsRequestDirection(st.info.role, dir))
-    st.assembler->OnRequestBytes(ts_ns, bytes);
-  else
-    st.assembler->OnResponseBytes(ts_ns, bytes);
-}
-
-void Pipeline::OnGap(const ConnInfo& conn, Direction dir, uint64_t ts_ns, uint64_t len) {
-  ConnState& st = State(conn);
-  if (IsRequestDirection(st.info.role, dir))
-    st.assembler->OnRequestGap(ts_ns, len);
-  else
-    st.assembler->OnResponseGap(ts_ns, len);
-}
-
-void Pipeline::OnClose(const ConnInfo& conn, uint64_t ts_ns) {
-  auto it = conns_.find(conn.conn_id);
-  if (it == conns_.end()) return;
-  it->second->assembler->OnClose(ts_ns);
-  conns_.erase(it);
 }
 
 }  // namespace infertap

@@ -1,10 +1,17 @@
-// The pipeline stage between the connection tracker and everything that consumes request
-// records (docs/architecture.md data flow): ordered byte streams in, attributed records out.
+// The pipeline stage between the connections and everything that consumes request records
+// (docs/architecture.md data flow): ordered byte streams in, attributed records out.
 //
-//   ConnectionTracker ──StreamSink──▶ Pipeline ──▶ ExchangeAssembler (one per connection)
-//                                         │              │ records
-//                                         ▼              ▼
-//                                    attribution ──▶ Metrics + RecordListeners
+// The Pipeline is the factory of each Connection's consumer (agent/capture/connection.hpp): one
+// per connection, owned by the Connection (live: ConnectionTracker; pcap replay: TcpFlows), made of
+// the connection's ExchangeAssembler, its attribution and the model names its requests were
+// counted under. The Pipeline itself keeps no per-connection map; it holds what every connection
+// shares: the attribution table, the listeners and the counters. Requests in flight are counted
+// once, by Metrics (Metrics::InFlight), from the OnRequestReceived/OnRecord calls made here.
+//
+//   Connection ──ConnConsumer──▶ Pipeline::Conn { ExchangeAssembler, attribution }
+//                                        │ records
+//                                        ▼
+//                               Metrics + RecordListeners
 //
 // Runs on one thread (the capture loop's, or replay's). Not thread-safe by design: one owner.
 #pragma once
@@ -13,10 +20,9 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
-#include "agent/capture/tracker.hpp"
+#include "agent/capture/connection.hpp"
 #include "parsers/exchange.hpp"
 #include "parsers/record.hpp"
 
@@ -55,12 +61,6 @@ struct PipelineOptions {
   std::string default_pool;
 };
 
-// Requests received and not yet finished, per (pool, model_name, target_model_name).
-struct InFlightKey {
-  std::string pool, model_name, target_model_name;
-  auto operator<=>(const InFlightKey&) const = default;
-};
-
 class RecordListener {
  public:
   virtual ~RecordListener() = default;
@@ -74,7 +74,7 @@ struct PipelineStats {
   uint64_t parse_errors = 0;
 };
 
-class Pipeline : public StreamSink {
+class Pipeline : public ConnConsumerFactory {
  public:
   // `metrics` may be null (e.g. `replay --records`); listeners are not owned.
   Pipeline(PipelineOptions options, Metrics* metrics);
@@ -87,35 +87,24 @@ class Pipeline : public StreamSink {
   void SetAttribution(std::shared_ptr<const AttributionTable> table);
   const std::shared_ptr<const AttributionTable>& attribution() const { return table_; }
 
-  void OnOpen(const ConnInfo& conn) override;
-  void OnData(const ConnInfo& conn, Direction dir, uint64_t ts_ns,
-              std::span<const uint8_t> bytes) override;
-  void OnGap(const ConnInfo& conn, Direction dir, uint64_t ts_ns, uint64_t len) override;
-  void OnClose(const ConnInfo& conn, uint64_t ts_ns) override;
+  // The consumer of one connection; `conn` is the Connection's and outlives it.
+  std::unique_ptr<ConnConsumer> NewConsumer(const ConnInfo& conn) override;
 
-  size_t connections() const { return conns_.size(); }
-  const std::map<InFlightKey, int64_t>& in_flight() const { return in_flight_; }
+  // Connections whose consumer is alive (opened, not yet closed).
+  size_t connections() const { return live_connections_; }
   const PipelineStats& stats() const { return stats_; }
 
  private:
-  class ConnObserver;
-  struct ConnState;
+  class Conn;
 
-  ConnState& State(const ConnInfo& conn);
-  // True when the bytes of `dir` are the client→server (request) direction for this role.
-  static bool IsRequestDirection(Role role, Direction dir);
   static const EndpointAttribution* Attribute(const AttributionTable& table, const ConnInfo& conn);
-  void Attribute(ConnState& st) const;
-  void Decorate(const ConnState& st, RequestRecord& rec) const;
 
   PipelineOptions opt_;
   Metrics* metrics_;
   std::vector<RecordListener*> listeners_;
   std::shared_ptr<const AttributionTable> table_;
-  std::unordered_map<uint64_t, std::unique_ptr<ConnState>> conns_;
+  size_t live_connections_ = 0;
   PipelineStats stats_;
-  std::map<InFlightKey, int64_t> in_flight_;
-  friend class ConnObserver;
 };
 
 }  // namespace infertap

@@ -166,21 +166,6 @@ void PoolPoller::Tick(TimePoint now) {
   }
 }
 
-std::vector<PodStatus> PoolPoller::Pods() const {
-  TimePoint now = clock_();
-  std::lock_guard lock(mu_);
-  std::vector<PodStatus> out;
-  out.reserve(pods_.size());
-  for (const auto& [key, p] : pods_) {
-    out.push_back({.target = p.target,
-                   .fresh = FreshLocked(p, now),
-                   .stats = p.stats,
-                   .last_error = p.last_error,
-                   .scrape_errors = p.scrape_errors});
-  }
-  return out;
-}
-
 PollerSnapshot PoolPoller::Snapshot() const {
   std::lock_guard lock(mu_);
   PollerSnapshot out;

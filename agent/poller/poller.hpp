@@ -100,7 +100,8 @@ class PoolPoller {
   // Recomputes all pool and per-pod gauges for time `now`.
   void Tick(std::chrono::steady_clock::time_point now);
 
-  std::vector<PodStatus> Pods() const;
+  // What the last Tick() set (the only judgement of freshness: there is no second one on a
+  // reader's clock, so /v1/state and /metrics cannot disagree).
   PollerSnapshot Snapshot() const;
 
  private:

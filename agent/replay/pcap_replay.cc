@@ -45,6 +45,12 @@ bool LooksLikePcap(const std::string& path) {
 
 Status PcapReplay::Replay(const std::string& path, const std::vector<Endpoint>& servers,
                           StreamSink& sink, PcapStats* stats) {
+  SinkConsumers consumers(sink);
+  return Replay(path, servers, consumers, stats);
+}
+
+Status PcapReplay::Replay(const std::string& path, const std::vector<Endpoint>& servers,
+                          ConnConsumerFactory& consumers, PcapStats* stats) {
   // Opened here rather than by pcap_open_offline so that "no such file" and "not a capture" are
   // told apart: libpcap reports both through the same error buffer.
   FILE* fp = std::fopen(path.c_str(), "rb");
@@ -67,7 +73,7 @@ Status PcapReplay::Replay(const std::string& path, const std::vector<Endpoint>& 
   PcapStats local;
   PcapStats& st = stats ? *stats : local;
   st = PcapStats{};
-  pcap::TcpFlows flows(servers, sink, opt_.flows);
+  pcap::TcpFlows flows(servers, consumers, opt_.flows);
   uint64_t newest_ts = 0;
   Status status;
   for (;;) {
@@ -103,7 +109,7 @@ Status PcapReplay::Replay(const std::string& path, const std::vector<Endpoint>& 
     flows.OnSegment(seg, ts);
   }
   flows.FinishAll(newest_ts);
-  const pcap::FlowStats& fs = flows.stats();
+  const pcap::FlowStats fs = flows.stats();
   st.flows = fs.flows;
   st.bytes = fs.bytes;
   st.gap_bytes = fs.gap_bytes;

@@ -1,7 +1,7 @@
 // `infertap replay` on packet captures: a pcap or pcapng file in, the same per-connection byte
-// streams the live capture produces out, through StreamSink (docs/cli.md). The rest of the pipeline
-// (HTTP, SSE, records, metrics) cannot tell the difference, except that timestamps are the
-// capture's wall clock (epoch ns) instead of CLOCK_MONOTONIC.
+// streams the live capture produces out, through the same Connection objects (docs/cli.md). The
+// rest of the pipeline (HTTP, SSE, records, metrics) cannot tell the difference, except that
+// timestamps are the capture's wall clock (epoch ns) instead of CLOCK_MONOTONIC.
 //
 // libpcap reads both formats. Link types: Ethernet (with 802.1Q/802.1ad tags), Linux cooked
 // SLL and SLL2 (`tcpdump -i any`), raw IP, BSD loopback (NULL/LOOP). IPv4 and IPv6 (extension
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/capture/tracker.hpp"
+#include "agent/capture/connection.hpp"
 #include "agent/common/status.hpp"
 #include "agent/replay/tcp_flows.hpp"
 
@@ -48,6 +48,9 @@ class PcapReplay {
   // On error (unreadable, not a capture, unsupported link type, truncated or corrupt record) the
   // Status names the file; everything read before a bad record has been delivered and every
   // connection closed. `stats` may be null.
+  Status Replay(const std::string& path, const std::vector<Endpoint>& servers,
+                ConnConsumerFactory& consumers, PcapStats* stats);
+  // Every connection's streams to one sink (the `--summary` printer, tests).
   Status Replay(const std::string& path, const std::vector<Endpoint>& servers, StreamSink& sink,
                 PcapStats* stats);
 

@@ -40,43 +40,28 @@ size_t TcpFlows::KeyHash::operator()(const Key& k) const {
   return static_cast<size_t>(h);
 }
 
-TcpFlows::TcpFlows(std::vector<Endpoint> servers, StreamSink& sink, FlowOptions options)
-    : servers_(std::move(servers)), sink_(sink), opt_(options) {}
+TcpFlows::TcpFlows(std::vector<Endpoint> servers, ConnConsumerFactory& consumers,
+                   FlowOptions options)
+    : servers_(std::move(servers)), consumers_(consumers), opt_(options) {}
 
 TcpFlows::~TcpFlows() = default;
 
+FlowStats TcpFlows::stats() const {
+  FlowStats s = stats_;
+  s.bytes = totals_.data_bytes;
+  s.gap_bytes = totals_.gap_bytes;
+  s.retransmitted_bytes += totals_.duplicate_bytes;
+  return s;
+}
+
 size_t TcpFlows::open_flows() const {
   return static_cast<size_t>(std::count_if(flows_.begin(), flows_.end(),
-                                           [](const auto& kv) { return !kv.second->closed; }));
+                                           [](const auto& kv) { return !kv.second.closed(); }));
 }
 
 TcpFlows::Key TcpFlows::MakeKey(const Endpoint& x, const Endpoint& y) {
   return Less(x, y) ? Key{x, y} : Key{y, x};
 }
-
-// Where one direction's reassembled bytes go: counters, then the sink. A segment cut by the
-// snaplen delivers its captured prefix and a gap for the rest (it existed on the wire).
-class TcpFlows::FlowOutput : public StreamReassembler::Output {
- public:
-  FlowOutput(TcpFlows& t, Flow& f, Direction d) : t_(t), f_(f), d_(d) {}
-  void OnRange(uint64_t ts, uint64_t len, std::span<const uint8_t> bytes) override {
-    if (!bytes.empty()) {
-      ++f_.info.counters.events;
-      (d_ == Direction::kIngress ? f_.info.counters.bytes_in : f_.info.counters.bytes_out) +=
-          bytes.size();
-      t_.stats_.bytes += bytes.size();
-      t_.sink_.OnData(f_.info, d_, ts, bytes);
-    }
-    if (len > bytes.size()) t_.Gap(f_, d_, ts, len - bytes.size());
-  }
-  void OnHole(uint64_t ts, uint64_t len) override { t_.Gap(f_, d_, ts, len); }
-  void OnDuplicate(uint64_t len) override { t_.stats_.retransmitted_bytes += len; }
-
- private:
-  TcpFlows& t_;
-  Flow& f_;
-  Direction d_;
-};
 
 bool TcpFlows::ChooseServer(const TcpSegment& seg, Endpoint* server) const {
   if (!servers_.empty()) {
@@ -111,33 +96,32 @@ bool TcpFlows::ChooseServer(const TcpSegment& seg, Endpoint* server) const {
 TcpFlows::Flow* TcpFlows::NewFlow(const Key& key, const TcpSegment& seg, const Endpoint& server,
                                   uint64_t ts_ns) {
   if (flows_.size() >= opt_.max_flows) {
-    std::erase_if(flows_, [](const auto& kv) { return kv.second->closed; });
+    std::erase_if(flows_, [](const auto& kv) { return kv.second.closed(); });
     if (flows_.size() >= opt_.max_flows) return nullptr;
   }
-  auto flow = std::make_unique<Flow>();
-  Flow* f = flow.get();
-  f->server = server;
-  for (DirState& d : f->dir) d.reasm.set_limits({opt_.max_pending_bytes, kSegmentOverhead});
-  f->info.conn_id = next_conn_id_++;
-  f->info.role = Role::kServer;
-  f->info.family = seg.family;
-  f->info.local = server;
-  f->info.remote = seg.src == server ? seg.dst : seg.src;
-  f->info.open_ts_ns = ts_ns;
-  f->info.addresses_known = true;
-  flows_[key] = std::move(flow);
+  ConnInfo info;
+  info.conn_id = next_conn_id_++;
+  info.role = Role::kServer;
+  info.family = seg.family;
+  info.local = server;
+  info.remote = seg.src == server ? seg.dst : seg.src;
+  info.open_ts_ns = ts_ns;
+  info.addresses_known = true;
+  auto [it, inserted] = flows_.try_emplace(
+      key, info, StreamReassembler::Limits{opt_.max_pending_bytes, kSegmentOverhead}, consumers_,
+      totals_, server);
   ++stats_.flows;
-  sink_.OnOpen(f->info);
-  return f;
+  it->second.conn.Opened();
+  return &it->second;
 }
 
 void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns) {
   const Key key = MakeKey(seg.src, seg.dst);
   const bool syn_only = (seg.flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
   auto it = flows_.find(key);
-  Flow* f = it == flows_.end() ? nullptr : it->second.get();
+  Flow* f = it == flows_.end() ? nullptr : &it->second;
 
-  if (f && f->closed) {
+  if (f && f->closed()) {
     // Late packets of a finished connection (the last ACK, a retransmitted FIN or data) belong to
     // it, not to a new one; only a fresh SYN reuses the 4-tuple.
     if (!syn_only) {
@@ -200,10 +184,10 @@ void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns) {
       s.seq0 = data_seq;
     }
     if (!s.fin_seen) {
-      const int64_t fin = PositionOf(s, data_seq) + seg.payload_len;
+      const int64_t fin = PositionOf(*f, d, data_seq) + seg.payload_len;
       s.fin_seen = true;
       s.fin_pos = static_cast<uint64_t>(
-          std::max<int64_t>(fin, static_cast<int64_t>(s.reasm.next_pos())));
+          std::max<int64_t>(fin, static_cast<int64_t>(f->conn.stream(d).next_pos())));
     }
   }
   if ((seg.flags & kTcpAck) != 0) {
@@ -216,10 +200,11 @@ void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns) {
   if (f->dir[0].done && f->dir[1].done) CloseFlow(*f, ts_ns);
 }
 
-int64_t TcpFlows::PositionOf(const DirState& s, uint32_t seq) {
+int64_t TcpFlows::PositionOf(const Flow& f, Direction d, uint32_t seq) {
   // Signed 32-bit distance from the next expected sequence number: correct across the 2^32 wrap
   // as long as the segment is within 2 GiB of it, which TCP's window guarantees.
-  const uint64_t next_pos = s.reasm.next_pos();
+  const DirState& s = f.dir[Idx(d)];
+  const uint64_t next_pos = f.conn.stream(d).next_pos();
   const uint32_t next_seq = s.seq0 + static_cast<uint32_t>(next_pos);
   return static_cast<int64_t>(next_pos) + static_cast<int32_t>(seq - next_seq);
 }
@@ -238,8 +223,8 @@ void TcpFlows::OnPayload(Flow& f, Direction d, uint32_t seq, const TcpSegment& s
     stats_.retransmitted_bytes += len;
     return;
   }
-  int64_t pos = PositionOf(s, seq);
-  const int64_t next = static_cast<int64_t>(s.reasm.next_pos());
+  int64_t pos = PositionOf(f, d, seq);
+  const int64_t next = static_cast<int64_t>(f.conn.stream(d).next_pos());
   if (pos + static_cast<int64_t>(len) <= next) {
     // Entirely old. A keep-alive probe is one garbage byte at next-1 (RFC 1122 4.2.3.6): not a
     // retransmission of anything the peer needs, so not counted as one.
@@ -262,50 +247,42 @@ void TcpFlows::OnPayload(Flow& f, Direction d, uint32_t seq, const TcpSegment& s
     len = std::min<uint64_t>(len, s.fin_pos - upos);
     bytes = bytes.first(std::min<uint64_t>(bytes.size(), len));
   }
-  FlowOutput out(*this, f, d);
-  s.reasm.Offer(upos, len, ts_ns, bytes, out);
-}
-
-void TcpFlows::Gap(Flow& f, Direction d, uint64_t ts_ns, uint64_t len) {
-  f.info.counters.gap_bytes += len;
-  stats_.gap_bytes += len;
-  sink_.OnGap(f.info, d, ts_ns, len);
+  if (!bytes.empty()) ++f.conn.info().counters.events;
+  f.conn.Offer(d, upos, len, ts_ns, bytes);
 }
 
 void TcpFlows::UpdateDone(Flow& f, Direction d, uint64_t ts_ns) {
   DirState& s = f.dir[Idx(d)];
   if (s.done || !s.fin_seen) return;
-  if (s.reasm.next_pos() < s.fin_pos && s.acked_valid &&
-      PositionOf(s, s.acked) >= static_cast<int64_t>(s.fin_pos) + 1) {
+  if (f.conn.stream(d).next_pos() < s.fin_pos && s.acked_valid &&
+      PositionOf(f, d, s.acked) >= static_cast<int64_t>(s.fin_pos) + 1) {
     // The peer acknowledged the FIN, so it received every byte before it: whatever is still
     // missing here was lost by the capture, not the network, and will never be retransmitted.
-    FlowOutput out(*this, f, d);
-    s.reasm.FinishAt(s.fin_pos, ts_ns, out);
+    f.conn.FinishStream(d, s.fin_pos, ts_ns);
   }
-  if (s.reasm.next_pos() >= s.fin_pos) {
+  if (f.conn.stream(d).next_pos() >= s.fin_pos) {
     s.done = true;
-    s.reasm.ClearPending();
+    f.conn.DropPending(d);
   }
 }
 
 void TcpFlows::CloseFlow(Flow& f, uint64_t ts_ns) {
-  if (f.closed) return;
+  uint64_t final_pos[2];
   for (Direction d : {Direction::kIngress, Direction::kEgress}) {
-    DirState& s = f.dir[Idx(d)];
-    FlowOutput out(*this, f, d);
-    s.reasm.FinishAt(s.fin_seen ? s.fin_pos : 0, ts_ns, out);
+    const DirState& s = f.dir[Idx(d)];
+    final_pos[Idx(d)] = s.fin_seen ? s.fin_pos : 0;
   }
-  f.closed = true;
-  sink_.OnClose(f.info, ts_ns);
+  f.conn.Close(ts_ns, final_pos);
 }
 
 void TcpFlows::FinishAll(uint64_t ts_ns) {
   // Deterministic order (by connection id) so a replay prints the same thing every time.
   std::vector<Flow*> open;
   for (auto& [key, f] : flows_)
-    if (!f->closed) open.push_back(f.get());
-  std::sort(open.begin(), open.end(),
-            [](const Flow* x, const Flow* y) { return x->info.conn_id < y->info.conn_id; });
+    if (!f.closed()) open.push_back(&f);
+  std::sort(open.begin(), open.end(), [](const Flow* x, const Flow* y) {
+    return x->conn.info().conn_id < y->conn.info().conn_id;
+  });
   for (Flow* f : open) CloseFlow(*f, ts_ns);
   flows_.clear();
 }

@@ -1,5 +1,7 @@
 // TCP reassembly for captured packets: segments in, per-connection ordered byte streams out
-// through the same StreamSink the live capture feeds (docs/parsing.md, docs/cli.md `infertap replay`).
+// through the same Connection objects the live capture feeds (agent/capture/connection.hpp;
+// docs/parsing.md, docs/cli.md `infertap replay`): each flow owns one, whose consumer the given
+// ConnConsumerFactory makes.
 //
 // A packet capture sees TCP, not syscalls: segments can be retransmitted (whole or overlapping),
 // reordered, lost by the capture, cut by the snaplen, and the capture can start in the middle of
@@ -25,8 +27,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "agent/capture/reassembler.hpp"
-#include "agent/capture/tracker.hpp"
+#include "agent/capture/connection.hpp"
 #include "agent/replay/packet.hpp"
 
 namespace infertap::pcap {
@@ -51,14 +52,14 @@ struct FlowStats {
 
 class TcpFlows {
  public:
-  TcpFlows(std::vector<Endpoint> servers, StreamSink& sink, FlowOptions options = {});
+  TcpFlows(std::vector<Endpoint> servers, ConnConsumerFactory& consumers, FlowOptions options = {});
   ~TcpFlows();
 
   void OnSegment(const TcpSegment& seg, uint64_t ts_ns);
   // End of capture: every open connection's holes become gaps, then OnClose, in conn_id order.
   void FinishAll(uint64_t ts_ns);
 
-  const FlowStats& stats() const { return stats_; }
+  FlowStats stats() const;
   size_t open_flows() const;
 
  private:
@@ -71,14 +72,18 @@ class TcpFlows {
     uint64_t fin_pos = 0;  // stream length announced by the FIN
     bool done = false;     // FIN seen and every byte before it delivered or declared a gap
     bool acked_valid = false;
-    uint32_t acked = 0;                   // highest ACK number the peer sent for this stream
-    StreamReassembler reasm;  // in-order delivery, held out-of-order segments, holes
+    uint32_t acked = 0;  // highest ACK number the peer sent for this stream
   };
+  // The TCP state beside the Connection (which holds the reassembly: in-order delivery, held
+  // out-of-order segments, holes, and the consumer).
   struct Flow {
-    ConnInfo info;
+    Flow(const ConnInfo& info, StreamReassembler::Limits limits, ConnConsumerFactory& consumers,
+         StreamTotals& totals, const Endpoint& server_ep)
+        : conn(info, limits, consumers, totals), server(server_ep) {}
+    Connection conn;
     Endpoint server;
     DirState dir[2];  // by Direction
-    bool closed = false;
+    bool closed() const { return conn.closed(); }
   };
   struct Key {
     Endpoint a, b;  // ordered so both directions of a flow share one key
@@ -93,19 +98,18 @@ class TcpFlows {
   bool ChooseServer(const TcpSegment& seg, Endpoint* server) const;
   Flow* NewFlow(const Key& key, const TcpSegment& seg, const Endpoint& server, uint64_t ts_ns);
   void OnPayload(Flow& f, Direction d, uint32_t seq, const TcpSegment& seg, uint64_t ts_ns);
-  class FlowOutput;
-  void Gap(Flow& f, Direction d, uint64_t ts_ns, uint64_t len);
   void UpdateDone(Flow& f, Direction d, uint64_t ts_ns);
   void CloseFlow(Flow& f, uint64_t ts_ns);
   // Position in the 64-bit stream of sequence number `seq` (may precede next_pos).
-  static int64_t PositionOf(const DirState& s, uint32_t seq);
+  static int64_t PositionOf(const Flow& f, Direction d, uint32_t seq);
 
   std::vector<Endpoint> servers_;
-  StreamSink& sink_;
+  ConnConsumerFactory& consumers_;
   FlowOptions opt_;
-  FlowStats stats_;
+  FlowStats stats_;      // flows, untraced/dropped packets, retransmissions seen before reassembly
+  StreamTotals totals_;  // what the connections delivered
   uint64_t next_conn_id_ = 1;
-  std::unordered_map<Key, std::unique_ptr<Flow>, KeyHash> flows_;
+  std::unordered_map<Key, Flow, KeyHash> flows_;  // nodes: a Flow never moves
 };
 
 }  // namespace infertap::pcap

@@ -289,7 +289,7 @@ TEST_F(PollerRules, ScrapeErrorsAreCountedPerPod) {
       2.0);
   // b's good scrape is still fresh despite the later failure.
   EXPECT_EQ(Value(f, "inference_pool_ready_pods", {{"name", "p"}}), 1.0);
-  auto pods = poller.Pods();
+  auto pods = poller.Snapshot().pods;
   ASSERT_EQ(pods.size(), 2u);
   EXPECT_EQ(pods[0].last_error, "HTTP 500");
   EXPECT_NE(pods[1].last_error.find("no known engine"), std::string::npos) << pods[1].last_error;
@@ -411,7 +411,7 @@ TEST(PollerLoopback, BadPodsNeverDisturbTheGoodOne) {
   // The hanging pod (600 ms timeouts) did not slow the good pod's 100 ms cadence: ~12 scrapes,
   // where waiting for the hang would allow at most 2.
   EXPECT_GE(good.requests(), 6) << "good pod scraped only " << good.requests() << " times";
-  for (const auto& pod : poller.Pods()) {
+  for (const auto& pod : poller.Snapshot().pods) {
     if (pod.target.pod == "hang") {
       EXPECT_NE(pod.last_error.find("timeout"), std::string::npos) << pod.last_error;
     } else if (pod.target.pod == "error") {
@@ -445,7 +445,7 @@ TEST(PollerLoopback, OversizedBodyIsAnError) {
   std::vector<PodStatus> pods;
   for (int i = 0; i < 40; ++i) {
     std::this_thread::sleep_for(milliseconds(25));
-    pods = poller.Pods();
+    pods = poller.Snapshot().pods;
     if (!pods.empty() && pods[0].scrape_errors > 0) break;
   }
   poller.Stop();

@@ -26,9 +26,9 @@
 //     rest.
 //  5. No connection leaks: after the idle reconciliation, tracker and pipeline track nothing.
 //
-// Premise the generator respects (docs/parsing.md#pairing-and-loss): a pipelining client pipelines from its
-// first exchanges, and those are never lost, so the connection is known to pipeline before any
-// request-direction gap. (No byte count or timestamp can bound how many requests a gap hid from
+// Premise the generator respects (docs/parsing.md#pairing-and-loss): a pipelining client pipelines
+// from its first exchanges, and those are never lost, so the connection is known to pipeline before
+// any request-direction gap. (No byte count or timestamp can bound how many requests a gap hid from
 // a client that pipelines; the assembler then keeps the connection in doubt.)
 //
 // Reproduce a failure: INFERTAP_PROPERTY_SEED=<seed printed> INFERTAP_PROPERTY_CASES=1.
@@ -777,16 +777,59 @@ TEST(AccuracyPipeline, RequestWithoutModelIsCountedUnderTheServedModelWhileItStr
   EXPECT_EQ(Sample(metrics, "inference_model_request_total", {"served", "served"}), 1.0);
   EXPECT_EQ(Sample(metrics, "inference_model_running_requests", {"served", ""}), 1.0);
   EXPECT_EQ(Series(metrics, "inference_model_running_requests"), 1u);
-  ASSERT_EQ(pipeline.in_flight().size(), 1u);
-  EXPECT_EQ(pipeline.in_flight().begin()->first.target_model_name, "served");
+  ASSERT_EQ(metrics.InFlight().size(), 1u);
+  EXPECT_EQ(metrics.InFlight().begin()->first.target_model_name, "served");
+  EXPECT_EQ(metrics.InFlight().begin()->second, 1);
   send(Direction::kEgress, ChunkOf("data: [DONE]\n\n") + "0\r\n\r\n");
   EXPECT_EQ(Sample(metrics, "inference_model_request_total", {"served", "served"}), 1.0);
   EXPECT_EQ(Sample(metrics, "inference_model_running_requests", {"served", ""}), 0.0);
   EXPECT_EQ(Series(metrics, "inference_model_request_total"), 1u);
-  EXPECT_TRUE(pipeline.in_flight().empty());
+  EXPECT_TRUE(metrics.InFlight().empty());
   tracker.OnEvent(testing::ConnEvent(IT_EV_CLOSE, 1, ts += 1000, in, out, 11));
   EXPECT_EQ(tracker.connections(), 0u);
   EXPECT_EQ(pipeline.connections(), 0u);
+}
+
+// The connection's consumer (Pipeline::Conn) reads the tracker's ConnInfo in place: a connection
+// whose open event arrives after its first data is attributed when the open event arrives, one
+// whose open event never arrives stays unattributed, and each consumer ends with its connection.
+TEST(AccuracyPipeline, ConnectionIsAttributedWhenItsLateOpenEventArrives) {
+  Metrics metrics;
+  PipelineOptions popts;
+  popts.default_pool = "unattributed";
+  Pipeline pipeline(popts, &metrics);
+  Endpoint port_8000;  // wildcard address: any address on the port the events carry
+  port_8000.port = 8000;
+  pipeline.SetEndpoints({EndpointAttribution{port_8000, "pool-a", "ns", "pod-1"}});
+  Collector out;
+  pipeline.AddListener(&out);
+  ConnectionTracker tracker(pipeline);
+  const std::string body = R"({"model":"m","prompt":"x"})";
+  const std::string req =
+      "POST /v1/completions HTTP/1.1\r\ncontent-length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  const std::string rbody = R"({"model":"m","choices":[{"text":"y"}]})";
+  const std::string resp = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: " +
+                           std::to_string(rbody.size()) + "\r\n\r\n" + rbody;
+  uint64_t ts = 1'000'000'000'000ull;
+  for (uint64_t id : {1, 2}) {
+    const uint32_t fd = uint32_t(10 + id);
+    tracker.OnEvent(testing::DataEvent(id, Direction::kIngress, 0, req, ts += 1000, 0, fd));
+    if (id == 1) tracker.OnEvent(testing::ConnEvent(IT_EV_OPEN, id, ts += 1000, 0, 0, fd));
+    tracker.OnEvent(testing::DataEvent(id, Direction::kEgress, 0, resp, ts += 1000, 0, fd));
+  }
+  EXPECT_EQ(pipeline.connections(), 2u);
+  ASSERT_EQ(out.records.size(), 2u);
+  EXPECT_EQ(out.records[0].pool, "pool-a");
+  EXPECT_EQ(out.records[0].pod, "pod-1");
+  EXPECT_EQ(out.records[0].status, 200);
+  EXPECT_EQ(out.records[1].pool, "unattributed");
+  EXPECT_EQ(out.records[1].pod, "");
+  tracker.OnEvent(testing::ConnEvent(IT_EV_CLOSE, 1, ts += 1000, req.size(), resp.size(), 11));
+  EXPECT_EQ(pipeline.connections(), 1u);
+  tracker.FinishAll(ts += 1000);
+  EXPECT_EQ(pipeline.connections(), 0u);
+  EXPECT_EQ(out.records.size(), 2u);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 // open after the table changes; new connections follow the new table.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -42,7 +44,38 @@ std::span<const uint8_t> Bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-void Exchange(Pipeline& p, const ConnInfo& c, uint64_t ts, const std::string& model) {
+// The pipeline's consumers held the way a producer (tracker, pcap flows) holds them: one
+// Connection per id, opened at first use, gone at close.
+class Conns {
+ public:
+  explicit Conns(Pipeline& p) : p_(p) {}
+  void Data(const ConnInfo& c, Direction d, uint64_t ts, std::span<const uint8_t> bytes) {
+    Connection& k = Get(c);
+    k.Offer(d, k.stream(d).next_pos(), bytes.size(), ts, bytes);
+  }
+  void Close(const ConnInfo& c, uint64_t ts) {
+    Get(c).Close(ts, nullptr);
+    conns_.erase(c.conn_id);
+  }
+  Connection& Get(const ConnInfo& c) {
+    auto it = conns_.find(c.conn_id);
+    if (it == conns_.end()) {
+      it = conns_
+               .emplace(c.conn_id,
+                        std::make_unique<Connection>(c, StreamReassembler::Limits{}, p_, totals_))
+               .first;
+      it->second->Opened();
+    }
+    return *it->second;
+  }
+
+ private:
+  Pipeline& p_;
+  StreamTotals totals_;
+  std::map<uint64_t, std::unique_ptr<Connection>> conns_;
+};
+
+void Exchange(Conns& p, const ConnInfo& c, uint64_t ts, const std::string& model) {
   const std::string body = "{\"model\":\"" + model + "\",\"prompt\":\"x\",\"max_tokens\":1}";
   const std::string req =
       "POST /v1/completions HTTP/1.1\r\nHost: h\r\nContent-Type: "
@@ -54,8 +87,8 @@ void Exchange(Pipeline& p, const ConnInfo& c, uint64_t ts, const std::string& mo
                             "\"total_tokens\":2}}";
   const std::string resp = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
                            std::to_string(rbody.size()) + "\r\n\r\n" + rbody;
-  p.OnData(c, Direction::kIngress, ts, Bytes(req));
-  p.OnData(c, Direction::kEgress, ts + 1000, Bytes(resp));
+  p.Data(c, Direction::kIngress, ts, Bytes(req));
+  p.Data(c, Direction::kEgress, ts + 1000, Bytes(resp));
 }
 
 std::shared_ptr<const AttributionTable> Table(
@@ -71,9 +104,10 @@ TEST(AttributionSnapshot, OpenConnectionKeepsItsAttributionAfterTheEndpointLeave
   Collect out;
   p.AddListener(&out);
   p.SetAttribution(Table({{Ep("10.0.0.1:8000"), "a", "ns1", "pod-1"}}, {{"m", "client-m"}}));
+  Conns conns(p);
   const ConnInfo old_conn = Conn(1, "10.0.0.1:8000");
-  p.OnOpen(old_conn);
-  Exchange(p, old_conn, 1000, "m");
+  conns.Get(old_conn);
+  Exchange(conns, old_conn, 1000, "m");
   ASSERT_EQ(out.records.size(), 1u);
   EXPECT_EQ(out.records[0].pool, "a");
   EXPECT_EQ(out.records[0].model_name, "client-m");
@@ -81,7 +115,7 @@ TEST(AttributionSnapshot, OpenConnectionKeepsItsAttributionAfterTheEndpointLeave
   // The endpoint moves to pool b (pod relabelled), a new endpoint joins pool a.
   p.SetAttribution(Table(
       {{Ep("10.0.0.1:8000"), "b", "ns2", "pod-1b"}, {Ep("10.0.0.2:8000"), "a", "ns1", "pod-2"}}));
-  Exchange(p, old_conn, 5000, "m");
+  Exchange(conns, old_conn, 5000, "m");
   ASSERT_EQ(out.records.size(), 2u);
   EXPECT_EQ(out.records[1].pool, "a");  // kept from open
   EXPECT_EQ(out.records[1].ns, "ns1");
@@ -90,21 +124,21 @@ TEST(AttributionSnapshot, OpenConnectionKeepsItsAttributionAfterTheEndpointLeave
   EXPECT_EQ(out.records[1].model_name, "client-m");
 
   const ConnInfo new_conn = Conn(2, "10.0.0.1:8000");
-  Exchange(p, new_conn, 9000, "m");
+  Exchange(conns, new_conn, 9000, "m");
   ASSERT_EQ(out.records.size(), 3u);
   EXPECT_EQ(out.records[2].pool, "b");
   EXPECT_EQ(out.records[2].pod, "pod-1b");
   EXPECT_EQ(out.records[2].model_name, "m");
 
   const ConnInfo joined = Conn(3, "10.0.0.2:8000");
-  Exchange(p, joined, 9500, "m");
+  Exchange(conns, joined, 9500, "m");
   ASSERT_EQ(out.records.size(), 4u);
   EXPECT_EQ(out.records[3].pool, "a");
   EXPECT_EQ(out.records[3].pod, "pod-2");
 
   // After close and reopen under the same id, the connection takes the current table.
-  p.OnClose(old_conn, 10000);
-  Exchange(p, old_conn, 11000, "m");
+  conns.Close(old_conn, 10000);
+  Exchange(conns, old_conn, 11000, "m");
   ASSERT_EQ(out.records.size(), 5u);
   EXPECT_EQ(out.records[4].pool, "b");
 }
@@ -114,10 +148,11 @@ TEST(AttributionSnapshot, ModelMappingFollowsTheCurrentTableForALivePool) {
   Collect out;
   p.AddListener(&out);
   p.SetAttribution(Table({{Ep("10.0.0.1:8000"), "a", "", "p"}}));
+  Conns conns(p);
   const ConnInfo c = Conn(1, "10.0.0.1:8000");
-  Exchange(p, c, 1000, "m");
+  Exchange(conns, c, 1000, "m");
   p.SetAttribution(Table({{Ep("10.0.0.1:8000"), "a", "", "p"}}, {{"m", "new-name"}}));
-  Exchange(p, c, 2000, "m");
+  Exchange(conns, c, 2000, "m");
   ASSERT_EQ(out.records.size(), 2u);
   EXPECT_EQ(out.records[0].model_name, "m");
   EXPECT_EQ(out.records[1].model_name, "new-name");
@@ -130,7 +165,8 @@ TEST(AttributionSnapshot, SetEndpointsUsesTheAliasOptions) {
   Collect out;
   p.AddListener(&out);
   p.SetEndpoints({{Ep(":8000"), "w", "", "127.0.0.1:8000"}});
-  Exchange(p, Conn(1, "10.1.1.1:8000"), 1000, "m");
+  Conns conns(p);
+  Exchange(conns, Conn(1, "10.1.1.1:8000"), 1000, "m");
   ASSERT_EQ(out.records.size(), 1u);
   EXPECT_EQ(out.records[0].pool, "w");  // wildcard entry
   EXPECT_EQ(out.records[0].model_name, "alias");
@@ -177,7 +213,8 @@ TEST(DeriveTables, KernelPipelineAndPollerGetTheTopology) {
   Collect out;
   p.AddListener(&out);
   p.SetAttribution(d.attribution);
-  Exchange(p, Conn(1, "10.0.0.1:8000"), 1000, "t1");
+  Conns conns(p);
+  Exchange(conns, Conn(1, "10.0.0.1:8000"), 1000, "t1");
   ASSERT_EQ(out.records.size(), 1u);
   EXPECT_EQ(out.records[0].pool, "a");
   EXPECT_EQ(out.records[0].pod, "pod-1");
