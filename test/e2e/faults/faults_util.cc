@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -71,10 +72,10 @@ int ListenIn(const std::string& ns, const std::string& ip, int port) {
   });
 }
 
-bool SendAll(int fd, const std::string& data) {
+bool SendAll(int fd, const std::string& data, size_t piece) {
   size_t off = 0;
   while (off < data.size()) {
-    ssize_t n = send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    ssize_t n = send(fd, data.data() + off, std::min(piece, data.size() - off), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     off += static_cast<size_t>(n);

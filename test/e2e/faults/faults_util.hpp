@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -30,7 +31,9 @@ int ConnectIn(const std::string& ns, const std::string& ip, int port);
 // A listening TCP socket on ip:port inside `ns`; -1 on failure.
 int ListenIn(const std::string& ns, const std::string& ip, int port);
 
-bool SendAll(int fd, const std::string& data);
+// Sends all of `data`, at most `piece` bytes per send() (the agent captures the first
+// --syscall-cap bytes of each syscall, docs/capture.md).
+bool SendAll(int fd, const std::string& data, size_t piece = SIZE_MAX);
 
 // A raw TCP server of the test's own (a listening socket made in a namespace): each accepted
 // connection is handed to the current handler on the server's thread, one at a time, and closed
