@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <memory>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -384,6 +386,100 @@ TEST_F(FaultsE2E, OverloadLosesEventsButNeverMisattributes) {
   ExpectConnectionStateAt(tracked0, entries0, conns_map);
 }
 
+// ---- 2. Scale -----------------------------------------------------------------------------------
+
+// user + sys CPU seconds of a process (/proc/PID/stat fields 14 and 15).
+double CpuSeconds(pid_t pid) {
+  const std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return -1;
+  std::istringstream in(stat.substr(paren + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
+}
+
+// 10,000 concurrent open streams at one token per second: every request counted exactly (record
+// by record against the client's truth, and in the metric sums), the agent's RSS within the
+// 128 MiB target of docs/performance.md, CPU per request reported and bounded.
+TEST_F(FaultsE2E, TenThousandConcurrentStreamsAreCountedExactly) {
+  constexpr int kStreams = 10000;
+  // The simulator and the load generator need more than 10,000 descriptors each: raise the soft
+  // limit to the hard one (the children inherit it).
+  rlimit lim{};
+  getrlimit(RLIMIT_NOFILE, &lim);
+  if (lim.rlim_max < kStreams + 200) {
+    INFERTAP_CANNOT_RUN("RLIMIT_NOFILE hard limit " + std::to_string(lim.rlim_max) +
+                        " < 10,200: cannot open 10,000 streams");
+  }
+  lim.rlim_cur = lim.rlim_max;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
+  StartSim({"--max-running", "0", "--ttft-ms", "0"});
+  StartAgent({"--max-models", "16"});
+  const double cpu0 = CpuSeconds(agent_->pid());
+  const FamilyTotals before = Totals(Metrics());
+  const std::string truth = tmp_.File("scale.truth.jsonl");
+  const auto t0 = steady_clock::now();
+  ChildProcess load(InNetns(
+      net_->cli(), {Bin("infertap-load"), "--url", "http://" + sim_addr_ + "/v1/chat/completions",
+                    "--truth", truth, "-c", std::to_string(kStreams), "-n",
+                    std::to_string(kStreams), "--unique-models", "--model", "scale", "--tokens",
+                    "12", "--include-usage", "-H", "x-sim-itl-ms: 1000", "--timeout", "60"}));
+  std::string error;
+  ASSERT_TRUE(load.Start(&error)) << error;
+  // Peak concurrency: the agent counts every stream as running at once.
+  double running_peak = 0;
+  uint64_t rss_peak = 0;
+  while (!load.Exited() && Seconds(t0) < 90) {
+    running_peak = std::max(running_peak, Metric("inference_model_running_requests"));
+    rss_peak = std::max(rss_peak, RssBytes(agent_->pid()));
+    std::this_thread::sleep_for(milliseconds(500));
+  }
+  const double load_s = Seconds(t0);
+  ASSERT_TRUE(load.Exited()) << "load still running after 90 s";
+  Json summary = Json::parse(load.out(), nullptr, false);
+  ASSERT_TRUE(summary.is_object()) << load.out() << load.err();
+  EXPECT_EQ(summary.value("ok", 0), kStreams) << summary.dump();
+  const auto t = TruthByModel(truth);
+  ASSERT_EQ(t.size(), size_t(kStreams));
+  const auto recs = ByModel(SettledRecords("scale-", kStreams, milliseconds(20000)), "scale-");
+  const double cpu = CpuSeconds(agent_->pid()) - cpu0;
+  size_t exact = 0;
+  std::vector<std::string> wrong;
+  for (const auto& [model, rs] : recs) {
+    const std::string v = rs.size() == 1 ? JudgeRecord(rs[0], t.at(model)) : "duplicate";
+    if (v.empty()) {
+      ++exact;
+    } else if (wrong.size() < 5) {
+      wrong.push_back(model + ": " + v);
+    }
+  }
+  const FamilyTotals got = Totals(Metrics());
+  const TruthSums want = SumTruth(t);
+  std::printf(
+      "[faults] scale: %d concurrent streams (12 tokens, 1 s apart) in %.1f s; running "
+      "peak %.0f; records %zu, exact %zu; agent RSS peak %.1f MiB; agent CPU %.2f s = "
+      "%.1f us per request; lost events %.0f\n",
+      kStreams, load_s, running_peak, recs.size(), exact, rss_peak / 1048576.0, cpu,
+      cpu * 1e6 / kStreams, Metric("infertap_capture_lost_events_total"));
+  EXPECT_EQ(exact, size_t(kStreams)) << (wrong.empty() ? "" : wrong[0]);
+  EXPECT_EQ(running_peak, kStreams) << "not all streams were open at once";
+  EXPECT_EQ(got.requests - before.requests, want.requests);
+  EXPECT_EQ(got.response_sizes - before.response_sizes, want.response_bytes);
+  EXPECT_EQ(got.output_tokens - before.output_tokens, want.output_tokens);
+  EXPECT_EQ(Metric("inference_model_running_requests"), 0);
+  EXPECT_LE(rss_peak, 128u << 20) << "docs/performance.md: 128 MiB with 10,000 connections";
+  // Not docs/performance.md's 12 us per 64-token keep-alive request (a known miss, measured by
+  // bench/): each of these requests also opens and closes its connection. The bound catches a
+  // per-connection cost that grows with the number of open streams (the agent's loop walking
+  // every connection after each wake-up was 183 us here; 120-135 us since it walks every 25 ms).
+  EXPECT_LT(cpu * 1e6 / kStreams, 250.0);
+}
+
 // ---- 3. Model server faults ---------------------------------------------------------------------
 
 // A streaming request on a raw socket: model `model`, `tokens` tokens `itl_ms` apart.
@@ -601,6 +697,12 @@ TEST_F(FaultsE2E, ModelServerFaultsEndRightAndLeakNothing) {
     EXPECT_EQ(incomplete_errors() - inc0, 40);
     EXPECT_EQ(Metric("inference_model_running_requests"), 0);
   }
+  std::printf(
+      "[faults] server faults: server RST 40, client RST 10, SIGKILL 40 streams: every "
+      "record Incomplete with status 200; half-close 5 exact; stalled server: no "
+      "record, requests_incomplete_total +1; tracked back to %.0f, BPF conns map "
+      "entries to %ld\n",
+      tracked0, entries0);
   ExpectConnectionStateAt(tracked0, entries0, conns_map);
 }
 
