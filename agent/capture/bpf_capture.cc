@@ -13,9 +13,6 @@
 #include <cstring>
 #include <mutex>
 #include <string>
-#include <system_error>
-#include <thread>
-#include <vector>
 
 #include "agent/common/log.hpp"
 #include "capture.skel.h"
@@ -91,40 +88,10 @@ Status EnsureTracefs(bool* mounted) {
   return Status::Ok();
 }
 
-namespace {
-
-// Releasing a tracepoint link waits for an RCU grace period in the kernel (the perf event's
-// unregistration). The skeleton releases its links one after another: about 25 grace periods,
-// 1.5 s on a loaded 2-core machine, all of it inside a SIGTERM stop. Released concurrently they
-// share one or two grace periods (docs/faults.md#agent-restart).
-void DestroyLinksConcurrently(bpf_object_skeleton* s) {
-  std::vector<bpf_link**> links;
-  for (int i = 0; i < s->prog_cnt; ++i) {
-    bpf_link** link = s->progs[i].link;
-    if (link && *link) links.push_back(link);
-  }
-  std::vector<std::thread> threads;
-  threads.reserve(links.size());
-  for (bpf_link** link : links) {
-    try {
-      threads.emplace_back([link] { bpf_link__destroy(*link); });
-    } catch (const std::system_error&) {
-      bpf_link__destroy(*link);  // no thread to be had: release it here
-    }
-  }
-  for (std::thread& t : threads) t.join();
-  for (bpf_link** link : links) *link = nullptr;  // the skeleton must not release them again
-}
-
-}  // namespace
-
 BpfCapture::~BpfCapture() {
   if (rb_) ring_buffer__free(rb_);
-  if (skel_) {
-    DestroyLinksConcurrently(skel_->skeleton);
-    // Destroying the skeleton closes every map and program fd (its links are gone already).
-    capture_bpf__destroy(skel_);
-  }
+  // Destroying the skeleton detaches every link and closes every map and program fd.
+  if (skel_) capture_bpf__destroy(skel_);
 }
 
 std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Status* status) {
