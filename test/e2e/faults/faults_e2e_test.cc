@@ -55,6 +55,17 @@ std::string Join(const std::vector<std::string>& argv) {
   return s;
 }
 
+// The JSON summary a finished infertap-load printed. Exited() reaps the child before its output
+// thread has necessarily read the last bytes: wait (bounded) until the summary parses.
+Json LoadSummary(ChildProcess& load) {
+  Json j;
+  WaitUntil(milliseconds(5000), [&] {
+    j = Json::parse(load.out(), nullptr, false);
+    return j.is_object();
+  });
+  return j.is_object() ? j : Json();
+}
+
 double Seconds(steady_clock::time_point since) {
   return std::chrono::duration<double>(steady_clock::now() - since).count();
 }
@@ -295,7 +306,7 @@ TEST_F(FaultsE2E, OverloadLosesEventsButNeverMisattributes) {
   EXPECT_GT(lost_mid2, lost_mid1) << "no loss published between 1.5 s and 3 s into the overload";
   ASSERT_TRUE(WaitUntil(milliseconds(60000), [&] { return load.Exited(); }));
   const double load_s = Seconds(t0);
-  Json summary = Json::parse(load.out(), nullptr, false);
+  Json summary = LoadSummary(load);
   ASSERT_TRUE(summary.is_object()) << load.out() << load.err();
   ASSERT_GT(summary.value("requests", 0), 1000) << summary.dump();
   std::vector<Json> recs = SettledRecords("ovl-", 0, milliseconds(30000));
@@ -441,7 +452,7 @@ TEST_F(FaultsE2E, TenThousandConcurrentStreamsAreCountedExactly) {
   }
   const double load_s = Seconds(t0);
   ASSERT_TRUE(load.Exited()) << "load still running after 90 s";
-  Json summary = Json::parse(load.out(), nullptr, false);
+  Json summary = LoadSummary(load);
   ASSERT_TRUE(summary.is_object()) << load.out() << load.err();
   EXPECT_EQ(summary.value("ok", 0), kStreams) << summary.dump();
   const auto t = TruthByModel(truth);
@@ -1132,6 +1143,9 @@ TEST_F(FaultsE2E, RestartsLeaveNothingBehindAndPickUpOpenConnections) {
       "64-connection load stopped in %.3f s (exit %d)\n",
       first.progs.size(), first.maps.size(), first.links.size(), stop_s, rc);
   EXPECT_EQ(rc, 0) << agent_->err();
+  // Most of a stop is the kernel unregistering ~25 perf tracepoints, one RCU grace period each
+  // under its event_mutex (1.0-1.65 s under this load on 2 cores; fast when another process
+  // still uses the same tracepoints). The promise is 2 s.
   EXPECT_LT(stop_s, 2.0) << agent_->err();
   ExpectReleased(second, "after SIGTERM");
   EXPECT_TRUE(WaitUntil(milliseconds(20000), [&] { return heavy.Exited(); }));
