@@ -12,7 +12,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/fuzz-build"
-TARGETS=(http sse openai exchange promtext serve_head)
+TARGETS=(http sse openai exchange promtext serve_head capture pcap)
 CXX="${CXX_FUZZ:-clang++}"
 CC="${CC_FUZZ:-clang}"
 SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
@@ -45,21 +45,31 @@ if [[ ! -f "$LLHTTP_LIB" ]]; then
 fi
 
 bin="$OUT/fuzz_$target"
+libs=(-lsimdjson -lz)
+tracker_srcs=("$ROOT"/agent/capture/{abi,endpoint_map,capture_file,reassembler,connection,tracker,summary}.cc
+              "$ROOT"/agent/common/{status,log}.cc)
 if [[ "$target" == promtext ]]; then
   srcs=("$ROOT/parsers/promtext/promtext.cc" "$ROOT/test/fuzz/fuzz_promtext.cc")
 elif [[ "$target" == serve_head ]]; then
   srcs=("$ROOT"/agent/serve/{head_parser,http_message}.cc "$ROOT/test/fuzz/fuzz_serve_head.cc")
+elif [[ "$target" == capture ]]; then
+  srcs=("${tracker_srcs[@]}" "$ROOT/test/fuzz/fuzz_capture.cc")
+elif [[ "$target" == pcap ]]; then
+  srcs=("${tracker_srcs[@]}" "$ROOT"/agent/replay/{packet,tcp_flows,pcap_replay}.cc
+        "$ROOT/test/fuzz/fuzz_pcap.cc")
+  libs+=(-lpcap)
 else
   srcs=("$ROOT"/parsers/{exchange,http_parser,inflate,openai,record,sse_parser}.cc
         "$ROOT/test/fuzz/fuzz_$target.cc")
 fi
-newest=$(ls -t "${srcs[@]}" "$ROOT"/parsers/*.hpp "$ROOT"/test/fuzz/*.hpp | head -1)
+newest=$(ls -t "${srcs[@]}" "$ROOT"/parsers/*.hpp "$ROOT"/agent/*/*.hpp "$ROOT"/test/fuzz/*.hpp |
+  head -1)
 if [[ ! -x "$bin" || "$newest" -nt "$bin" ]]; then
   echo "building $bin" >&2
   # shellcheck disable=SC2086
   "$CXX" -std=c++20 -O1 -g $SAN -Wall -Wextra -Werror -Wno-missing-field-initializers \
     -I"$ROOT" -I"$ROOT/test/fuzz" -isystem /usr/share/include/llhttp \
-    "${srcs[@]}" "$LLHTTP_LIB" -lsimdjson -lz -o "$bin"
+    "${srcs[@]}" "$LLHTTP_LIB" "${libs[@]}" -o "$bin"
 fi
 
 cp -n "$ROOT/test/fuzz/corpus/$target/"* "$OUT/corpus/$target/" 2>/dev/null || true

@@ -115,7 +115,7 @@ class Agent {
   // Capture-loop state.
   std::shared_ptr<const topology::Topology> wanted_;  // last received; retried while failing
   bool apply_failed_ = false;
-  uint64_t last_retry_ns_ = 0, last_publish_ns_ = 0;
+  uint64_t last_retry_ns_ = 0, last_publish_ns_ = 0, last_flush_ns_ = 0;
   uint64_t published_events_ = 0, published_bytes_ = 0;
 
   // What /v1/state shows, refreshed by the capture loop.

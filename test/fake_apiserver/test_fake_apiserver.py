@@ -589,6 +589,17 @@ class Shared(unittest.TestCase):
         with self.assertRaises(ConnectionError):
             w.next_event()
         w.close()
+        # midobject: the stream ends inside an event (half a JSON object, no newline).
+        w = self.s.watch("/api/v1/pods?watch=1&resourceVersion=%s" % self.rv())
+        while not self.s.control("GET", "watches")["watches"] and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertGreaterEqual(
+            self.s.control("POST", "close-watches", mode="midobject")["closed"], 1)
+        with self.assertRaises(ConnectionError):
+            w.next_event()
+        self.assertTrue(w.pending.startswith(b'{"type":"MODIFIED","object":{'))
+        self.assertNotIn(b"\n", w.pending)
+        w.close()
         # A clean close ends the chunked stream instead.
         w = self.s.watch("/api/v1/pods?watch=1&resourceVersion=%s" % self.rv())
         while not self.s.control("GET", "watches")["watches"] and time.time() < deadline:
@@ -1023,6 +1034,14 @@ class Lifecycle(unittest.TestCase):
         self.s.control("POST", "stop", mode="500")
         r = self.s.request("GET", "/api/v1/pods")
         self.assertEqual((r.status, r.json["reason"]), (500, "InternalError"))
+        self.s.control("POST", "start")
+        self.assertEqual(self.s.request("GET", "/api/v1/pods").status, 200)
+        self.s.control("POST", "stop", mode="garbage")
+        r = self.s.request("GET", "/api/v1/pods")
+        self.assertEqual(r.status, 200)
+        self.assertIn(b"garbage", r.raw)
+        with self.assertRaises(ValueError):
+            json.loads(r.raw)
         self.s.control("POST", "start")
         self.assertEqual(self.s.request("GET", "/api/v1/pods").status, 200)
 

@@ -36,8 +36,9 @@ def handle(hub, method, path, query, raw):
     key = (method, op)
     if key == ("POST", "stop"):
         mode = query.get("mode", "refuse")
-        if mode not in ("refuse", "hang") and not (mode.isdigit() and 400 <= int(mode) <= 599):
-            raise bad_request("mode must be refuse, hang or an HTTP status code (500)")
+        if mode not in ("refuse", "hang", "garbage") and \
+                not (mode.isdigit() and 400 <= int(mode) <= 599):
+            raise bad_request("mode must be refuse, hang, garbage or an HTTP status code (500)")
         return 200, hub.stop(mode)
     if key == ("POST", "start"):
         return 200, hub.start()
@@ -47,10 +48,10 @@ def handle(hub, method, path, query, raw):
             return 200, {"compactedResourceVersion": str(hub.store.compacted_rv)}
     if key == ("POST", "close-watches"):
         mode = query.get("mode", "abrupt")
-        if mode not in ("abrupt", "clean"):
-            raise bad_request("mode must be abrupt or clean")
+        if mode not in ("abrupt", "clean", "midobject"):
+            raise bad_request("mode must be abrupt, clean or midobject")
         with hub.store.cond:
-            n = hub.store.close_watches(abrupt=mode == "abrupt")
+            n = hub.store.close_watches(abrupt=mode != "clean", midobject=mode == "midobject")
         return 200, {"closed": n}
     if key == ("POST", "bookmark"):
         with hub.store.cond:

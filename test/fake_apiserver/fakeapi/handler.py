@@ -146,6 +146,10 @@ class Handler(BaseHTTPRequestHandler):
                     if hub.shutting_down:
                         self.close_connection = True
                         return
+            elif mode == "garbage":  # 200 with a body no client can decode
+                self._send(200, None, raw=b'{"kind":"Status","items":[{\x00\xff\xfe garbage <html>',
+                           ctype="application/json")
+                return
             elif mode not in ("running", "refuse"):
                 raise ApiError(int(mode), "the fake API server is stopped (mode %s)" % mode)
             elif mode == "refuse":
@@ -499,6 +503,9 @@ class Handler(BaseHTTPRequestHandler):
                             w.closed = True
                     if w.closed or hub.shutting_down:
                         clean = not w.abrupt
+                        if w.midobject:  # cut inside an event: half a JSON object, no newline
+                            self._chunk(b'{"type":"MODIFIED","object":{"kind":"Pod","metadata":'
+                                        b'{"name":"cut-he')
                         return
                     if w.inject_error is not None:
                         events = [("ERROR", w.inject_error)]

@@ -46,6 +46,7 @@ class Watch:
         self.started = time.time()
         self.closed = False  # set by close-watches / stop / disable-group / shutdown
         self.abrupt = True  # closed without the terminating chunk
+        self.midobject = False  # and after the first half of an event line
         self.bookmark_now = False
         self.inject_error = None  # a Status to send as an ERROR event, then end the stream
 
@@ -121,12 +122,13 @@ class Store:
         out.reverse()
         return out
 
-    def close_watches(self, pred=lambda w: True, abrupt=True):
+    def close_watches(self, pred=lambda w: True, abrupt=True, midobject=False):
         n = 0
         for w in list(self.watches):
             if pred(w) and not w.closed:
                 w.closed = True
                 w.abrupt = abrupt
+                w.midobject = midobject
                 n += 1
         self.cond.notify_all()
         return n

@@ -53,6 +53,11 @@ struct Options {
   int prompt_words = 8;
   std::vector<std::string> headers;
   double timeout_s = 30;
+  // Per-request truth for tests: request i names model "<model>-<i>" and asks for
+  // tokens + i % 7 tokens (so every request's sizes differ from its neighbours'); one JSON line
+  // per request goes to truth_file.
+  bool unique_models = false;
+  std::string truth_file;
 };
 
 bool ParseUrl(const std::string& url, Options* o) {
@@ -82,11 +87,13 @@ bool ParseUrl(const std::string& url, Options* o) {
   return !o->host.empty() && o->port > 0 && o->port < 65536;
 }
 
-std::string BuildBody(const Options& o) {
+std::string BuildBody(const Options& o, int64_t seq) {
   std::string prompt;
   for (int i = 0; i < o.prompt_words; ++i) prompt += (i ? " w" : "w") + std::to_string(i);
   nlohmann::ordered_json b;
-  b["model"] = o.model;
+  b["model"] = o.unique_models ? o.model + "-" + std::to_string(seq) : o.model;
+  const int tokens =
+      o.unique_models && o.tokens >= 0 ? o.tokens + static_cast<int>(seq % 7) : o.tokens;
   bool responses = o.path.find("/responses") != std::string::npos;
   bool embeddings = o.path.find("/embeddings") != std::string::npos;
   bool chat = o.path.find("/chat/") != std::string::npos;
@@ -98,7 +105,7 @@ std::string BuildBody(const Options& o) {
     b["prompt"] = prompt;
   }
   if (!embeddings) {
-    if (o.tokens >= 0) b[responses ? "max_output_tokens" : "max_tokens"] = o.tokens;
+    if (tokens >= 0) b[responses ? "max_output_tokens" : "max_tokens"] = tokens;
     b["stream"] = o.stream;
     if (o.stream && o.include_usage && !responses) {
       b["stream_options"] = {{"include_usage", true}};
@@ -148,17 +155,25 @@ struct Conn {
   bool parse_failed = false;
   Classified last_usage;
   std::string body;  // non-streaming bodies only (bounded by the server's reply)
+  // --truth: the request in flight.
+  int64_t seq = -1;
+  std::string model;
+  uint64_t request_bytes = 0;
+  int local_port = 0;
 };
 
 class Load {
  public:
-  explicit Load(Options o) : o_(std::move(o)), body_(BuildBody(o_)) {
-    request_ = "POST " + o_.path + " HTTP/1.1\r\nhost: " + o_.host + ":" + std::to_string(o_.port) +
-               "\r\ncontent-type: application/json\r\naccept: " +
-               (o_.stream ? "text/event-stream" : "application/json") + "\r\n";
-    for (const auto& h : o_.headers) request_ += h + "\r\n";
-    request_ += "content-length: " + std::to_string(body_.size()) + "\r\n\r\n" + body_;
+  explicit Load(Options o) : o_(std::move(o)) {
+    BuildRequest(0);
+    if (!o_.truth_file.empty()) truth_ = std::fopen(o_.truth_file.c_str(), "w");
   }
+  ~Load() {
+    if (truth_) std::fclose(truth_);
+  }
+  Load(const Load&) = delete;
+  Load& operator=(const Load&) = delete;
+  bool truth_ok() const { return o_.truth_file.empty() || truth_; }
 
   int Run();
   nlohmann::ordered_json Summary() const;
@@ -174,6 +189,8 @@ class Load {
   bool MayIssue() const;
   void Pump();
   void Mod(Conn& c);
+  void BuildRequest(int64_t seq);
+  void WriteTruth(const Conn& c, const char* outcome);
 
   Options o_;
   std::string body_;
@@ -188,7 +205,36 @@ class Load {
   int64_t issued_ = 0;           // requests started (or scheduled, open loop)
   std::deque<int64_t> backlog_;  // open loop: scheduled start times without a free connection
   int64_t connect_failures_ = 0;
+  int64_t seq_ = 0;  // requests started so far (the next request's number)
+  std::FILE* truth_ = nullptr;
 };
+
+void Load::BuildRequest(int64_t seq) {
+  body_ = BuildBody(o_, seq);
+  request_ = "POST " + o_.path + " HTTP/1.1\r\nhost: " + o_.host + ":" + std::to_string(o_.port) +
+             "\r\ncontent-type: application/json\r\naccept: " +
+             (o_.stream ? "text/event-stream" : "application/json") + "\r\n";
+  for (const auto& h : o_.headers) request_ += h + "\r\n";
+  request_ += "content-length: " + std::to_string(body_.size()) + "\r\n\r\n" + body_;
+}
+
+// One line per finished or failed request: what this client sent and saw (outcome "ok",
+// "error": a complete response that failed a check, "io": cut off or reset).
+void Load::WriteTruth(const Conn& c, const char* outcome) {
+  if (!truth_ || c.seq < 0) return;
+  nlohmann::ordered_json j;
+  j["seq"] = c.seq;
+  j["model"] = c.model;
+  j["local_port"] = c.local_port;
+  j["outcome"] = outcome;
+  j["status"] = c.reader.status();
+  j["request_bytes"] = c.request_bytes;
+  j["response_bytes"] = c.reader.body_bytes();
+  j["content_events"] = c.content;
+  j["usage_prompt_tokens"] = c.last_usage.has_usage ? c.last_usage.prompt_tokens : -1;
+  j["usage_completion_tokens"] = c.last_usage.has_usage ? c.last_usage.completion_tokens : -1;
+  std::fprintf(truth_, "%s\n", j.dump().c_str());
+}
 
 bool Load::Resolve() {
   addrinfo hints{};
@@ -204,7 +250,7 @@ bool Load::Resolve() {
 }
 
 void Load::Open(Conn& c) {
-  c = Conn();
+  c = Conn();  // a new connection: local_port is looked up again
   c.fd = socket(addr_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (c.fd < 0) return;
   int one = 1;
@@ -246,6 +292,19 @@ void Load::StartRequest(Conn& c, int64_t t_start) {
   c.body.clear();
   c.t_start = t_start;
   c.t_first = 0;
+  if (o_.unique_models) BuildRequest(seq_);
+  c.seq = seq_++;
+  c.model = o_.unique_models ? o_.model + "-" + std::to_string(c.seq) : o_.model;
+  c.request_bytes = body_.size();
+  if (truth_ && c.local_port == 0) {
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    if (getsockname(c.fd, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+      c.local_port = local.ss_family == AF_INET6
+                         ? ntohs(reinterpret_cast<sockaddr_in6*>(&local)->sin6_port)
+                         : ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port);
+    }
+  }
   c.out = request_;
   c.out_off = 0;
   t_.sent++;
@@ -272,6 +331,8 @@ void Load::Fail(Conn& c, int64_t Totals::*kind) {
   if (c.in_flight) {
     t_.errors++;
     (t_.*kind)++;
+    WriteTruth(c, "io");
+    c.seq = -1;
   }
   CloseConn(c);
 }
@@ -319,6 +380,8 @@ void Load::Complete(Conn& c, bool ok_framing) {
   } else {
     t_.errors++;
   }
+  WriteTruth(c, ok ? "ok" : "error");
+  c.seq = -1;
   c.in_flight = false;
   if (!c.reader.keep_alive()) CloseConn(c);
 }
@@ -546,6 +609,9 @@ int main(int argc, char** argv) {
   app.add_option("-H,--header", o.headers, "extra request header 'name: value', repeatable");
   app.add_option("--timeout", o.timeout_s, "give up after this many seconds without progress")
       ->capture_default_str();
+  app.add_flag("--unique-models", o.unique_models,
+               "request i names model MODEL-i and asks for --tokens + i%7 tokens");
+  app.add_option("--truth", o.truth_file, "write one JSON line per request to this file");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -560,6 +626,10 @@ int main(int argc, char** argv) {
   if (o.requests <= 0 && o.duration_s <= 0) o.requests = 100;
   signal(SIGPIPE, SIG_IGN);
   Load load(o);
+  if (!load.truth_ok()) {
+    std::fprintf(stderr, "infertap-load: cannot write --truth %s\n", o.truth_file.c_str());
+    return 2;
+  }
   if (int rc = load.Run(); rc != 0) return rc;
   nlohmann::ordered_json s = load.Summary();
   std::printf("%s\n", s.dump(2).c_str());

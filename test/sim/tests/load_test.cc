@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -161,6 +162,60 @@ TEST(LoadTest, TtftHeaderAndCpuPerToken) {
   EXPECT_EQ(rc, 0);
   EXPECT_GE(s["ttft_s"]["p50"].get<double>(), 0.040);
   EXPECT_GE(s["latency_s"]["p50"].get<double>(), 0.040 + 10 * 0.002);
+}
+
+// --unique-models and --truth: one line per request, each its own model and token count, summing
+// to the summary; cut-off requests are "io" with what arrived before the cut.
+TEST(LoadTest, TruthFileHasOneLinePerRequest) {
+  SimProcess sim({"--itl-ms", "0"});
+  const std::string truth = ::testing::TempDir() + "/load_truth.jsonl";
+  int rc = 0;
+  auto s = RunLoad(Url(sim, "/v1/chat/completions") +
+                       " -c 3 -n 30 --tokens 4 --include-usage --unique-models --model u --truth " +
+                       truth,
+                   &rc);
+  ASSERT_FALSE(s.is_discarded());
+  EXPECT_EQ(rc, 0);
+  FILE* f = std::fopen(truth.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::map<std::string, nlohmann::json> by_model;
+  int64_t bytes = 0, tokens = 0;
+  char line[4096];
+  while (std::fgets(line, sizeof line, f)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    const int seq = j["seq"].get<int>();
+    EXPECT_EQ(j["model"], "u-" + std::to_string(seq));
+    EXPECT_EQ(j["outcome"], "ok");
+    EXPECT_EQ(j["status"], 200);
+    EXPECT_EQ(j["content_events"], 4 + seq % 7);
+    EXPECT_EQ(j["usage_completion_tokens"], 4 + seq % 7);
+    EXPECT_GT(j["local_port"].get<int>(), 0);
+    bytes += j["response_bytes"].get<int64_t>();
+    tokens += j["usage_completion_tokens"].get<int64_t>();
+    by_model[j["model"].get<std::string>()] = j;
+  }
+  std::fclose(f);
+  EXPECT_EQ(by_model.size(), 30u);
+  EXPECT_EQ(bytes, s["bytes_received"].get<int64_t>());
+  EXPECT_EQ(tokens, s["usage_completion_tokens"].get<int64_t>());
+
+  RunLoad(Url(sim, "/v1/chat/completions") + " -n 3 --tokens 5 -H 'x-sim-abort-after: 2' --truth " +
+              truth,
+          &rc);
+  EXPECT_EQ(rc, 3);
+  f = std::fopen(truth.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  int n = 0;
+  while (std::fgets(line, sizeof line, f)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    EXPECT_EQ(j["outcome"], "io");
+    EXPECT_EQ(j["content_events"], 2);
+    EXPECT_EQ(j["usage_completion_tokens"], -1);
+    ++n;
+  }
+  std::fclose(f);
+  EXPECT_EQ(n, 3);
 }
 
 }  // namespace
