@@ -1,5 +1,8 @@
 #include "k8s/cluster_watch.hpp"
 
+#include <nlohmann/json.hpp>
+#include <random>
+
 #include "agent/common/log.hpp"
 
 namespace infertap::k8s {
@@ -21,6 +24,7 @@ std::vector<ResourceSpec> ClusterWatch::Resources(const ClusterWatchOptions& o) 
 ClusterWatch::ClusterWatch(RestClient& client, ClusterWatchOptions options, OnTopology on_topology)
     : options_(std::move(options)),
       on_topology_(std::move(on_topology)),
+      client_(client),
       current_(std::make_shared<Topology>()) {
   for (auto& spec : Resources(options_)) {
     reflectors_.push_back(
@@ -37,11 +41,68 @@ Status ClusterWatch::Start() {
         "spec.nodeName)");
   }
   for (auto& r : reflectors_) r->Start();
+  if (options_.probe_interval.count() > 0 && !probe_thread_.joinable()) {
+    probe_stop_.store(false);
+    probe_thread_ = std::thread([this] { ProbeLoop(); });
+  }
   return Status::Ok();
 }
 
 void ClusterWatch::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(probe_mu_);
+    probe_stop_.store(true);
+  }
+  probe_cv_.notify_all();
+  if (probe_thread_.joinable()) probe_thread_.join();
   for (auto& r : reflectors_) r->Stop();
+}
+
+bool ClusterWatch::ApiAnswers() {
+  // A prompt 200 with the version object: a server answering 500s, garbage, an HTML error
+  // page or only after seconds is not back.
+  // An answer slower than kSlowAnswer is a server in trouble, not one that is back.
+  constexpr auto kSlowAnswer = std::chrono::milliseconds(2000);
+  const auto t0 = std::chrono::steady_clock::now();
+  HttpResult r = client_.Get("/version", &probe_stop_);
+  probes_.fetch_add(1);
+  if (std::chrono::steady_clock::now() - t0 > kSlowAnswer) return false;
+  if (!r.ok()) return false;
+  auto j = nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() && j.contains("gitVersion");
+}
+
+void ClusterWatch::ProbeLoop() {
+  std::mt19937_64 rng(std::random_device{}());
+  std::uniform_real_distribution<double> jitter(0.75, 1.0);
+  bool was_down = false;
+  while (!probe_stop_.load()) {
+    {
+      std::unique_lock<std::mutex> lock(probe_mu_);
+      auto d = std::chrono::milliseconds(
+          static_cast<int64_t>(static_cast<double>(options_.probe_interval.count()) * jitter(rng)));
+      probe_cv_.wait_for(lock, d, [this] { return probe_stop_.load(); });
+    }
+    if (probe_stop_.load()) break;
+    bool any_failing = false;
+    for (const auto& r : reflectors_) any_failing |= r->backing_off();
+    if (!any_failing) {
+      was_down = false;
+      continue;
+    }
+    if (!ApiAnswers()) {
+      was_down = true;
+      continue;
+    }
+    // The server answers while a reflector backs off: that failure is the reflector's own (a
+    // 403, a bad object) and keeps its backoff. Only a return from an outage cuts the sleeps short.
+    if (!was_down) continue;
+    LOG_INFO("k8s: the API server answers again; retrying the watches now");
+    was_down = false;
+    for (const auto& r : reflectors_) {
+      if (r->backing_off()) r->Wake();
+    }
+  }
 }
 
 std::shared_ptr<const Topology> ClusterWatch::Current() const {

@@ -62,8 +62,19 @@ ReflectorStats Reflector::stats() const {
 
 void Reflector::SleepFor(std::chrono::milliseconds d) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, d, [this] { return stop_.load(); });
+  cv_.wait_for(lock, d, [this] { return stop_.load() || wake_; });
+  wake_ = false;
 }
+
+void Reflector::Wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    wake_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Reflector::Succeeded() { backoff_.Reset(); }
 
 void Reflector::Fail(const std::string& what) {
   uint64_t n;
@@ -79,7 +90,9 @@ void Reflector::Fail(const std::string& what) {
     LOG_WARN("k8s: %s: %s (retry in %lld ms, failure %llu)", spec_.Describe().c_str(), what.c_str(),
              static_cast<long long>(delay.count()), static_cast<unsigned long long>(n));
   }
+  backing_off_.store(true);
   SleepFor(delay);
+  backing_off_.store(false);
 }
 
 std::string Reflector::Path(bool watch, const std::string& cont) const {
@@ -229,9 +242,12 @@ bool Reflector::WatchOnce() {
   auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(options_.watch_timeout * 2 +
                                                                     options_.idle_slack);
   bool bad_event = false;
+  uint64_t w_lines = 0;
   WatchResult w = client_.Watch(
       Path(true, ""), idle,
       [&](std::string_view line) {
+        // The stream delivers: the server is answering again, whatever the backoff reached.
+        if (w_lines++ == 0) Succeeded();
         bool changed = false;
         bool ok = HandleEvent(line, &changed);
         if (changed && on_change_) on_change_();
@@ -329,7 +345,7 @@ void Reflector::Run() {
         }
         bool first = !synced_.exchange(true);
         if ((had || first) && on_change_) on_change_();
-        backoff_.Reset();
+        Succeeded();
         SleepFor(options_.missing_retry);
         continue;
       }
@@ -342,11 +358,11 @@ void Reflector::Run() {
         need_list_ = false;
       }
       synced_.store(true);
-      backoff_.Reset();
+      Succeeded();
       if (on_change_) on_change_();
     }
     if (stop_.load()) break;
-    if (WatchOnce()) backoff_.Reset();
+    if (WatchOnce()) Succeeded();
   }
 }
 

@@ -83,6 +83,11 @@ class Reflector {
   ReflectorStats stats() const;
   bool synced() const { return synced_.load(); }
   const ResourceSpec& spec() const { return spec_; }
+  // True while the reflector sleeps after a failed request (its backoff).
+  bool backing_off() const { return backing_off_.load(); }
+  // Cuts the current backoff sleep short (the API server is known to answer again): the next
+  // request goes out now. A wake that arrives while no sleep is running ends the next one.
+  void Wake();
 
  private:
   enum class ListOutcome { kOk, kMissing, kGone, kError, kStopped };
@@ -95,6 +100,7 @@ class Reflector {
   std::string Path(bool watch, const std::string& cont) const;
   void SleepFor(std::chrono::milliseconds d);
   void Fail(const std::string& what);
+  void Succeeded();
 
   RestClient& client_;
   const ResourceSpec spec_;
@@ -112,6 +118,8 @@ class Reflector {
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> synced_{false};
+  std::atomic<bool> backing_off_{false};
+  bool wake_ = false;  // guarded by mu_
   std::condition_variable cv_;
   std::thread thread_;
 };

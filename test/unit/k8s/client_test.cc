@@ -397,6 +397,51 @@ TEST_F(FakeApiTest, ClusterWatchTopologyFollowsObjectsAndMissingGroup) {
   w.Stop();
 }
 
+// After an outage long enough that the reflectors' backoff has grown to seconds, the recovery
+// probe makes them retry as soon as the server answers again: a change made right at the
+// return is seen within about a second (docs/kubernetes.md#api-server-outages). A failure of
+// one resource while the server answers keeps that reflector's own backoff (no wake loop).
+TEST_F(FakeApiTest, ClusterWatchConvergesWithinASecondOfTheApiComingBack) {
+  ASSERT_TRUE(server
+                  .Apply({PodJson("a", "vllm-0", "n1", "10.0.0.1", {{"app", "vllm"}}),
+                          PoolV1Json("a", "llama", {{"app", "vllm"}}, {8000})})
+                  .ok());
+  RestClient client(server.AdminConfig());
+  ClusterWatchOptions o;
+  o.node = "n1";  // production backoff: 0.5 s doubling to 30 s
+  ClusterWatch w(client, o);
+  ASSERT_TRUE(w.Start().ok());
+  ASSERT_TRUE(w.WaitSynced(milliseconds(5000)));
+  ASSERT_EQ(w.Current()->pools.at(0).endpoints.size(), 1u);
+
+  // 8 s of 500s: failures at ~0, 0.5, 1.5, 3.5, 5.6-7.5 s; the next retry of the backoff alone
+  // would come 3.6-7.5 s after the return.
+  ASSERT_TRUE(server.Control("POST", "/fake/close-watches?mode=abrupt").ok());
+  ASSERT_TRUE(server.Control("POST", "/fake/stop?mode=500").ok());
+  std::this_thread::sleep_for(milliseconds(8000));
+  const uint64_t probes_during_outage = w.probes();
+  EXPECT_GE(probes_during_outage, 4u);
+  EXPECT_LE(probes_during_outage, 25u) << "the probe asks ~2 times a second, no faster";
+  ASSERT_TRUE(server.Control("POST", "/fake/start").ok());
+  const auto back = std::chrono::steady_clock::now();
+  ASSERT_TRUE(server.Apply({PodJson("a", "vllm-0", "n1", "10.0.0.1", {{"app", "other"}})}).ok());
+  ASSERT_TRUE(WaitFor([&] { return w.Current()->pools.at(0).endpoints.empty(); }));
+  const auto took =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - back);
+  EXPECT_LE(took.count(), 1500) << "converged " << took.count() << " ms after the API came back";
+
+  // The server answers, only the pods watch fails: no wake, the pods reflector backs off.
+  ASSERT_TRUE(server.Control("POST", "/fake/fail?path=/api/v1/pods&code=500&count=0").ok());
+  ASSERT_TRUE(server.Control("POST", "/fake/close-watches?mode=abrupt").ok());
+  const int before = server.CountRequests("/api/v1/pods");
+  std::this_thread::sleep_for(milliseconds(4000));
+  const int pod_requests = server.CountRequests("/api/v1/pods") - before;
+  // Backoff alone: ~0.5, 1, 2 s → at most 4-5 requests in 4 s (a wake loop would make 8+).
+  EXPECT_LE(pod_requests, 5) << "the pods reflector was woken while the server answered";
+  EXPECT_GE(pod_requests, 2) << [&] { auto d = server.Requests().dump(); return d.substr(d.size() > 2500 ? d.size() - 2500 : 0); }();
+  w.Stop();
+}
+
 TEST_F(FakeApiTest, ClusterWatchModelMappingAndGroupAppearingLater) {
   server.Kill();
   Start({"--disable", "inference.networking.x-k8s.io/v1alpha2"});
