@@ -76,8 +76,9 @@ int RunCapture(const CaptureArgs& a) {
 
   std::string what;
   for (const auto& e : endpoints) what += (what.empty() ? "" : ", ") + e.endpoint.ToString();
-  LOG_INFO("capturing %s side of %s (%zu programs attached)%s%s", CaptureSideName(a.targets.side),
-           what.c_str(), cap->attached_programs(), a.output.empty() ? "" : " to ",
+  LOG_INFO("capturing %s side of %s (%zu programs attached, %s variant)%s%s",
+           CaptureSideName(a.targets.side), what.c_str(), cap->attached_programs(),
+           std::string(BpfVariantName(cap->variant())).c_str(), a.output.empty() ? "" : " to ",
            a.output.c_str());
 
   const uint64_t start = MonoNowNs();

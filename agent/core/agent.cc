@@ -150,6 +150,11 @@ Status Agent::Start() {
     Shutdown();
     return st;
   }
+  {
+    std::lock_guard lock(state_mu_);
+    shared_.bpf_variant = BpfVariantName(capture_->variant());
+    shared_.bpf_variant_reason = capture_->variant_reason();
+  }
   pipeline_ = std::make_unique<Pipeline>(opt_.pipeline, metrics_.get());
   broadcast_listener_ = std::make_unique<Broadcast>(*broadcaster_);
   pipeline_->AddListener(broadcast_listener_.get());
@@ -350,6 +355,7 @@ std::string Agent::StateJson() const {
                       {"target_model_name", k.target_model_name},
                       {"in_flight", n}});
   j["models"] = std::move(models);
+  j["capture"] = {{"variant", shared_.bpf_variant}, {"reason", shared_.bpf_variant_reason}};
   j["endpoints"] = shared_.kernel_endpoints;
   j["connections"] = shared_.connections;
   j["counters"] = {
