@@ -814,16 +814,23 @@ struct {
 	__type(value, struct sweep_state);
 } sweep_scratch SEC(".maps");
 
-/* One fd number of the walk. Returns 1 when the walk is over. */
-static __always_inline int sweep_step(struct sweep_state *w)
+/*
+ * One fd number of the walk. Returns 1 when the walk is over. A global function, verified once
+ * on its own (see emit_step_global), so the chunk loop costs the verifier a few instructions per
+ * iteration.
+ */
+__noinline int sweep_step(void)
 {
-	if (w->fd >= w->max_fds || w->found >= w->owned)
+	__u32 zero = 0;
+	struct sweep_state *w = bpf_map_lookup_elem(&sweep_scratch, &zero);
+	if (!w || w->fd >= w->max_fds || w->found >= w->owned)
 		return 1;
 	__u64 key = fd_key(w->tgid, w->fd);
+	__u32 tgid = w->tgid;
 	w->fd++;
 	struct conn_state *c = bpf_map_lookup_elem(&conns, &key);
 	if (c) {
-		emit_conn_event(IT_EV_CLOSE, w->tgid, c, NULL);
+		emit_conn_event(IT_EV_CLOSE, tgid, c, NULL);
 		bpf_map_delete_elem(&conns, &key);
 		w->found++;
 	}
@@ -831,10 +838,10 @@ static __always_inline int sweep_step(struct sweep_state *w)
 }
 
 /* Walks one chunk; returns 1 when the walk is over. */
-static __always_inline int sweep_chunk(struct sweep_state *w)
+static __always_inline int sweep_chunk(void)
 {
 	for (__u32 i = 0; i < COMPAT_SWEEP_CHUNK; i++)
-		if (sweep_step(w))
+		if (sweep_step())
 			return 1;
 	return 0;
 }
@@ -865,7 +872,7 @@ int sweep_more(void *ctx)
 	struct sweep_state *w = bpf_map_lookup_elem(&sweep_scratch, &zero);
 	if (!w)
 		return 0;
-	if (!sweep_chunk(w))
+	if (!sweep_chunk())
 		bpf_tail_call(ctx, &sweep_jmp, 0); /* returns only when out of tail calls */
 	sweep_finish(w);
 	return 0;
@@ -902,7 +909,7 @@ int on_process_exit(void *ctx)
 	w->fd = 0;
 	w->max_fds = BPF_CORE_READ(task, files, fdt, max_fds);
 	w->tgid = tgid;
-	if (!sweep_chunk(w))
+	if (!sweep_chunk())
 		bpf_tail_call(ctx, &sweep_jmp, 0);
 	sweep_finish(w);
 #endif
