@@ -2,7 +2,6 @@
 // programs in the kernel, a real `infertap capture` process, real sockets in network
 // namespaces. Every test compares the captured streams byte for byte with what the client and
 // the server actually sent.
-#include "test/common/require.hpp"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -27,6 +26,7 @@
 #include <sstream>
 #include <thread>
 
+#include "test/common/require.hpp"
 #include "test/e2e/e2e_util.hpp"
 
 namespace infertap::e2e {
