@@ -235,6 +235,12 @@ Status LoadVariant(const CaptureOptions& options, uint32_t ring, LoadedObject* o
     SkelOps<Skel>::Destroy(s);
     return Status::FromErrno("cannot size the capture ring buffer", err);
   }
+  if (options.conns_max > 0) {
+    if (int err = bpf_map__set_max_entries(s->maps.conns, options.conns_max); err) {
+      SkelOps<Skel>::Destroy(s);
+      return Status::FromErrno("cannot size the kernel connection table", err);
+    }
+  }
   if (int err = SkelOps<Skel>::Load(s); err) {
     Status st = Status::FromErrno(
         "cannot load the capture BPF programs (" + LastLibbpfMessage() + ")", err);

@@ -53,6 +53,7 @@ struct CaptureOptions {
   bool trace_self = false;                        // tests only: also trace this process
   // kAuto also consults INFERTAP_BPF_VARIANT (tests force the compatible variant with it).
   BpfVariant variant = BpfVariant::kAuto;
+  uint32_t conns_max = 0;  // tests only: bound of the kernel's connection table (0: 65536)
 };
 
 struct KernelStats {

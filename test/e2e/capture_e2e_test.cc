@@ -672,6 +672,32 @@ TEST_F(CaptureE2E, RunsTheVariantAskedForOrProbed) {
   EXPECT_TRUE(conns.begin()->second.in == c.sent());
 }
 
+// A full connection table: the connection that finds no room is not traced, and it is counted
+// once, however many syscalls it makes afterwards (the decision is cached, docs/capture.md).
+TEST_F(CaptureE2E, FullConnectionTableCountsEachUntracedConnectionOnce) {
+  if (!ns_) return;
+  const uint16_t port = NextPort();
+  TestServer server(ns_->srv(), ns_->srv_v4(), port, IoMode::kReadWrite);
+  ASSERT_TRUE(server.Start());
+  auto cap = StartCapture(ns_->srv_v4() + ":" + std::to_string(port), {"--conns-max", "2"});
+  std::vector<std::unique_ptr<TestClient>> clients;
+  for (int i = 0; i < 3; ++i) {
+    auto cl = std::make_unique<TestClient>();
+    ASSERT_TRUE(cl->Connect(ns_->cli(), ns_->srv_v4(), port));
+    ASSERT_TRUE(cl->Exchange(100));  // the server side is decided at its first read
+    clients.push_back(std::move(cl));
+  }
+  for (int round = 0; round < 10; ++round)
+    for (auto& cl : clients) ASSERT_TRUE(cl->Exchange(size_t(200 + round)));
+  for (auto& cl : clients) cl->Close();
+  server.Stop();
+  auto conns = StopAndRead(*cap);
+  EXPECT_EQ(conns.size(), 2u);
+  EXPECT_NE(cap->err().find(" 1 connections not traced: the kernel connection table was full"),
+            std::string::npos)
+      << cap->err();
+}
+
 TEST_F(CaptureE2E, UntracedTrafficProducesNoEvents) {
   if (!ns_) return;
   const uint16_t traced = NextPort(), other = NextPort();
