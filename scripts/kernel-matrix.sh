@@ -301,7 +301,7 @@ run_kernel() {
       -m 2G)
   else
     local sock=$work/vfs-$label.sock
-    "$virtiofsd_bin" --socket-path="$sock" -o source=/ -o cache=auto > "$work/virtiofsd.log" 2>&1 &
+    "$virtiofsd_bin" --socket-path="$sock" -o source=/ -o cache=auto -o sandbox=chroot > "$work/virtiofsd.log" 2>&1 &
     vfs_pid=$!
     for _ in $(seq 50); do [[ -S $sock ]] && break; sleep 0.1; done
     fsargs=(-chardev "socket,id=vfs,path=$sock" -device "vhost-user-fs-pci,chardev=vfs,tag=hostroot"

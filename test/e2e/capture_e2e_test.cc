@@ -169,7 +169,11 @@ class TestServer {
         int fd = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd < 0) return;
         if (sequential_) {
-          Serve(fd);
+          // Every connection on the same fd number, whatever else the process opened meanwhile
+          // (the lowest free number is not stable under a slow or busy machine).
+          if (dup2(fd, kSequentialFd) < 0) return;
+          close(fd);
+          Serve(kSequentialFd);
         } else {
           std::lock_guard<std::mutex> lock(mu_);
           workers_.emplace_back([this, fd] { Serve(fd); });
@@ -195,7 +199,9 @@ class TestServer {
       if (t.joinable()) t.join();
   }
 
-  // Serve one connection at a time and close it (so the next accept reuses the fd number).
+  // Serve one connection at a time, each moved to fd kSequentialFd, and close it (so the next
+  // connection reuses the fd number).
+  static constexpr int kSequentialFd = 900;
   void set_sequential(bool s) { sequential_ = s; }
   void set_sendfile_path(std::string p) { sendfile_path_ = std::move(p); }
 
@@ -551,7 +557,7 @@ TEST_F(CaptureE2E, ReusedFdNumberAfterCloseIsANewConnection) {
     ASSERT_TRUE(cl->Exchange(size_t(50 + i)));
     cl->Close();
     clients.push_back(std::move(cl));
-    // Wait until the server closed its side, so the next accept gets the same fd number.
+    // Wait until the server closed its side, so the next connection gets the freed fd number.
     for (int w = 0; w < 2000 && server.transcripts().size() < size_t(i + 1); ++w) usleep(5000);
   }
   server.Stop();
