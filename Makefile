@@ -29,7 +29,7 @@ test-e2e: build
 	@cd $(BUILD) && ctest --output-on-failure -L e2e $(CTEST_ARGS)
 
 # Debian's kernels 5.10, 6.1 (generic and cloud) and 6.12 booted in qemu, the whole capture e2e
-# suite in each (scripts/kernel-matrix.sh; root; KERNELS= picks some; TCG: about an hour for all).
+# suite in each (scripts/kernel-matrix.sh; root; KERNELS= picks some; TCG: about 25 min for all).
 kernel-matrix: build
 	@bash scripts/kernel-matrix.sh $(BUILD)
 
