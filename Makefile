@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
 
-.PHONY: all deps configure build test test-unit test-e2e demo bench fuzz fresh-check format clean image metrics-doc
+.PHONY: all deps configure build test test-unit test-e2e kernel-matrix demo bench fuzz fresh-check format clean image metrics-doc
 
 all: build
 
@@ -27,6 +27,11 @@ test-unit: build
 
 test-e2e: build
 	@cd $(BUILD) && ctest --output-on-failure -L e2e $(CTEST_ARGS)
+
+# Debian's kernels 5.10, 6.1 (generic and cloud) and 6.12 booted in qemu, the whole capture e2e
+# suite in each (scripts/kernel-matrix.sh; root; KERNELS= picks some; TCG: about 25 min for all).
+kernel-matrix: build
+	@bash scripts/kernel-matrix.sh $(BUILD)
 
 # Only what the demo runs, so a fresh machine gets there in a few minutes.
 demo: configure

@@ -10,6 +10,12 @@
  * traced connection (fd_cache); only then does it record the arguments in `active`. The exit
  * program is one failed lookup in `active` for everything else. Data is copied at exit, when the
  * real return value is known (partial writes are common).
+ *
+ * Two variants are built from this file (docs/capture.md "Kernel requirements"): the modern one
+ * (task storage, fetch-and-add, bpf_for_each_map_elem, bpf_loop: 5.17+) and, with
+ * IT_VARIANT_COMPAT defined, a compatible one for 5.10+ (an LRU hash keyed by pid_tgid, per-CPU
+ * connection ids, plain position updates, an fd walk at process exit, a bounded loop). Both emit
+ * the same events; the agent picks one at start-up by probing the kernel.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -36,8 +42,10 @@ const volatile __u64 wakeup_bytes = IT_WAKEUP_MAX_BYTES;  /* ring fill level tha
 
 /* Written by the agent at run time (mmap'd .data): bumped on every change of `endpoints`. */
 __u64 filter_epoch = 1;
+#ifndef IT_VARIANT_COMPAT
 /* Connection id allocator (global, atomic). */
 __u64 next_conn_id = 0;
+#endif
 
 static __always_inline void stat_add(__u32 idx, __u64 v)
 {
@@ -51,61 +59,35 @@ static __always_inline __u64 fd_key(__u32 tgid, __u32 fd)
 	return ((__u64)tgid << 32) | fd;
 }
 
-/* ---- the direct-mapped fast cache (see maps.bpf.h) ------------------------------------------ */
-
-static __always_inline int fast_packable(__u32 tgid, __u32 fd)
-{
-	return tgid < (1u << 22) && fd < (1u << 20);
-}
-
-static __always_inline __u32 fast_slot(__u32 tgid, __u32 fd)
-{
-	return ((tgid * 0x9E3779B1u) ^ (fd * 0x85EBCA6Bu)) & (FAST_SLOTS - 1);
-}
-
-static __always_inline __u64 fast_tag(__u32 tgid, __u32 fd)
-{
-	return ((__u64)tgid << 42) | ((__u64)fd << 22);
-}
-
-#define FAST_TAG_MASK (~((1ull << 22) - 1))
-#define FAST_EPOCH_MASK ((1ull << 20) - 1)
+/* ---- the direct-mapped fast cache (maps.bpf.h; packing in fast_cache.h) -------------------- */
 
 /* Returns 1 when the cached decision says "not traced" for (tgid, fd) at `epoch`. */
 static __always_inline int fast_says_untraced(__u32 tgid, __u32 fd, __u64 epoch)
 {
-	if (!fast_packable(tgid, fd))
+	if (!it_fast_packable(tgid, fd))
 		return 0;
-	__u32 slot = fast_slot(tgid, fd);
+	__u32 slot = it_fast_slot(tgid, fd);
 	__u64 *w = bpf_map_lookup_elem(&fast_cache, &slot);
-	if (!w)
-		return 0;
-	__u64 v = *w;
-	if ((v & FAST_TAG_MASK) != fast_tag(tgid, fd))
-		return 0;
-	__u32 kind = (v >> 20) & 3;
-	if (kind == FD_NOT_TRACEABLE)
-		return 1;
-	return kind == FD_UNTRACED && (v & FAST_EPOCH_MASK) == (epoch & FAST_EPOCH_MASK);
+	return w && it_fast_says_untraced(*w, tgid, fd, epoch);
 }
 
 static __always_inline void fast_store(__u32 tgid, __u32 fd, __u32 kind, __u64 epoch)
 {
-	if (!fast_packable(tgid, fd))
+	if (!it_fast_packable(tgid, fd))
 		return;
-	__u32 slot = fast_slot(tgid, fd);
+	__u32 slot = it_fast_slot(tgid, fd);
 	__u64 *w = bpf_map_lookup_elem(&fast_cache, &slot);
 	if (w)
-		*w = fast_tag(tgid, fd) | ((__u64)(kind & 3) << 20) | (epoch & FAST_EPOCH_MASK);
+		*w = it_fast_word(tgid, fd, kind, epoch);
 }
 
 static __always_inline void fast_forget(__u32 tgid, __u32 fd)
 {
-	if (!fast_packable(tgid, fd))
+	if (!it_fast_packable(tgid, fd))
 		return;
-	__u32 slot = fast_slot(tgid, fd);
+	__u32 slot = it_fast_slot(tgid, fd);
 	__u64 *w = bpf_map_lookup_elem(&fast_cache, &slot);
-	if (w && (*w & FAST_TAG_MASK) == fast_tag(tgid, fd))
+	if (w && it_fast_owns(*w, tgid, fd))
 		*w = 0;
 }
 
@@ -132,6 +114,23 @@ static __always_inline void tgid_conns_add(__u32 tgid, __s64 d)
 				__sync_fetch_and_add(n, d);
 		}
 	}
+}
+
+/* A connection id unique for the life of the loaded object (never 0). */
+static __always_inline __u64 new_conn_id(void)
+{
+#ifndef IT_VARIANT_COMPAT
+	return __sync_fetch_and_add(&next_conn_id, 1) + 1;
+#else
+	/* No fetch-and-add before 5.12: a per-CPU counter (programs do not migrate while they
+	 * run) with the CPU number in the low 12 bits. */
+	__u32 zero = 0;
+	__u64 *seq = bpf_map_lookup_elem(&conn_id_seq, &zero);
+	if (!seq)
+		return 0;
+	*seq += 1;
+	return (*seq << 12) | (bpf_get_smp_processor_id() & 0xfff);
+#endif
 }
 
 struct sock_view {
@@ -326,14 +325,22 @@ static __always_inline int lookup_conn(__u32 tgid, __u32 fd, __u64 *key_out)
 	nv.kind = FD_TRACED;
 
 	struct conn_state ns = {};
-	ns.conn_id = __sync_fetch_and_add(&next_conn_id, 1) + 1;
+	ns.conn_id = new_conn_id();
 	ns.fd = fd;
 	ns.role = roles;
 	if (bpf_map_update_elem(&conns, &key, &ns, BPF_NOEXIST)) {
 		c = bpf_map_lookup_elem(&conns, &key); /* lost a race with another thread */
-		if (!c)
-			stat_add(IT_STAT_CONNS_FULL, 1);
-		return c != NULL;
+		if (c)
+			return 1;
+		/*
+		 * `conns` is full: this connection is not traced for its whole life. Caching that
+		 * decision keeps its later syscalls on the one-lookup path and counts it once.
+		 */
+		stat_add(IT_STAT_CONNS_FULL, 1);
+		nv.kind = FD_NOT_TRACEABLE;
+		bpf_map_update_elem(&fd_cache, &key, &nv, BPF_ANY);
+		fast_store(tgid, fd, FD_NOT_TRACEABLE, epoch);
+		return 0;
 	}
 	c = bpf_map_lookup_elem(&conns, &key);
 	if (!c)
@@ -368,8 +375,18 @@ static __always_inline int enter_io(__u32 fd, __u64 ptr, __u32 count, __u8 sys, 
 
 	if (!lookup_conn(tgid, fd, &key))
 		return 0;
+#ifndef IT_VARIANT_COMPAT
 	struct active_io *a = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0,
 						   BPF_LOCAL_STORAGE_GET_F_CREATE);
+#else
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct active_io *a = bpf_map_lookup_elem(&active, &pid_tgid);
+	if (!a) {
+		struct active_io fresh = {};
+		bpf_map_update_elem(&active, &pid_tgid, &fresh, BPF_ANY);
+		a = bpf_map_lookup_elem(&active, &pid_tgid);
+	}
+#endif
 	if (!a)
 		return 0; /* no memory: the bytes show up as a gap (positions do not move) */
 	if (!a->valid)
@@ -506,6 +523,13 @@ struct {
 	__type(value, struct emit_ctx);
 } emit_scratch SEC(".maps");
 
+/*
+ * The compatible variant's copy loop is a bounded loop, which the verifier walks once per
+ * iteration: its bound covers a 4 MiB --syscall-cap with 64 iovecs. Bytes of a larger syscall
+ * past what the steps copied are reported as a gap (counted, never lost silently).
+ */
+#define COMPAT_EMIT_STEPS ((4u << 20) / IT_CHUNK_MAX + 2 * 64 + 2)
+
 /* bpf_loop body: emits one piece (or steps to the next iovec). Returns 1 to stop. */
 static long emit_step(__u32 i, void *arg)
 {
@@ -550,6 +574,17 @@ static long emit_step(__u32 i, void *arg)
 	return 0;
 }
 
+#ifdef IT_VARIANT_COMPAT
+/*
+ * The compatible loop calls the step through a global function: the verifier checks a global
+ * function once on its own (5.6+), instead of once per loop iteration and per exit program.
+ */
+__noinline int emit_step_global(__u32 i)
+{
+	return emit_step(i, NULL);
+}
+#endif
+
 /* The bytes [pos, end) of the syscall that were not captured: one length-only event. */
 static __always_inline void emit_gap(struct emit_ctx *e, __u64 end, __u8 flags)
 {
@@ -573,7 +608,12 @@ static __always_inline int exit_io(long ret)
 	__s64 *n = bpf_map_lookup_elem(&inflight, &zero);
 	if (!n || *n <= 0)
 		return 0; /* no traced syscall in flight anywhere: the common case */
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+#ifndef IT_VARIANT_COMPAT
 	struct active_io *a = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0, 0);
+#else
+	struct active_io *a = bpf_map_lookup_elem(&active, &pid_tgid);
+#endif
 	if (!a || !a->valid)
 		return 0;
 	struct active_io io = *a;
@@ -581,7 +621,6 @@ static __always_inline int exit_io(long ret)
 	inflight_add(-1);
 	if (ret <= 0)
 		return 0;
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
 	struct conn_state *c = bpf_map_lookup_elem(&conns, &io.conn_key);
 	if (!c) {
@@ -598,7 +637,14 @@ static __always_inline int exit_io(long ret)
 	e->conn_id = c->conn_id;
 	e->ts = bpf_ktime_get_ns();
 	e->dir = io.dir & 1;
+#ifndef IT_VARIANT_COMPAT
 	e->pos = __sync_fetch_and_add(&c->pos[e->dir], (__u64)ret);
+#else
+	/* No fetch-and-add before 5.12. Only two threads doing the same direction's syscall on one
+	 * fd at the same instant can race here, and their bytes are interleaved for the peer anyway. */
+	e->pos = c->pos[e->dir];
+	c->pos[e->dir] = e->pos + (__u64)ret;
+#endif
 	e->syscall_len = ret;
 	e->tgid = pid_tgid >> 32;
 	e->fd = c->fd;
@@ -626,7 +672,15 @@ static __always_inline int exit_io(long ret)
 	}
 	/* Each piece is one step, plus one step per iovec switch; a short iovec can end a piece
 	 * early, so allow two steps per iovec on top of the full-size pieces. */
-	bpf_loop(syscall_cap / IT_CHUNK_MAX + 2 * max_iovecs + 2, emit_step, NULL, 0);
+	__u32 steps = syscall_cap / IT_CHUNK_MAX + 2 * max_iovecs + 2;
+#ifndef IT_VARIANT_COMPAT
+	bpf_loop(steps, emit_step, NULL, 0);
+#else
+	/* No bpf_loop before 5.17: a bounded loop (5.3+), see COMPAT_EMIT_STEPS. */
+	for (__u32 i = 0; i < COMPAT_EMIT_STEPS && i < steps; i++)
+		if (emit_step_global(i))
+			break;
+#endif
 	if (e->failed) {
 		stat_add(IT_STAT_LOST_EVENTS, 1);
 		if (end > e->pos)
@@ -717,6 +771,7 @@ int exit_accept4(struct trace_event_raw_sys_exit *ctx)
 
 /* ---- process exit --------------------------------------------------------------------------- */
 
+#ifndef IT_VARIANT_COMPAT
 struct sweep_ctx {
 	__u32 tgid;
 	__u32 found;
@@ -731,6 +786,98 @@ static long sweep_conn(struct bpf_map *map, __u64 *key, struct conn_state *c, st
 	sc->found++;
 	return 0;
 }
+#else
+/*
+ * No bpf_for_each_map_elem before 5.13: look up the exiting process's own fd numbers instead
+ * (its file table is still there at sched_process_exit), up to the table size, stopping once
+ * every connection it owns is found. A bounded loop is verified once per iteration, so one
+ * program walks COMPAT_SWEEP_CHUNK fds and tail-calls `sweep_more` for the next chunk; the
+ * kernel allows 32 tail calls, so fd numbers up to 33 * 1024 are covered. A connection on a
+ * larger fd number stays in `conns` (like a process beyond the `tgid_conns` bound).
+ */
+#define COMPAT_SWEEP_CHUNK 1024
+
+/* The walk's state lives in a per-CPU map (tail calls keep neither registers nor stack). */
+struct sweep_state {
+	__s64 owned;
+	__s64 found;
+	__u32 fd;
+	__u32 max_fds;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sweep_state);
+} sweep_scratch SEC(".maps");
+
+/*
+ * One fd number of the walk. Returns 1 when the walk is over. A global function, verified once
+ * on its own (see emit_step_global), so the chunk loop costs the verifier a few instructions per
+ * iteration.
+ */
+__noinline int sweep_step(void)
+{
+	__u32 zero = 0;
+	struct sweep_state *w = bpf_map_lookup_elem(&sweep_scratch, &zero);
+	if (!w || w->fd >= w->max_fds || w->found >= w->owned)
+		return 1;
+	__u64 key = fd_key(w->tgid, w->fd);
+	__u32 tgid = w->tgid;
+	w->fd++;
+	struct conn_state *c = bpf_map_lookup_elem(&conns, &key);
+	if (c) {
+		emit_conn_event(IT_EV_CLOSE, tgid, c, NULL);
+		bpf_map_delete_elem(&conns, &key);
+		w->found++;
+	}
+	return 0;
+}
+
+/* Walks one chunk; returns 1 when the walk is over. */
+static __always_inline int sweep_chunk(void)
+{
+	for (__u32 i = 0; i < COMPAT_SWEEP_CHUNK; i++)
+		if (sweep_step())
+			return 1;
+	return 0;
+}
+
+static __always_inline void sweep_finish(struct sweep_state *w)
+{
+	__u32 tgid = w->tgid;
+	bpf_map_delete_elem(&tgid_conns, &tgid);
+}
+
+/* The next chunk: loaded, never attached (bare SEC("tracepoint")), reached by tail call only. */
+SEC("tracepoint")
+int sweep_more(void *ctx);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, int(void *));
+} sweep_jmp SEC(".maps") = {
+	.values = {[0] = (void *)&sweep_more},
+};
+
+SEC("tracepoint")
+int sweep_more(void *ctx)
+{
+	__u32 zero = 0;
+	struct sweep_state *w = bpf_map_lookup_elem(&sweep_scratch, &zero);
+	if (!w)
+		return 0;
+	if (!sweep_chunk())
+		bpf_tail_call(ctx, &sweep_jmp, 0); /* returns only when out of tail calls */
+	sweep_finish(w);
+	return 0;
+}
+#endif
 
 /*
  * An exiting process closes its sockets without close() syscalls: finish its connections here
@@ -744,10 +891,27 @@ int on_process_exit(void *ctx)
 	__u32 tgid = pid_tgid >> 32;
 	if ((__u32)pid_tgid != tgid)
 		return 0; /* a thread, not the group leader */
-	if (!bpf_map_lookup_elem(&tgid_conns, &tgid))
+	__s64 *owned = bpf_map_lookup_elem(&tgid_conns, &tgid);
+	if (!owned)
 		return 0;
+#ifndef IT_VARIANT_COMPAT
 	struct sweep_ctx sc = {.tgid = tgid};
 	bpf_for_each_map_elem(&conns, sweep_conn, &sc, 0);
 	bpf_map_delete_elem(&tgid_conns, &tgid);
+#else
+	__u32 zero = 0;
+	struct sweep_state *w = bpf_map_lookup_elem(&sweep_scratch, &zero);
+	if (!w)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	w->owned = *owned;
+	w->found = 0;
+	w->fd = 0;
+	w->max_fds = BPF_CORE_READ(task, files, fdt, max_fds);
+	w->tgid = tgid;
+	if (!sweep_chunk())
+		bpf_tail_call(ctx, &sweep_jmp, 0);
+	sweep_finish(w);
+#endif
 	return 0;
 }

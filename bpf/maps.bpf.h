@@ -7,6 +7,7 @@
 #define INFERTAP_MAPS_BPF_H
 
 #include "infertap_abi.h"
+#include "fast_cache.h"
 
 /*
  * Events to user space. Size set by the agent before load (--ring-buffer-size, default 16 MiB).
@@ -33,9 +34,11 @@ struct {
 
 /* fd_cache values: what an fd turned out to be the last time it was resolved. */
 enum fd_kind {
-	FD_NOT_TRACEABLE = 1, /* not a socket, or not a TCP/IP socket (pipes, files, unix sockets) */
-	FD_UNTRACED = 2,      /* a TCP socket that matched no endpoint at `epoch` */
-	FD_TRACED = 3,        /* a traced connection: its state is in `conns` under the same key */
+	/* not a socket, or not a TCP/IP socket (pipes, files, unix sockets), or a connection that
+	 * `conns` had no room for when it was first seen (it stays untraced until closed) */
+	FD_NOT_TRACEABLE = IT_FD_NOT_TRACEABLE,
+	FD_UNTRACED = IT_FD_UNTRACED, /* a TCP socket that matched no endpoint at `epoch` */
+	FD_TRACED = IT_FD_TRACED, /* a traced connection: its state is in `conns` under the same key */
 };
 
 struct fd_cache_val {
@@ -69,7 +72,8 @@ struct conn_state {
 /*
  * Traced connections. Key is (tgid << 32 | fd); value is struct conn_state. Plain hash (not LRU)
  * so a live connection is never evicted under pressure from untraced fds. Bound 65536: when
- * full, new connections are not traced and IT_STAT_CONNS_FULL counts them.
+ * full, a new connection is not traced: its fd is cached as not traceable (so it is neither
+ * resolved again nor counted again on its later syscalls) and IT_STAT_CONNS_FULL counts it once.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -103,6 +107,7 @@ struct active_io {
 	__u8 valid;     /* set at enter, cleared at exit */
 };
 
+#ifndef IT_VARIANT_COMPAT
 /*
  * Per-thread (task storage): the traced syscall this thread is in, from enter to exit. Task
  * storage instead of a hash keyed by pid_tgid: no element allocation per syscall, and the entry
@@ -114,6 +119,28 @@ struct {
 	__type(key, int);
 	__type(value, struct active_io);
 } active SEC(".maps");
+#else
+/*
+ * The compatible variant (kernels without task storage, before 5.11): the same record in an LRU
+ * hash keyed by pid_tgid, created at a thread's first traced syscall and reused by its later
+ * ones (`valid` says whether it is in one). Bound 16384 threads; entries of exited threads are
+ * what LRU reclaims first.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct active_io);
+} active SEC(".maps");
+
+/* Per-CPU connection id counters (no fetch-and-add before 5.12): id = counter << 12 | cpu. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} conn_id_seq SEC(".maps");
+#endif
 
 /*
  * Threads between enter and exit of a traced syscall, system-wide. The exit programs of every
@@ -133,15 +160,13 @@ struct {
  * untraced TCP socket at the current epoch). An array lookup is inlined by the verifier, so the
  * common case — a read/write on a pipe, file or untraced socket — costs no helper call. Each slot
  * packs the whole decision into one 64-bit word (written and read atomically, so concurrent CPUs
- * can never see half of one decision and half of another):
- *   bits 63..42 tgid (22 bits) | 41..22 fd (20 bits) | 21..20 kind | 19..0 epoch (20 bits)
- * tgids or fds too large to pack skip this cache. Collisions simply fall through to fd_cache.
+ * can never see half of one decision and half of another); the packing is in fast_cache.h.
+ * Collisions simply fall through to fd_cache.
  * 65536 slots, 512 KiB.
  */
-#define FAST_SLOTS 65536
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FAST_SLOTS);
+	__uint(max_entries, IT_FAST_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } fast_cache SEC(".maps");

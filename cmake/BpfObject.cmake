@@ -1,4 +1,4 @@
-# bpf_object(NAME SOURCE [DEPENDS hdr...])
+# bpf_object(NAME SOURCE [DEFINES MACRO...] [DEPENDS hdr...])
 #
 # Compiles SOURCE (a *.bpf.c file) with clang for the BPF target using CO-RE against the committed
 # vmlinux/<arch>/vmlinux.h (never the build host's kernel), then runs `bpftool gen skeleton` to
@@ -17,7 +17,11 @@ endif()
 set(BPF_VMLINUX_DIR ${PROJECT_SOURCE_DIR}/vmlinux/${BPF_ARCH})
 
 function(bpf_object name src)
-  cmake_parse_arguments(ARG "" "" "DEPENDS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "DEFINES;DEPENDS" ${ARGN})
+  set(defines)
+  foreach(d ${ARG_DEFINES})
+    list(APPEND defines -D${d})
+  endforeach()
   set(out_dir ${CMAKE_CURRENT_BINARY_DIR}/${name})
   set(obj ${out_dir}/${name}.bpf.o)
   set(skel ${out_dir}/${name}.skel.h)
@@ -27,7 +31,7 @@ function(bpf_object name src)
     OUTPUT ${obj}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
     COMMAND ${BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_${BPF_ARCH}
-            -Wall -Werror -Wno-unused-function
+            -Wall -Werror -Wno-unused-function ${defines}
             -I${BPF_VMLINUX_DIR} -I${src_dir} -I${PROJECT_SOURCE_DIR}
             -c ${src_abs} -o ${obj}
     DEPENDS ${src_abs} ${ARG_DEPENDS} ${BPF_VMLINUX_DIR}/vmlinux.h

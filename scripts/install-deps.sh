@@ -51,6 +51,10 @@ realstack_debs=(
   libcpp-httplib-dev haproxy
 )
 debs+=("${realstack_debs[@]}")
+# The kernel matrix (scripts/kernel-matrix.sh, docs/testing.md): Debian's kernels booted in qemu
+# (virtiofsd comes with qemu-system-common), an initramfs of static busybox and the guest's
+# modules (kmod's depmod/modprobe, cpio, xz for compressed modules).
+debs+=(qemu-system-x86 busybox-static kmod cpio xz-utils)
 # Packages whose installation may start a system service (kept from starting, see above).
 service_debs=(nginx-light prometheus haproxy)
 

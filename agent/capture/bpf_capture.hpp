@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/capture/abi.hpp"
@@ -12,15 +13,47 @@
 #include "agent/capture/event_source.hpp"
 #include "agent/common/status.hpp"
 
-struct capture_bpf;  // generated skeleton
+struct bpf_object_skeleton;
+struct bpf_map;
 struct ring_buffer;
 
 namespace infertap {
+
+// Which build of the kernel programs runs (docs/capture.md#kernel-requirements). Both emit the
+// same events; kAuto picks kModern when the kernel has everything it needs, else kCompat.
+enum class BpfVariant { kAuto, kModern, kCompat };
+std::string_view BpfVariantName(BpfVariant v);
+
+// What the kernel offers the capture programs, found by libbpf's feature probes and by loading
+// tiny test programs (never by reading the version string). Needs root or CAP_BPF.
+struct KernelFeatures {
+  bool probed = false;  // false: probing itself failed (see error)
+  std::string error;
+  bool btf = false;                // /sys/kernel/btf/vmlinux (CO-RE): both variants need it
+  bool ringbuf = false;            // BPF ring buffer (5.8): both variants need it
+  bool task_storage = false;       // task storage map + bpf_task_storage_get in tracepoints
+  bool current_task_btf = false;   // bpf_get_current_task_btf (5.11)
+  bool fetch_atomics = false;      // atomic fetch-and-add whose result is used (5.12)
+  bool for_each_map_elem = false;  // bpf_for_each_map_elem (5.13)
+  bool loop = false;               // bpf_loop (5.17)
+  // "" when the modern object can run, else the missing features, comma separated.
+  std::string MissingForModern() const;
+  // One line per feature, "name: yes|no (what it is)".
+  std::string Describe() const;
+};
+KernelFeatures ProbeKernelFeatures();
+
+// The variant asked for by INFERTAP_BPF_VARIANT (auto, modern, compat; unset = auto). A bad
+// value sets *error.
+BpfVariant VariantFromEnvironment(std::string* error);
 
 struct CaptureOptions {
   uint32_t ring_buffer_bytes = 16u << 20;         // power of two, >= 4096
   uint32_t syscall_cap = IT_DEFAULT_SYSCALL_CAP;  // bytes captured per syscall
   bool trace_self = false;                        // tests only: also trace this process
+  // kAuto also consults INFERTAP_BPF_VARIANT (tests force the compatible variant with it).
+  BpfVariant variant = BpfVariant::kAuto;
+  uint32_t conns_max = 0;  // tests only: bound of the kernel's connection table (0: 65536)
 };
 
 struct KernelStats {
@@ -53,13 +86,29 @@ class BpfCapture : public EventSource {
   // Detaches/re-attaches the programs, keeping maps and the loaded programs (benchmarks
   // alternate attached and detached runs without paying the verifier each time).
   Status SetAttached(bool attached);
+  // Programs with a live link (counted after each attach).
   size_t attached_programs() const { return links_; }
+  // The variant that runs (kModern or kCompat) and why it was chosen, for the log, /v1/state
+  // and `infertap version --features`.
+  BpfVariant variant() const { return variant_; }
+  const std::string& variant_reason() const { return variant_reason_; }
 
  private:
   BpfCapture() = default;
   static int OnRingEvent(void* ctx, void* data, size_t size);
 
-  capture_bpf* skel_ = nullptr;
+  size_t CountLinks() const;
+
+  // The loaded object, whichever variant (both skeletons have the same maps and globals).
+  void* skel_ = nullptr;
+  void (*destroy_)(void*) = nullptr;
+  bpf_object_skeleton* skeleton_ = nullptr;
+  bpf_map* events_map_ = nullptr;
+  bpf_map* endpoints_map_ = nullptr;
+  bpf_map* stats_map_ = nullptr;
+  __u64* filter_epoch_ = nullptr;  // in the mmap'd .data
+  BpfVariant variant_ = BpfVariant::kModern;
+  std::string variant_reason_;
   ring_buffer* rb_ = nullptr;
   EventSink* sink_ = nullptr;  // valid during Poll only
   size_t delivered_ = 0;

@@ -25,6 +25,7 @@ struct CaptureArgs {
   bool summary = false;
   uint32_t ring_bytes = 16u << 20;
   uint32_t syscall_cap = IT_DEFAULT_SYSCALL_CAP;
+  uint32_t conns_max = 0;  // hidden, tests only
 };
 
 uint64_t MonoNowNs() {
@@ -50,6 +51,7 @@ int RunCapture(const CaptureArgs& a) {
   CaptureOptions opts;
   opts.ring_buffer_bytes = a.ring_bytes;
   opts.syscall_cap = a.syscall_cap;
+  opts.conns_max = a.conns_max;
   Status st;
   std::unique_ptr<BpfCapture> cap = BpfCapture::Start(opts, &st);
   if (!cap) {
@@ -78,8 +80,9 @@ int RunCapture(const CaptureArgs& a) {
 
   std::string what;
   for (const auto& e : endpoints) what += (what.empty() ? "" : ", ") + e.endpoint.ToString();
-  LOG_INFO("capturing %s side of %s (%zu programs attached)%s%s", CaptureSideName(a.targets.side),
-           what.c_str(), cap->attached_programs(), a.output.empty() ? "" : " to ",
+  LOG_INFO("capturing %s side of %s (%zu programs attached, %s variant)%s%s",
+           CaptureSideName(a.targets.side), what.c_str(), cap->attached_programs(),
+           std::string(BpfVariantName(cap->variant())).c_str(), a.output.empty() ? "" : " to ",
            a.output.c_str());
 
   const uint64_t start = MonoNowNs();
@@ -113,6 +116,9 @@ int RunCapture(const CaptureArgs& a) {
   if (ks.lost_events > 0)
     LOG_WARN("%llu capture events lost (ring buffer full); affected streams show gaps",
              (unsigned long long)ks.lost_events);
+  if (ks.conns_full > 0)
+    LOG_WARN("%llu connections not traced: the kernel connection table was full",
+             (unsigned long long)ks.conns_full);
   if (a.summary) summary.Print(stdout);
   return 0;
 }
@@ -135,6 +141,10 @@ Runner RegisterCapture(CLI::App& app) {
                 "On exit print one JSON object per connection: pid, fd, role, local, remote, "
                 "bytes_in, bytes_out, gap_bytes, events");
   AddRingBufferOption(*cmd, args->ring_bytes);
+  // Hidden (empty group): the tests shrink the kernel connection table to fill it.
+  cmd->add_option("--conns-max", args->conns_max, "Bound of the kernel connection table (tests)")
+      ->check(CLI::Range(1u, 65536u))
+      ->group("");
   cmd->add_option("--syscall-cap", args->syscall_cap,
                   "Bytes captured per syscall; the rest is reported as a gap")
       ->check(CLI::Range(1u, 16u << 20))

@@ -152,6 +152,11 @@ Status Agent::Start() {
     Shutdown();
     return st;
   }
+  {
+    std::lock_guard lock(state_mu_);
+    shared_.bpf_variant = BpfVariantName(capture_->variant());
+    shared_.bpf_variant_reason = capture_->variant_reason();
+  }
   pipeline_ = std::make_unique<Pipeline>(opt_.pipeline, metrics_.get());
   broadcast_listener_ = std::make_unique<Broadcast>(*broadcaster_);
   pipeline_->AddListener(broadcast_listener_.get());
@@ -319,6 +324,7 @@ std::string Agent::StateJson() const {
   j["pools"] = PoolsStateJson(topo, snap);
   j["models"] =
       InFlightStateJson(metrics_ ? metrics_->InFlight() : std::map<InFlightKey, int64_t>{});
+  j["capture"] = {{"variant", shared_.bpf_variant}, {"reason", shared_.bpf_variant_reason}};
   j["endpoints"] = shared_.kernel_endpoints;
   j["connections"] = shared_.connections;
   j["counters"] = {

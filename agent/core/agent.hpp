@@ -124,6 +124,7 @@ class Agent {
     std::shared_ptr<const topology::Topology> topology;  // applied
     std::string apply_error;                             // "" when the last apply succeeded
     std::vector<std::string> kernel_endpoints;           // what the kernel filter holds
+    std::string bpf_variant, bpf_variant_reason;         // which capture programs run, why
     size_t connections = 0;
     uint64_t capture_events = 0, lost_events = 0, parse_errors = 0, requests = 0, records = 0,
              ignored = 0;

@@ -820,6 +820,11 @@ TEST_F(AgentE2E, PoolGaugesBusyAndStale) {
     ASSERT_EQ(code, 200);
     Json j = Json::parse(state, nullptr, false);
     ASSERT_FALSE(j.is_discarded()) << state;
+    // Which build of the kernel programs runs, and why (docs/capture.md#kernel-requirements).
+    ASSERT_TRUE(j["capture"].is_object()) << state;
+    const std::string variant = j["capture"].value("variant", "");
+    EXPECT_TRUE(variant == "modern" || variant == "compat") << state;
+    EXPECT_FALSE(j["capture"].value("reason", "").empty()) << state;
     ASSERT_EQ(j["pools"].size(), 1u) << state;
     const Json& p = j["pools"][0];
     EXPECT_EQ(p.value("name", ""), "default");

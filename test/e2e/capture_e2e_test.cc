@@ -2,7 +2,6 @@
 // programs in the kernel, a real `infertap capture` process, real sockets in network
 // namespaces. Every test compares the captured streams byte for byte with what the client and
 // the server actually sent.
-#include "test/common/require.hpp"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -27,6 +26,7 @@
 #include <sstream>
 #include <thread>
 
+#include "test/common/require.hpp"
 #include "test/e2e/e2e_util.hpp"
 
 namespace infertap::e2e {
@@ -169,7 +169,11 @@ class TestServer {
         int fd = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd < 0) return;
         if (sequential_) {
-          Serve(fd);
+          // Every connection on the same fd number, whatever else the process opened meanwhile
+          // (the lowest free number is not stable under a slow or busy machine).
+          if (dup2(fd, kSequentialFd) < 0) return;
+          close(fd);
+          Serve(kSequentialFd);
         } else {
           std::lock_guard<std::mutex> lock(mu_);
           workers_.emplace_back([this, fd] { Serve(fd); });
@@ -195,7 +199,9 @@ class TestServer {
       if (t.joinable()) t.join();
   }
 
-  // Serve one connection at a time and close it (so the next accept reuses the fd number).
+  // Serve one connection at a time, each moved to fd kSequentialFd, and close it (so the next
+  // connection reuses the fd number).
+  static constexpr int kSequentialFd = 900;
   void set_sequential(bool s) { sequential_ = s; }
   void set_sendfile_path(std::string p) { sendfile_path_ = std::move(p); }
 
@@ -551,8 +557,8 @@ TEST_F(CaptureE2E, ReusedFdNumberAfterCloseIsANewConnection) {
     ASSERT_TRUE(cl->Exchange(size_t(50 + i)));
     cl->Close();
     clients.push_back(std::move(cl));
-    // Wait until the server closed its side, so the next accept gets the same fd number.
-    for (int w = 0; w < 200 && server.transcripts().size() < size_t(i + 1); ++w) usleep(5000);
+    // Wait until the server closed its side, so the next connection gets the freed fd number.
+    for (int w = 0; w < 2000 && server.transcripts().size() < size_t(i + 1); ++w) usleep(5000);
   }
   server.Stop();
   auto conns = StopAndRead(*cap);
@@ -636,6 +642,66 @@ TEST_F(CaptureE2E, IPv6ConnectionsAreCapturedWithAddresses) {
   EXPECT_EQ(c.info.family, 10);
   EXPECT_EQ(c.info.local.ToString(), "[" + ns_->srv_v6() + "]:" + std::to_string(port));
   EXPECT_EQ(c.info.remote.ToString(), "[" + ns_->cli_v6() + "]:" + std::to_string(cl.port()));
+}
+
+// The variant that runs is the one INFERTAP_BPF_VARIANT asks for (ctest runs this suite once as
+// is and once with "compat"), else the one `infertap version --features` says the probes pick;
+// the capture works with it (one exact exchange).
+TEST_F(CaptureE2E, RunsTheVariantAskedForOrProbed) {
+  if (!ns_) return;
+  const char* env = std::getenv("INFERTAP_BPF_VARIANT");
+  std::string want = env && *env && std::string(env) != "auto" ? env : "";
+  if (want.empty()) {
+    FILE* p = popen((InfertapBinary() + " version --features 2>&1").c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[512];
+    while (fgets(buf, sizeof(buf), p)) out += buf;
+    ASSERT_EQ(pclose(p), 0) << out;
+    const size_t at = out.find("capture variant: ");
+    ASSERT_NE(at, std::string::npos) << out;
+    want = out.substr(at + 17, out.find(' ', at + 17) - (at + 17));
+  }
+  ASSERT_TRUE(want == "modern" || want == "compat") << want;
+  const uint16_t port = NextPort();
+  TestServer server(ns_->srv(), ns_->srv_v4(), port, IoMode::kReadWrite);
+  ASSERT_TRUE(server.Start());
+  auto cap = StartCapture(ns_->srv_v4() + ":" + std::to_string(port));
+  TestClient c;
+  ASSERT_TRUE(c.Connect(ns_->cli(), ns_->srv_v4(), port));
+  ASSERT_TRUE(c.Exchange(300));
+  c.Close();
+  server.Stop();
+  auto conns = StopAndRead(*cap);
+  EXPECT_NE(cap->err().find(", " + want + " variant)"), std::string::npos) << cap->err();
+  ASSERT_EQ(conns.size(), 1u);
+  EXPECT_TRUE(conns.begin()->second.in == c.sent());
+}
+
+// A full connection table: the connection that finds no room is not traced, and it is counted
+// once, however many syscalls it makes afterwards (the decision is cached, docs/capture.md).
+TEST_F(CaptureE2E, FullConnectionTableCountsEachUntracedConnectionOnce) {
+  if (!ns_) return;
+  const uint16_t port = NextPort();
+  TestServer server(ns_->srv(), ns_->srv_v4(), port, IoMode::kReadWrite);
+  ASSERT_TRUE(server.Start());
+  auto cap = StartCapture(ns_->srv_v4() + ":" + std::to_string(port), {"--conns-max", "2"});
+  std::vector<std::unique_ptr<TestClient>> clients;
+  for (int i = 0; i < 3; ++i) {
+    auto cl = std::make_unique<TestClient>();
+    ASSERT_TRUE(cl->Connect(ns_->cli(), ns_->srv_v4(), port));
+    ASSERT_TRUE(cl->Exchange(100));  // the server side is decided at its first read
+    clients.push_back(std::move(cl));
+  }
+  for (int round = 0; round < 10; ++round)
+    for (auto& cl : clients) ASSERT_TRUE(cl->Exchange(size_t(200 + round)));
+  for (auto& cl : clients) cl->Close();
+  server.Stop();
+  auto conns = StopAndRead(*cap);
+  EXPECT_EQ(conns.size(), 2u);
+  EXPECT_NE(cap->err().find(" 1 connections not traced: the kernel connection table was full"),
+            std::string::npos)
+      << cap->err();
 }
 
 TEST_F(CaptureE2E, UntracedTrafficProducesNoEvents) {
