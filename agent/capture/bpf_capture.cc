@@ -225,6 +225,15 @@ Status BpfCapture::SetAttached(bool attached) {
   return Status::Ok();
 }
 
+std::vector<std::pair<std::string, int>> BpfCapture::ProgramFds() const {
+  std::vector<std::pair<std::string, int>> out;
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    out.emplace_back(bpf_program__name(prog), bpf_program__fd(prog));
+  }
+  return out;
+}
+
 KernelStats BpfCapture::ReadStats() const {
   KernelStats out;
   const int fd = bpf_map__fd(skel_->maps.stats);

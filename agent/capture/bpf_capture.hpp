@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/capture/abi.hpp"
@@ -54,6 +55,9 @@ class BpfCapture : public EventSource {
   // alternate attached and detached runs without paying the verifier each time).
   Status SetAttached(bool attached);
   size_t attached_programs() const { return links_; }
+  // Name and fd of every loaded capture program (benchmarks read the kernel's own run-time
+  // accounting, bpf_prog_info.run_time_ns / run_cnt, per program: docs/performance.md).
+  std::vector<std::pair<std::string, int>> ProgramFds() const;
 
  private:
   BpfCapture() = default;
