@@ -226,13 +226,13 @@ def verdict(ok):
     return "meets target" if ok else "MISSES target"
 
 
-def spread(values, target_lo=None, target_hi=None):
+def spread(values, target_lo=None, target_hi=None, unit=""):
     """'median (min–max over n rounds)' and a flag when the spread is too wide to trust, or when
     the range straddles the target so that the verdict could go either way."""
     med, lo, hi = statistics.median(values), min(values), max(values)
     rel = (hi - lo) / abs(med) if med else float("inf")
     fmt = (lambda x: f"{x:.3f}") if abs(med) < 10 else (lambda x: f"{x:.1f}" if abs(med) < 100 else f"{x:.0f}")
-    text = f"{fmt(med)} ({fmt(lo)}–{fmt(hi)} over {len(values)} rounds)"
+    text = f"{fmt(med)}{unit} ({fmt(lo)}–{fmt(hi)} over {len(values)} rounds)"
     flags = []
     if rel > SPREAD_LIMIT:
         flags.append(f"SPREAD TOO WIDE TO TRUST ({rel * 100:.0f}% > {SPREAD_LIMIT * 100:.0f}%)")
@@ -273,10 +273,12 @@ def fig_cpu():
         c1, s1, t1 = cpu_s(agent.pid), sched_ns(agent.pid), time.monotonic()
         u1, k1 = user_sys_s(agent.pid)
         n = max(r["ok"], 1)
-        vals.append((c1 - c0) / n * 1e6)
+        # The rounds use schedstat (ns-grained on-CPU time = user + sys of the agent's threads);
+        # /proc/PID/stat counts in clock ticks (10 ms), too coarse for a short round.
+        vals.append((s1 - s0) / n / 1e3)
         users.append((u1 - u0) / n * 1e6)
         syss.append((k1 - k0) / n * 1e6)
-        scheds.append((s1 - s0) / n / 1e3)
+        scheds.append((c1 - c0) / n * 1e6)
         nets.append(((s1 - s0) - idle_rate * (t1 - t0) * 1e9) / n / 1e3)
         ok += r["ok"]
         errors += r["errors"]
@@ -285,11 +287,12 @@ def fig_cpu():
     lost = metric(agent, "infertap_capture_lost_events_total")
     stop(agent)
     stop(sim)
-    med, text, _ = spread(vals, target_hi=12)
+    med, text, _ = spread(vals, target_hi=12, unit=" µs")
     sm = statistics.median
-    rows.append(("agent CPU (user+sys) per streamed request, 64 tokens, one write per token",
-                 f"{text} µs (median user {sm(users):.1f} + sys {sm(syss):.1f}; schedstat "
-                 f"{sm(scheds):.1f} µs, {sm(nets):.1f} µs net of idle {idle_rate * 100:.2f}% CPU); "
+    rows.append(("agent CPU (on-CPU time, user+sys) per streamed request, 64 tokens, one write per token",
+                 f"{text} (schedstat; {sm(nets):.1f} µs net of idle {idle_rate * 100:.2f}% CPU; "
+                 f"/proc/PID/stat in ticks: {sm(scheds):.1f} µs = user {sm(users):.1f} + sys "
+                 f"{sm(syss):.1f}); "
                  f"{ok} ok / {errors} errors at {sm(rps):.0f} req/s, {kib:.1f} KiB response each; "
                  f"agent counted {seen_total}; lost events {lost:.0f}; load {la0} → {loadavg()}",
                  "≤ 12 µs", verdict(med <= 12 and seen_total == ok and errors == 0)))
@@ -313,11 +316,11 @@ def fig_ratio(cpu_per_token):
         total_a.append(sum(r["cost"]))
         agent = start_agent(f"ab-{cpu_per_token}-{i}", *[x.port for x in sims])
         time.sleep(0.5)
-        a0 = cpu_s(agent.pid)
+        a0 = sched_ns(agent.pid)
         r = load_pair(f"ab-{cpu_per_token}-{i}-with", sims, AB_SECS)
         seen = wait_requests(agent, r["ok"])
         # The agent's CPU for this run's requests includes what it spends after the load ends.
-        agent_us = (cpu_s(agent.pid) - a0) / max(r["ok"], 1) * 1e6
+        agent_us = (sched_ns(agent.pid) - a0) / max(r["ok"], 1) / 1e3
         with_.append(r["throughput_rps"])
         cost_b.append(r["cost"])
         agent_cost.append(agent_us)
@@ -346,8 +349,8 @@ def fig_ratio(cpu_per_token):
     if bad:
         detail += "; " + "; ".join(bad)
     detail += f"; load {la0} → {loadavg()}"
-    cdetail = (f"{ctext} (per-round (sim + load + agent) ÷ (sim + load), user+sys from /proc and "
-               f"getrusage; µs/request without {', '.join(f'{x:.0f}' for x in total_a)}; with "
+    cdetail = (f"{ctext} (per-round (sim + load + agent) ÷ (sim + load); user+sys of sim from "
+               f"/proc/PID/stat, of load from getrusage, of the agent from schedstat; µs/request without {', '.join(f'{x:.0f}' for x in total_a)}; with "
                f"{', '.join(f'{x:.0f}' for x in total_b)}); load {la0} → {loadavg()}")
     target = "≥ 0.97" if is30 else "— (reported)"
     rows.append((f"throughput with agent ÷ without, saturation, --cpu-per-token {cpu_per_token}, "
