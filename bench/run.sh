@@ -29,7 +29,7 @@ echo "bench: offline pipeline throughput (bench/parser/run.sh), about a minute"
   bash "$here/bench/parser/run.sh" "$build"
 } | tee -a "$out" | tail -8
 
-echo "bench: agent end to end (bench/agent/run.sh), about three minutes"
+echo "bench: agent end to end (bench/agent/run.sh), about five minutes"
 {
   echo
   echo "## Agent end to end"
