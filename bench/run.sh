@@ -24,7 +24,7 @@ echo "bench: offline pipeline throughput (bench/parser/run.sh), about a minute"
   echo
   echo "## Offline pipeline throughput"
   echo
-  echo "Produced by \`bench/parser/run.sh ${build#$here/}\` (Google Benchmark, no root):"
+  echo "Produced by \`bench/parser/run.sh ${build#"$here"/}\` (Google Benchmark, no root):"
   echo
   bash "$here/bench/parser/run.sh" "$build"
 } | tee -a "$out" | tail -8
@@ -34,7 +34,7 @@ echo "bench: agent end to end (bench/agent/run.sh), about five minutes"
   echo
   echo "## Agent end to end"
   echo
-  echo "Produced by \`bench/agent/run.sh ${build#$here/}\` (root; simulator, load generator and agent as real processes on loopback):"
+  echo "Produced by \`bench/agent/run.sh ${build#"$here"/}\` (root; simulator, load generator and agent as real processes on loopback):"
   echo
   BENCH_PLOT=$here/bench/latency_throughput.png bash "$here/bench/agent/run.sh" "$build"
   echo
