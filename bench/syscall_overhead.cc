@@ -1,4 +1,5 @@
-// Per-syscall overhead of the capture programs (docs/performance.md), measured as ratios in one run.
+// Per-syscall overhead of the capture programs (docs/performance.md), measured as ratios in one
+// run.
 //
 // Three configurations, alternated round by round (A/B/C, C/A/B, ...) so drift hits all alike:
 //   none     no BPF program attached
@@ -9,7 +10,12 @@
 // to one CPU: a tight loop of 64-byte write()+read() on a pipe, and on an untraced loopback TCP
 // pair. A fourth measurement writes on a traced TCP socket (64 B and 4 KiB) with infertap
 // attached, against the same loop on an untraced socket, to give the cost per captured syscall.
+// The kernel's own accounting of BPF run time (BPF_ENABLE_STATS, held only while this process
+// runs) gives per-program ns per invocation and BPF ns per loop iteration, read before and after
+// each traced and untraced loop: a figure that does not depend on how busy the machine is.
+// --json prints every round's values so the caller reports min-median-max (bench/run.sh).
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
@@ -118,6 +124,37 @@ double Median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+// run_cnt and run_time_ns of each program, in the order of `progs`.
+struct RunStat {
+  uint64_t cnt = 0, ns = 0;
+};
+std::vector<RunStat> ReadRunStats(const std::vector<std::pair<std::string, int>>& progs) {
+  std::vector<RunStat> out(progs.size());
+  for (size_t i = 0; i < progs.size(); ++i) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(progs[i].second, &info, &len) == 0)
+      out[i] = {info.run_cnt, info.run_time_ns};
+  }
+  return out;
+}
+
+// Per loop kind: BPF ns per loop iteration for every round, and per-program sums over rounds.
+struct BpfAccount {
+  std::vector<double> ns_per_iter;
+  std::vector<RunStat> per_prog;
+};
+
+std::string JsonArray(const std::vector<double>& v) {
+  std::string s = "[";
+  char buf[32];
+  for (size_t i = 0; i < v.size(); ++i) {
+    std::snprintf(buf, sizeof(buf), "%s%.1f", i ? "," : "", v[i]);
+    s += buf;
+  }
+  return s + "]";
+}
+
 struct CountingSink : infertap::EventSink {
   std::atomic<uint64_t> events{0};
   void OnEvent(std::span<const uint8_t>) override { events++; }
@@ -171,6 +208,34 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Held open for the run only: the kernel turns the accounting off again when the fd closes
+  // (also when this process dies), so kernel.bpf_stats_enabled needs no restoring.
+  const int stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (stats_fd < 0)
+    std::fprintf(stderr, "bench: BPF_ENABLE_STATS failed (%s): no BPF run-time figures\n",
+                 std::strerror(errno));
+  const auto progs = cap->ProgramFds();
+  enum Acct { kAcctPipe, kAcctUntraced64, kAcctTraced64, kAcctUntraced4k, kAcctTraced4k, kAccts };
+  const char* acct_names[kAccts] = {"pipe_64B_untraced", "tcp_64B_untraced", "tcp_64B_traced",
+                                    "tcp_4KiB_untraced", "tcp_4KiB_traced"};
+  BpfAccount acct[kAccts];
+  for (auto& a : acct) a.per_prog.resize(progs.size());
+  // Runs one measurement with infertap attached and books the BPF run time it caused.
+  const long warmup = 1000;  // MeasureInChild's warm-up iterations, also traced
+  auto measured = [&](Acct a, Loop loop, size_t size, long n, uint16_t port) {
+    const auto before = ReadRunStats(progs);
+    const double ns = MeasureInChild(loop, size, n, port, loop_cpu);
+    const auto after = ReadRunStats(progs);
+    uint64_t total = 0;
+    for (size_t i = 0; i < progs.size(); ++i) {
+      acct[a].per_prog[i].cnt += after[i].cnt - before[i].cnt;
+      acct[a].per_prog[i].ns += after[i].ns - before[i].ns;
+      total += after[i].ns - before[i].ns;
+    }
+    acct[a].ns_per_iter.push_back(double(total) / double(n + warmup));
+    return ns;
+  };
+
   CountingSink sink;
   std::atomic<bool> stop{false};
   std::thread drain([&] {
@@ -196,22 +261,24 @@ int main(int argc, char** argv) {
     for (int k = 0; k < 3; ++k) {
       const Cfg c = Cfg((r + k) % 3);  // rotate the order every round
       set_cfg(c);
-      pipe_t[c].push_back(MeasureInChild(Loop::kPipe, 64, iters, 0, loop_cpu));
+      pipe_t[c].push_back(c == kInfertap ? measured(kAcctPipe, Loop::kPipe, 64, iters, 0)
+                                         : MeasureInChild(Loop::kPipe, 64, iters, 0, loop_cpu));
       tcp_t[c].push_back(MeasureInChild(Loop::kTcpUntraced, 64, iters, untraced_port, loop_cpu));
     }
     set_cfg(kInfertap);
     // Traced vs untraced socket, both with infertap attached, alternated.
-    untraced64.push_back(MeasureInChild(Loop::kTcpUntraced, 64, iters, untraced_port, loop_cpu));
-    traced64.push_back(MeasureInChild(Loop::kTcpTraced, 64, iters, traced_port, loop_cpu));
-    traced4k.push_back(MeasureInChild(Loop::kTcpTraced, 4096, iters / 4, traced_port, loop_cpu));
+    untraced64.push_back(measured(kAcctUntraced64, Loop::kTcpUntraced, 64, iters, untraced_port));
+    traced64.push_back(measured(kAcctTraced64, Loop::kTcpTraced, 64, iters, traced_port));
+    traced4k.push_back(measured(kAcctTraced4k, Loop::kTcpTraced, 4096, iters / 4, traced_port));
     untraced4k.push_back(
-        MeasureInChild(Loop::kTcpUntraced, 4096, iters / 4, untraced_port, loop_cpu));
+        measured(kAcctUntraced4k, Loop::kTcpUntraced, 4096, iters / 4, untraced_port));
   }
   set_cfg(kNone);
   stop = true;
   drain.join();
   const infertap::KernelStats ks = cap->ReadStats();
   floor_bpf__destroy(floor);
+  if (stats_fd >= 0) close(stats_fd);
 
   // Each iteration is one write + one read: per-syscall figures divide by two.
   auto per_syscall = [](double ns_per_iter) { return ns_per_iter / 2; };
@@ -232,11 +299,41 @@ int main(int argc, char** argv) {
         "\"tcp_added_ns_per_syscall\":{\"floor\":%.1f,\"infertap\":%.1f,\"ratio\":%.3f},"
         "\"pipe_slowdown\":{\"floor\":%.3f,\"infertap\":%.3f},"
         "\"captured_syscall_added_ns\":{\"64B\":%.1f,\"4KiB\":%.1f},"
-        "\"kernel_events\":%llu,\"kernel_lost_events\":%llu,\"events_drained\":%llu}\n",
+        "\"kernel_events\":%llu,\"kernel_lost_events\":%llu,\"events_drained\":%llu,",
         rounds, iters, pn, pf, pi, tn, tf, ti, pipe_floor_add, pipe_inf_add,
         pipe_inf_add / pipe_floor_add, tcp_floor_add, tcp_inf_add, tcp_inf_add / tcp_floor_add,
         pf / pn, pi / pn, cap64, cap4k, (unsigned long long)ks.events,
         (unsigned long long)ks.lost_events, (unsigned long long)sink.events.load());
+    // Every round's ns per iteration, in round order (the rounds alternate the configurations).
+    std::printf("\"rounds_ns_per_iter\":{\"pipe\":{\"none\":%s,\"floor\":%s,\"infertap\":%s},",
+                JsonArray(pipe_t[kNone]).c_str(), JsonArray(pipe_t[kFloor]).c_str(),
+                JsonArray(pipe_t[kInfertap]).c_str());
+    std::printf("\"tcp\":{\"none\":%s,\"floor\":%s,\"infertap\":%s},",
+                JsonArray(tcp_t[kNone]).c_str(), JsonArray(tcp_t[kFloor]).c_str(),
+                JsonArray(tcp_t[kInfertap]).c_str());
+    std::printf("\"untraced64\":%s,\"traced64\":%s,\"untraced4k\":%s,\"traced4k\":%s},",
+                JsonArray(untraced64).c_str(), JsonArray(traced64).c_str(),
+                JsonArray(untraced4k).c_str(), JsonArray(traced4k).c_str());
+    std::printf("\"bpf_stats\":");
+    if (stats_fd < 0) {
+      std::printf("null}\n");
+    } else {
+      std::printf("{");
+      for (int a = 0; a < kAccts; ++a) {
+        std::printf("%s\"%s\":{\"bpf_ns_per_iter\":%s,\"programs\":{", a ? "," : "", acct_names[a],
+                    JsonArray(acct[a].ns_per_iter).c_str());
+        bool first = true;
+        for (size_t i = 0; i < progs.size(); ++i) {
+          if (!acct[a].per_prog[i].cnt) continue;
+          std::printf("%s\"%s\":{\"run_cnt\":%llu,\"run_time_ns\":%llu}", first ? "" : ",",
+                      progs[i].first.c_str(), (unsigned long long)acct[a].per_prog[i].cnt,
+                      (unsigned long long)acct[a].per_prog[i].ns);
+          first = false;
+        }
+        std::printf("}}");
+      }
+      std::printf("}}\n");
+    }
   } else {
     std::printf("pipe 64B write+read, ns/iter: none %.1f  floor %.1f  infertap %.1f\n", pn, pf, pi);
     std::printf("tcp  64B write+read, ns/iter: none %.1f  floor %.1f  infertap %.1f\n", tn, tf, ti);

@@ -467,6 +467,16 @@ Status BpfCapture::SetAttached(bool attached) {
   return Status::Ok();
 }
 
+std::vector<std::pair<std::string, int>> BpfCapture::ProgramFds() const {
+  std::vector<std::pair<std::string, int>> out;
+  // The skeleton of whichever variant runs lists its programs.
+  for (int i = 0; i < skeleton_->prog_cnt; ++i) {
+    const bpf_program* prog = *skeleton_->progs[i].prog;
+    out.emplace_back(bpf_program__name(prog), bpf_program__fd(prog));
+  }
+  return out;
+}
+
 KernelStats BpfCapture::ReadStats() const {
   KernelStats out;
   const int fd = bpf_map__fd(stats_map_);

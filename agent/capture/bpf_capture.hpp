@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "agent/capture/abi.hpp"
@@ -92,6 +93,9 @@ class BpfCapture : public EventSource {
   // and `infertap version --features`.
   BpfVariant variant() const { return variant_; }
   const std::string& variant_reason() const { return variant_reason_; }
+  // Name and fd of every loaded capture program (benchmarks read the kernel's own run-time
+  // accounting, bpf_prog_info.run_time_ns / run_cnt, per program: docs/performance.md).
+  std::vector<std::pair<std::string, int>> ProgramFds() const;
 
  private:
   BpfCapture() = default;

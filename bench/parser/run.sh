@@ -20,7 +20,8 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 # alternated), so a neighbour's load drifting during the run does not land on one case only.
 "$bin" --benchmark_format=json --benchmark_repetitions=3 --benchmark_enable_random_interleaving=true \
   --benchmark_min_time="${PARSER_BENCH_MIN_TIME:-2}" "$@" > "$json"
-/usr/bin/python3 - "$json" "$load" <<'PY'
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+/usr/bin/python3 - "$json" "$load" "$load_after" <<'PY'
 import json, statistics, sys
 
 doc = json.load(open(sys.argv[1]))
@@ -43,7 +44,12 @@ def cell(name):
     v = runs.get(name)
     if not v:
         return "FAILED: " + errors.get(name, "not run")
-    return f"{statistics.median(v):.2f} ({min(v):.2f}–{max(v):.2f})"
+    med = statistics.median(v)
+    text = f"{med:.2f} ({min(v):.2f}–{max(v):.2f})"
+    # The spread rule of docs/performance.md: (max - min) / median over the repetitions > 10 %.
+    if (max(v) - min(v)) / med > 0.10:
+        text += f"; **SPREAD TOO WIDE TO TRUST ({(max(v) - min(v)) / med * 100:.0f}% > 10%)**"
+    return text
 
 def verdict(ok):
     return "—" if ok is None else ("meets target" if ok else "MISSES target")
@@ -65,7 +71,7 @@ rows = [
 print(f"Offline pipeline throughput (docs/performance.md), {ctx.get('capture_mib', '?')} MiB generated "
       f"vLLM SSE capture, median of 3 interleaved repetitions (min–max), GB = 10^9 payload bytes per CPU "
       f"second, one thread. Host: {ctx.get('num_cpus')} CPUs at {ctx.get('mhz_per_cpu')} MHz, "
-      f"load average before the run {sys.argv[2]}.\n")
+      f"load average before the run {sys.argv[2]}, after {sys.argv[3]}.\n")
 print("| case | GB/s | vs llhttp | target | verdict |")
 print("|---|---|---|---|---|")
 for r in rows:
