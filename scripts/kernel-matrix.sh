@@ -237,26 +237,27 @@ EOF
 guest_script() {
   cat << EOF
 set -u
-mount -t tmpfs tmpfs /tmp 2>/dev/null
+# /tmp stays the host's (through the overlay): a build directory under /tmp (a CI clone) must
+# be visible here. The guest's own scratch files go to /run.
 mount -t tmpfs tmpfs /run && mkdir -p /run/netns
 mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 ip link set lo up
 echo "KM-KERNEL \$(uname -r)"
-$build/infertap version --features > /tmp/km-features 2>&1
-sed 's/^/KM-FEATURES /' /tmp/km-features
+$build/infertap version --features > /run/km-features 2>&1
+sed 's/^/KM-FEATURES /' /run/km-features
 # The probe's pick, then the compatible variant forced when the pick was the modern one.
 variants=auto
-grep -q '^capture variant: modern' /tmp/km-features && variants="auto compat"
+grep -q '^capture variant: modern' /run/km-features && variants="auto compat"
 rc=0
 cd $build/test/e2e
 for v in \$variants; do
   echo "KM-VARIANT \$v"
   INFERTAP_BPF_VARIANT=\$v INFERTAP_REQUIRE_BPF=1 $test_bin --gtest_brief=1 \
-    --gtest_filter='${GTEST_FILTER:-CaptureE2E.*}' > /tmp/km-\$v.out 2>&1
+    --gtest_filter='${GTEST_FILTER:-CaptureE2E.*}' > /run/km-\$v.out 2>&1
   r=\$?
-  tail -n 40 /tmp/km-\$v.out | sed "s/^/KM-\$v /"
+  tail -n 40 /run/km-\$v.out | sed "s/^/KM-\$v /"
   [ "\$r" = 0 ] || rc=1
 done
 exit \$rc
