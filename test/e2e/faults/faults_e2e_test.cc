@@ -773,6 +773,7 @@ TEST_F(FaultsE2E, HostileBytesAreCountedAndMemoryStaysBounded) {
   std::map<std::string, double> before;
   for (const char* r : {"http_invalid", "header_cap", "json_invalid", "sse_oversize", "body_cap"})
     before[r] = reason(r);
+  const double lost_before = Metric("infertap_capture_lost_events_total");
 
   auto client = [&](const std::string& bytes, bool half_close, std::string* reply) {
     int fd = ConnectIn(net_->cli(), net_->srv_v4(), kSinkPort);
@@ -916,12 +917,25 @@ TEST_F(FaultsE2E, HostileBytesAreCountedAndMemoryStaysBounded) {
   // Bounded: 50 MB bodies, 256 MiB responses and 10 MB lines are streamed through, not kept.
   EXPECT_LT(peak, rss0 + (48u << 20)) << "peak RSS grew by " << (peak - rss0) / 1048576.0 << " MiB";
 
-  // The inference exchanges among them got their records.
-  ASSERT_TRUE(recs.count("hostile-bigbody")) << "no record for the 50 MB request";
-  const Json& bb = recs.at("hostile-bigbody")[0];
-  EXPECT_EQ(bb.value("status", 0), 200) << bb.dump();
-  EXPECT_EQ(bb.value("request_bytes", 0u), big_body) << bb.dump();
-  EXPECT_EQ(bb.value("output_tokens", 0), 5) << bb.dump();
+  // The inference exchanges among them got their records. The 50 MB body crosses the ring at
+  // loopback speed: when the agent falls behind, the loss is counted and the exchange may be
+  // Incomplete or, when its head was lost, absent — never wrong (docs/capture.md). Without a
+  // counted loss the record must be there and exact.
+  const double lost = Metric("infertap_capture_lost_events_total") - lost_before;
+  std::printf("[faults] hostile: capture events lost during the case: %.0f\n", lost);
+  if (lost == 0 || recs.count("hostile-bigbody")) {
+    ASSERT_TRUE(recs.count("hostile-bigbody")) << "no record for the 50 MB request, nothing lost";
+    const Json& bb = recs.at("hostile-bigbody")[0];
+    EXPECT_EQ(bb.value("status", 0), 200) << bb.dump();
+    if (lost == 0 || bb.value("error_code", "") == "") {
+      EXPECT_EQ(bb.value("error_code", "x"), "") << bb.dump();
+      EXPECT_EQ(bb.value("request_bytes", 0u), big_body) << bb.dump();
+      EXPECT_EQ(bb.value("output_tokens", 0), 5) << bb.dump();
+    } else {
+      EXPECT_EQ(bb.value("error_code", ""), "Incomplete") << bb.dump();
+      EXPECT_LE(bb.value("request_bytes", 0u), big_body) << bb.dump();
+    }
+  }
   ASSERT_TRUE(recs.count("hostile-bigresp")) << "no record for the 256 MiB response";
   const Json& br = recs.at("hostile-bigresp")[0];
   EXPECT_EQ(br.value("status", 0), 200) << br.dump();
