@@ -34,6 +34,16 @@ bool SseParser::Fits(size_t extra) const {
   return data_.size() + type_.size() + line_.size() + extra <= max_event_bytes_;
 }
 
+void SseParser::DropOversizeEvent(SseSink& sink) {
+  // The event grows past max_event_bytes_: drop what it has and skip to its end (blank line).
+  skipping_ = true;
+  sink.OnOversize();
+  Release(line_);
+  Release(data_);
+  type_.clear();
+  has_data_ = error_line_ = false;
+}
+
 ParseState SseParser::Feed(std::span<const uint8_t> bytes, SseSink& sink) {
   const char* p = reinterpret_cast<const char*>(bytes.data());
   const char* end = p + bytes.size();
@@ -53,13 +63,8 @@ ParseState SseParser::Feed(std::span<const uint8_t> bytes, SseSink& sink) {
       if (skipping_) break;
       size_t n = size_t(end - p);
       if (!Fits(n)) {
-        skipping_ = true;
         oversize = true;
-        sink.OnOversize();
-        Release(line_);
-        Release(data_);
-        type_.clear();
-        has_data_ = error_line_ = false;
+        DropOversizeEvent(sink);
         break;
       }
       line_.append(p, n);
@@ -86,13 +91,8 @@ ParseState SseParser::Feed(std::span<const uint8_t> bytes, SseSink& sink) {
       continue;
     }
     if (!line.empty() && data_.size() + type_.size() + line.size() > max_event_bytes_) {
-      skipping_ = true;
       oversize = true;
-      sink.OnOversize();
-      Release(line_);
-      Release(data_);
-      type_.clear();
-      has_data_ = error_line_ = false;
+      DropOversizeEvent(sink);
       continue;
     }
     ProcessLine(line, sink);

@@ -65,6 +65,7 @@ class SseParser {
   void ProcessLine(std::string_view line, SseSink& sink);
   void Dispatch(SseSink& sink);
   bool Fits(size_t extra) const;
+  void DropOversizeEvent(SseSink& sink);
 
   size_t max_event_bytes_;
   std::string line_;  // partial line carried over between Feed() calls
