@@ -1,15 +1,20 @@
 // Per-syscall overhead of the capture programs (docs/performance.md), measured as ratios in one
 // run.
 //
-// Three configurations, alternated round by round (A/B/C, C/A/B, ...) so drift hits all alike:
+// Four configurations, rotated round by round (A/B/C/D, B/C/D/A, ...) so drift hits all alike:
 //   none     no BPF program attached
 //   floor    empty programs on exactly infertap's hooks (bpf/floor.bpf.c): what the kernel's
 //            tracepoint machinery alone costs
-//   infertap the real capture programs, filter set to an endpoint the loop does not use
+//   infertap the real capture programs (the modern variant), filter set to an endpoint the loop
+//            does not use
+//   compat   the same with the compatible variant (docs/capture.md#kernel-requirements), loaded
+//            side by side on this kernel
 // Each measurement runs in a fresh child process (the agent never traces its own process) pinned
 // to one CPU: a tight loop of 64-byte write()+read() on a pipe, and on an untraced loopback TCP
 // pair. A fourth measurement writes on a traced TCP socket (64 B and 4 KiB) with infertap
 // attached, against the same loop on an untraced socket, to give the cost per captured syscall.
+// The hooks are the raw sys_enter/sys_exit tracepoints, which run for every syscall: a loop of
+// getppid() (a syscall infertap does not hook) gives what every other syscall pays.
 // The kernel's own accounting of BPF run time (BPF_ENABLE_STATS, held only while this process
 // runs) gives per-program ns per invocation and BPF ns per loop iteration, read before and after
 // each traced and untraced loop: a figure that does not depend on how busy the machine is.
@@ -20,6 +25,7 @@
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,7 +73,15 @@ bool TcpPair(uint16_t port, int* client, int* server) {
   return *server >= 0;
 }
 
-enum class Loop { kPipe, kTcpUntraced, kTcpTraced };
+enum class Loop { kPipe, kTcpUntraced, kTcpTraced, kOther };
+
+// Two getppid() per iteration, so that every loop has two syscalls per iteration.
+void OtherLoop(long iters) {
+  for (long i = 0; i < iters; ++i) {
+    syscall(SYS_getppid);
+    syscall(SYS_getppid);
+  }
+}
 
 // Runs in a child: returns ns per iteration (one write + one read).
 double MeasureInChild(Loop loop, size_t size, long iters, uint16_t port, int cpu) {
@@ -76,6 +90,15 @@ double MeasureInChild(Loop loop, size_t size, long iters, uint16_t port, int cpu
   pid_t pid = fork();
   if (pid == 0) {
     Pin(cpu);
+    if (loop == Loop::kOther) {
+      OtherLoop(1000);
+      const auto t0 = Clock::now();
+      OtherLoop(iters);
+      const double ns =
+          std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / double(iters);
+      if (write(res[1], &ns, sizeof(ns)) != sizeof(ns)) _exit(1);
+      _exit(0);
+    }
     int wfd, rfd;
     if (loop == Loop::kPipe) {
       int p[2];
@@ -176,11 +199,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench: %s\n", s.message().c_str());
     return 1;
   }
-  bool mounted = false;
-  if (infertap::Status s = infertap::EnsureTracefs(&mounted); !s) {
-    std::fprintf(stderr, "bench: %s\n", s.message().c_str());
-    return 1;
-  }
   const int loop_cpu = 0;
   Pin(1);  // this process and its ring-buffer drain thread stay off the measured CPU
 
@@ -190,22 +208,32 @@ int main(int argc, char** argv) {
     return 1;
   }
   infertap::Status st;
-  auto cap = infertap::BpfCapture::Start({}, &st);
+  infertap::CaptureOptions modern_opts, compat_opts;
+  modern_opts.variant = infertap::BpfVariant::kModern;
+  compat_opts.variant = infertap::BpfVariant::kCompat;
+  auto cap = infertap::BpfCapture::Start(modern_opts, &st);
   if (!cap) {
-    std::fprintf(stderr, "bench: %s\n", st.message().c_str());
+    std::fprintf(stderr, "bench: modern variant: %s\n", st.message().c_str());
+    return 1;
+  }
+  auto capc = infertap::BpfCapture::Start(compat_opts, &st);
+  if (!capc) {
+    std::fprintf(stderr, "bench: compat variant: %s\n", st.message().c_str());
     return 1;
   }
   const uint16_t traced_port = 47001, untraced_port = 47002;
   std::string err;
   auto ep = infertap::ParseEndpoint("127.0.0.1:" + std::to_string(traced_port), &err);
   // A failed setup would measure the floor (or nothing) as "infertap": stop instead.
-  if (st = cap->SetEndpoints({{*ep, IT_ROLE_SERVER, 0}}); !st) {
-    std::fprintf(stderr, "bench: %s\n", st.message().c_str());
-    return 1;
-  }
-  if (st = cap->SetAttached(false); !st) {
-    std::fprintf(stderr, "bench: %s\n", st.message().c_str());
-    return 1;
+  for (infertap::BpfCapture* c : {cap.get(), capc.get()}) {
+    if (st = c->SetEndpoints({{*ep, IT_ROLE_SERVER, 0}}); !st) {
+      std::fprintf(stderr, "bench: %s\n", st.message().c_str());
+      return 1;
+    }
+    if (st = c->SetAttached(false); !st) {
+      std::fprintf(stderr, "bench: %s\n", st.message().c_str());
+      return 1;
+    }
   }
 
   // Held open for the run only: the kernel turns the accounting off again when the fd closes
@@ -239,31 +267,38 @@ int main(int argc, char** argv) {
   CountingSink sink;
   std::atomic<bool> stop{false};
   std::thread drain([&] {
-    while (!stop) cap->Poll(sink, 20);
+    while (!stop) {
+      cap->Poll(sink, 10);
+      capc->Poll(sink, 10);
+    }
   });
 
-  enum Cfg { kNone, kFloor, kInfertap };
+  enum Cfg { kNone, kFloor, kInfertap, kCompat, kCfgs };
   // A configuration that could not be set up ends the run: its figures would be mislabelled.
   auto set_cfg = [&](Cfg c) {
     floor_bpf__detach(floor);
     infertap::Status s = cap->SetAttached(false);
+    if (s) s = capc->SetAttached(false);
     if (s && c == kFloor && floor_bpf__attach(floor))
       s = infertap::Status::Error("cannot attach the floor programs");
     if (s && c == kInfertap) s = cap->SetAttached(true);
+    if (s && c == kCompat) s = capc->SetAttached(true);
     if (!s) {
       std::fprintf(stderr, "bench: %s\n", s.message().c_str());
       std::exit(1);
     }
   };
 
-  std::vector<double> pipe_t[3], tcp_t[3], traced64, untraced64, traced4k, untraced4k;
+  std::vector<double> pipe_t[kCfgs], tcp_t[kCfgs], other_t[kCfgs], traced64, untraced64,
+      traced4k, untraced4k, traced64c, untraced64c, traced4kc, untraced4kc;
   for (int r = 0; r < rounds; ++r) {
-    for (int k = 0; k < 3; ++k) {
-      const Cfg c = Cfg((r + k) % 3);  // rotate the order every round
+    for (int k = 0; k < kCfgs; ++k) {
+      const Cfg c = Cfg((r + k) % kCfgs);  // rotate the order every round
       set_cfg(c);
       pipe_t[c].push_back(c == kInfertap ? measured(kAcctPipe, Loop::kPipe, 64, iters, 0)
                                          : MeasureInChild(Loop::kPipe, 64, iters, 0, loop_cpu));
       tcp_t[c].push_back(MeasureInChild(Loop::kTcpUntraced, 64, iters, untraced_port, loop_cpu));
+      other_t[c].push_back(MeasureInChild(Loop::kOther, 0, iters, 0, loop_cpu));
     }
     set_cfg(kInfertap);
     // Traced vs untraced socket, both with infertap attached, alternated.
@@ -272,11 +307,21 @@ int main(int argc, char** argv) {
     traced4k.push_back(measured(kAcctTraced4k, Loop::kTcpTraced, 4096, iters / 4, traced_port));
     untraced4k.push_back(
         measured(kAcctUntraced4k, Loop::kTcpUntraced, 4096, iters / 4, untraced_port));
+    // The same with the compatible variant (wall time only).
+    set_cfg(kCompat);
+    untraced64c.push_back(MeasureInChild(Loop::kTcpUntraced, 64, iters, untraced_port, loop_cpu));
+    traced64c.push_back(MeasureInChild(Loop::kTcpTraced, 64, iters, traced_port, loop_cpu));
+    traced4kc.push_back(MeasureInChild(Loop::kTcpTraced, 4096, iters / 4, traced_port, loop_cpu));
+    untraced4kc.push_back(
+        MeasureInChild(Loop::kTcpUntraced, 4096, iters / 4, untraced_port, loop_cpu));
   }
   set_cfg(kNone);
   stop = true;
   drain.join();
-  const infertap::KernelStats ks = cap->ReadStats();
+  infertap::KernelStats ks = cap->ReadStats();
+  const infertap::KernelStats ksc = capc->ReadStats();
+  ks.events += ksc.events;
+  ks.lost_events += ksc.lost_events;
   floor_bpf__destroy(floor);
   if (stats_fd >= 0) close(stats_fd);
 
@@ -285,6 +330,9 @@ int main(int argc, char** argv) {
   const double pn = Median(pipe_t[kNone]), pf = Median(pipe_t[kFloor]),
                pi = Median(pipe_t[kInfertap]);
   const double tn = Median(tcp_t[kNone]), tf = Median(tcp_t[kFloor]), ti = Median(tcp_t[kInfertap]);
+  const double on = Median(other_t[kNone]), of = Median(other_t[kFloor]),
+               oi = Median(other_t[kInfertap]);
+  const double other_floor_add = per_syscall(of - on), other_inf_add = per_syscall(oi - on);
   const double pipe_floor_add = per_syscall(pf - pn), pipe_inf_add = per_syscall(pi - pn);
   const double tcp_floor_add = per_syscall(tf - tn), tcp_inf_add = per_syscall(ti - tn);
   // On the traced socket only the write is captured: one captured syscall per iteration.
@@ -297,12 +345,14 @@ int main(int argc, char** argv) {
         "\"infertap\":%.1f},\"tcp_ns_per_iter\":{\"none\":%.1f,\"floor\":%.1f,\"infertap\":%.1f},"
         "\"pipe_added_ns_per_syscall\":{\"floor\":%.1f,\"infertap\":%.1f,\"ratio\":%.3f},"
         "\"tcp_added_ns_per_syscall\":{\"floor\":%.1f,\"infertap\":%.1f,\"ratio\":%.3f},"
+        "\"other_ns_per_iter\":{\"none\":%.1f,\"floor\":%.1f,\"infertap\":%.1f},"
+        "\"other_added_ns_per_syscall\":{\"floor\":%.1f,\"infertap\":%.1f},"
         "\"pipe_slowdown\":{\"floor\":%.3f,\"infertap\":%.3f},"
         "\"captured_syscall_added_ns\":{\"64B\":%.1f,\"4KiB\":%.1f},"
         "\"kernel_events\":%llu,\"kernel_lost_events\":%llu,\"events_drained\":%llu,",
         rounds, iters, pn, pf, pi, tn, tf, ti, pipe_floor_add, pipe_inf_add,
         pipe_inf_add / pipe_floor_add, tcp_floor_add, tcp_inf_add, tcp_inf_add / tcp_floor_add,
-        pf / pn, pi / pn, cap64, cap4k, (unsigned long long)ks.events,
+        on, of, oi, other_floor_add, other_inf_add, pf / pn, pi / pn, cap64, cap4k, (unsigned long long)ks.events,
         (unsigned long long)ks.lost_events, (unsigned long long)sink.events.load());
     // Every round's ns per iteration, in round order (the rounds alternate the configurations).
     std::printf("\"rounds_ns_per_iter\":{\"pipe\":{\"none\":%s,\"floor\":%s,\"infertap\":%s},",
@@ -311,6 +361,15 @@ int main(int argc, char** argv) {
     std::printf("\"tcp\":{\"none\":%s,\"floor\":%s,\"infertap\":%s},",
                 JsonArray(tcp_t[kNone]).c_str(), JsonArray(tcp_t[kFloor]).c_str(),
                 JsonArray(tcp_t[kInfertap]).c_str());
+    std::printf("\"other\":{\"none\":%s,\"floor\":%s,\"infertap\":%s},",
+                JsonArray(other_t[kNone]).c_str(), JsonArray(other_t[kFloor]).c_str(),
+                JsonArray(other_t[kInfertap]).c_str());
+    std::printf("\"compat\":{\"pipe\":%s,\"tcp\":%s,\"other\":%s,\"untraced64\":%s,"
+                "\"traced64\":%s,\"untraced4k\":%s,\"traced4k\":%s},",
+                JsonArray(pipe_t[kCompat]).c_str(), JsonArray(tcp_t[kCompat]).c_str(),
+                JsonArray(other_t[kCompat]).c_str(), JsonArray(untraced64c).c_str(),
+                JsonArray(traced64c).c_str(), JsonArray(untraced4kc).c_str(),
+                JsonArray(traced4kc).c_str());
     std::printf("\"untraced64\":%s,\"traced64\":%s,\"untraced4k\":%s,\"traced4k\":%s},",
                 JsonArray(untraced64).c_str(), JsonArray(traced64).c_str(),
                 JsonArray(untraced4k).c_str(), JsonArray(traced4k).c_str());
@@ -335,12 +394,16 @@ int main(int argc, char** argv) {
       std::printf("}}\n");
     }
   } else {
-    std::printf("pipe 64B write+read, ns/iter: none %.1f  floor %.1f  infertap %.1f\n", pn, pf, pi);
+    std::printf("pipe 64B write+read, ns/iter: none %.1f  floor %.1f  infertap %.1f  compat %.1f\n",
+                pn, pf, pi, Median(pipe_t[kCompat]));
     std::printf("tcp  64B write+read, ns/iter: none %.1f  floor %.1f  infertap %.1f\n", tn, tf, ti);
     std::printf("added per untraced syscall: pipe floor %.1f ns, infertap %.1f ns (ratio %.3f)\n",
                 pipe_floor_add, pipe_inf_add, pipe_inf_add / pipe_floor_add);
     std::printf("added per untraced syscall: tcp  floor %.1f ns, infertap %.1f ns (ratio %.3f)\n",
                 tcp_floor_add, tcp_inf_add, tcp_inf_add / tcp_floor_add);
+    std::printf("getppid() x2, ns/iter: none %.1f  floor %.1f  infertap %.1f\n", on, of, oi);
+    std::printf("added per unhooked syscall: floor %.1f ns, infertap %.1f ns\n", other_floor_add,
+                other_inf_add);
     std::printf("added per captured syscall over untraced: 64 B %.1f ns, 4 KiB %.1f ns\n", cap64,
                 cap4k);
     std::printf("kernel events %llu, lost %llu, drained %llu\n", (unsigned long long)ks.events,

@@ -1,15 +1,21 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Socket payload capture on syscall tracepoints (docs/capture.md).
+ * Socket payload capture on the raw syscall tracepoints (docs/capture.md).
  *
- * Why tracepoints: kprobes are not built into every kernel (not into the CI machines') and
- * fentry/fexit can be refused; syscall tracepoints fire only for the syscalls we hook, unlike
- * raw_tp/sys_enter which runs for every syscall in the system.
+ * Why raw `sys_enter`/`sys_exit`: kprobes are not built into every kernel (not into the CI
+ * machines') and fentry/fexit can be refused. The per-syscall tracepoints
+ * (`syscalls/sys_enter_read`, ...) were used before and cost more per hooked syscall (the kernel
+ * builds a perf record before the program runs) and much more at detach: every one of the ~25
+ * perf events waits for RCU grace periods under a global mutex when it is released, which made a
+ * stop under load take 1-2.3 s. Two raw tracepoints (plus `sched_process_exit`) detach in
+ * milliseconds and need no tracefs; the price is that the enter/exit programs run for every
+ * syscall in the system, where the first instructions (a switch on the syscall number) send
+ * everything but the hooked syscalls away.
  *
- * Shape of every hook pair: the enter program decides with ONE map lookup whether the fd is a
+ * Shape of every hooked syscall: the enter side decides with ONE map lookup whether the fd is a
  * traced connection (fd_cache); only then does it record the arguments in `active`. The exit
- * program is one failed lookup in `active` for everything else. Data is copied at exit, when the
- * real return value is known (partial writes are common).
+ * side is one failed lookup for everything else. Data is copied at exit, when the real return
+ * value is known (partial writes are common).
  *
  * Two variants are built from this file (docs/capture.md "Kernel requirements"): the modern one
  * (task storage, fetch-and-add, bpf_for_each_map_elem, bpf_loop: 5.17+) and, with
@@ -33,6 +39,44 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define IPPROTO_TCP 6
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
+
+/*
+ * The raw syscall tracepoints see the architecture's syscall numbers and the user registers.
+ * x86-64 only for now (the committed vmlinux.h is x86's): numbers from
+ * arch/x86/entry/syscalls/syscall_64.tbl, arguments in di, si, dx, r10, r8, r9, the number at
+ * exit in orig_ax. A 32-bit (ia32) process's syscalls use another table: like the per-syscall
+ * tracepoints, they are ignored (TS_COMPAT in thread_info.status).
+ */
+#if defined(__TARGET_ARCH_x86)
+#define IT_NR_READ 0
+#define IT_NR_WRITE 1
+#define IT_NR_CLOSE 3
+#define IT_NR_READV 19
+#define IT_NR_WRITEV 20
+#define IT_NR_DUP2 33
+#define IT_NR_SENDFILE 40
+#define IT_NR_CONNECT 42
+#define IT_NR_ACCEPT 43
+#define IT_NR_SENDTO 44
+#define IT_NR_RECVFROM 45
+#define IT_NR_SENDMSG 46
+#define IT_NR_RECVMSG 47
+#define IT_NR_ACCEPT4 288
+#define IT_NR_DUP3 292
+#define IT_ARG1(regs) BPF_CORE_READ((regs), di)
+#define IT_ARG2(regs) BPF_CORE_READ((regs), si)
+#define IT_ARG3(regs) BPF_CORE_READ((regs), dx)
+#define IT_EXIT_NR(regs) ((long)BPF_CORE_READ((regs), orig_ax))
+#define IT_TS_COMPAT 0x0002
+
+static __always_inline int current_is_ia32(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return (BPF_CORE_READ(task, thread_info.status) & IT_TS_COMPAT) != 0;
+}
+#else
+#error "capture.bpf.c: syscall numbers and registers are defined for x86-64 only"
+#endif
 
 /* Set by the agent between open and load. */
 const volatile __u32 agent_tgid = 0;                       /* never traced */
@@ -367,10 +411,10 @@ static __always_inline void forget_fd(__u32 tgid, __u32 fd)
 
 /* ---- enter side ----------------------------------------------------------------------------- */
 
-static __always_inline int enter_io(__u32 fd, __u64 ptr, __u32 count, __u8 sys, __u8 dir,
-				    __u8 vectored)
+static __always_inline int enter_io(struct pt_regs *regs, __u8 sys, __u8 dir, __u8 vectored)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 fd = (__u32)IT_ARG1(regs);
 	__u64 key;
 
 	if (!lookup_conn(tgid, fd, &key))
@@ -392,8 +436,8 @@ static __always_inline int enter_io(__u32 fd, __u64 ptr, __u32 count, __u8 sys, 
 	if (!a->valid)
 		inflight_add(1);
 	a->conn_key = key;
-	a->ptr = ptr;
-	a->count = count;
+	a->ptr = sys == IT_SYS_SENDFILE ? 0 : (__u64)IT_ARG2(regs);
+	a->count = vectored == 1 ? (__u32)IT_ARG3(regs) : 0;
 	a->sys = sys;
 	a->dir = dir;
 	a->vectored = vectored;
@@ -401,30 +445,7 @@ static __always_inline int enter_io(__u32 fd, __u64 ptr, __u32 count, __u8 sys, 
 	return 0;
 }
 
-#define ENTER_PROG(name, sys, dir, vectored)                                              \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                       \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)                           \
-	{                                                                                 \
-		return enter_io((__u32)ctx->args[0], (__u64)ctx->args[1],                 \
-				vectored == 1 ? (__u32)ctx->args[2] : 0, sys, dir, vectored); \
-	}
-
-ENTER_PROG(read, IT_SYS_READ, IT_DIR_INGRESS, 0)
-ENTER_PROG(write, IT_SYS_WRITE, IT_DIR_EGRESS, 0)
-ENTER_PROG(recvfrom, IT_SYS_RECVFROM, IT_DIR_INGRESS, 0)
-ENTER_PROG(sendto, IT_SYS_SENDTO, IT_DIR_EGRESS, 0)
-ENTER_PROG(readv, IT_SYS_READV, IT_DIR_INGRESS, 1)
-ENTER_PROG(writev, IT_SYS_WRITEV, IT_DIR_EGRESS, 1)
-ENTER_PROG(recvmsg, IT_SYS_RECVMSG, IT_DIR_INGRESS, 2)
-ENTER_PROG(sendmsg, IT_SYS_SENDMSG, IT_DIR_EGRESS, 2)
-
-/* sendfile(out_fd, in_fd, offset, count): the payload never passes through user memory, so
- * only its length is reported (as a gap of that length in the egress stream). */
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
-{
-	return enter_io((__u32)ctx->args[0], 0, 0, IT_SYS_SENDFILE, IT_DIR_EGRESS, 0);
-}
+/* The enter dispatcher, with the lifecycle syscalls, is at the end of the file. */
 
 /* ---- exit side: copying payload ------------------------------------------------------------- */
 
@@ -691,61 +712,7 @@ static __always_inline int exit_io(long ret)
 	return 0;
 }
 
-#define EXIT_PROG(name)                                          \
-	SEC("tracepoint/syscalls/sys_exit_" #name)               \
-	int exit_##name(struct trace_event_raw_sys_exit *ctx)    \
-	{                                                        \
-		return exit_io(ctx->ret);                        \
-	}
-
-EXIT_PROG(read)
-EXIT_PROG(write)
-EXIT_PROG(recvfrom)
-EXIT_PROG(sendto)
-EXIT_PROG(readv)
-EXIT_PROG(writev)
-EXIT_PROG(recvmsg)
-EXIT_PROG(sendmsg)
-EXIT_PROG(sendfile64)
-
 /* ---- lifecycle ------------------------------------------------------------------------------ */
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int enter_close(struct trace_event_raw_sys_enter *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	forget_fd(tgid, (__u32)ctx->args[0]);
-	return 0;
-}
-
-/* dup2/dup3 close newfd implicitly. */
-SEC("tracepoint/syscalls/sys_enter_dup2")
-int enter_dup2(struct trace_event_raw_sys_enter *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	forget_fd(tgid, (__u32)ctx->args[1]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_dup3")
-int enter_dup3(struct trace_event_raw_sys_enter *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	forget_fd(tgid, (__u32)ctx->args[1]);
-	return 0;
-}
-
-/* A socket's remote end is only known after connect(): decide again on next use. */
-SEC("tracepoint/syscalls/sys_enter_connect")
-int enter_connect(struct trace_event_raw_sys_enter *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u32 fd = (__u32)ctx->args[0];
-	__u64 key = fd_key(tgid, fd);
-	bpf_map_delete_elem(&fd_cache, &key);
-	fast_forget(tgid, fd);
-	return 0;
-}
 
 /* A freshly accepted fd must never inherit a stale decision for its number. */
 static __always_inline int exit_accept_common(long ret)
@@ -755,18 +722,6 @@ static __always_inline int exit_accept_common(long ret)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	forget_fd(tgid, (__u32)ret);
 	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept")
-int exit_accept(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_accept_common(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int exit_accept4(struct trace_event_raw_sys_exit *ctx)
-{
-	return exit_accept_common(ctx->ret);
 }
 
 /* ---- process exit --------------------------------------------------------------------------- */
@@ -852,8 +807,8 @@ static __always_inline void sweep_finish(struct sweep_state *w)
 	bpf_map_delete_elem(&tgid_conns, &tgid);
 }
 
-/* The next chunk: loaded, never attached (bare SEC("tracepoint")), reached by tail call only. */
-SEC("tracepoint")
+/* The next chunk: loaded, never attached (bare SEC("raw_tp")), reached by tail call only. */
+SEC("raw_tp")
 int sweep_more(void *ctx);
 
 struct {
@@ -865,7 +820,7 @@ struct {
 	.values = {[0] = (void *)&sweep_more},
 };
 
-SEC("tracepoint")
+SEC("raw_tp")
 int sweep_more(void *ctx)
 {
 	__u32 zero = 0;
@@ -884,7 +839,7 @@ int sweep_more(void *ctx)
  * (close events with their final positions), or they would stay in `conns` forever and fill it.
  * Only processes that own traced connections pay for the sweep.
  */
-SEC("tracepoint/sched/sched_process_exit")
+SEC("raw_tracepoint/sched_process_exit")
 int on_process_exit(void *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -914,4 +869,109 @@ int on_process_exit(void *ctx)
 	sweep_finish(w);
 #endif
 	return 0;
+}
+
+/* ---- the syscall dispatchers ---------------------------------------------------------------- */
+
+/* A socket's remote end is only known after connect(): decide again on next use. */
+static __always_inline void forget_decision(__u32 fd)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 key = fd_key(tgid, fd);
+	bpf_map_delete_elem(&fd_cache, &key);
+	fast_forget(tgid, fd);
+}
+
+/*
+ * Every syscall of every process enters here: the switch sends the unhooked ones away first.
+ * The I/O syscalls record their arguments for the exit (enter_io); close() and dup2()/dup3()
+ * over an fd end its connection.
+ */
+SEC("raw_tracepoint/sys_enter")
+int sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	__u8 sys, dir, vectored = 0;
+
+	switch ((long)ctx->args[1]) {
+	case IT_NR_READ:
+		sys = IT_SYS_READ, dir = IT_DIR_INGRESS;
+		break;
+	case IT_NR_WRITE:
+		sys = IT_SYS_WRITE, dir = IT_DIR_EGRESS;
+		break;
+	case IT_NR_RECVFROM:
+		sys = IT_SYS_RECVFROM, dir = IT_DIR_INGRESS;
+		break;
+	case IT_NR_SENDTO:
+		sys = IT_SYS_SENDTO, dir = IT_DIR_EGRESS;
+		break;
+	case IT_NR_READV:
+		sys = IT_SYS_READV, dir = IT_DIR_INGRESS, vectored = 1;
+		break;
+	case IT_NR_WRITEV:
+		sys = IT_SYS_WRITEV, dir = IT_DIR_EGRESS, vectored = 1;
+		break;
+	case IT_NR_RECVMSG:
+		sys = IT_SYS_RECVMSG, dir = IT_DIR_INGRESS, vectored = 2;
+		break;
+	case IT_NR_SENDMSG:
+		sys = IT_SYS_SENDMSG, dir = IT_DIR_EGRESS, vectored = 2;
+		break;
+	case IT_NR_SENDFILE:
+		/* sendfile(out_fd, in_fd, offset, count): the payload never passes through user
+		 * memory, so only its length is reported (a gap of that length, egress). */
+		sys = IT_SYS_SENDFILE, dir = IT_DIR_EGRESS;
+		break;
+	case IT_NR_CLOSE:
+		if (!current_is_ia32())
+			forget_fd(bpf_get_current_pid_tgid() >> 32, (__u32)IT_ARG1(regs));
+		return 0;
+	case IT_NR_DUP2: /* dup2/dup3 close newfd implicitly */
+	case IT_NR_DUP3:
+		if (!current_is_ia32())
+			forget_fd(bpf_get_current_pid_tgid() >> 32, (__u32)IT_ARG2(regs));
+		return 0;
+	case IT_NR_CONNECT:
+		if (!current_is_ia32())
+			forget_decision((__u32)IT_ARG1(regs));
+		return 0;
+	default:
+		return 0;
+	}
+	if (current_is_ia32())
+		return 0;
+	return enter_io(regs, sys, dir, vectored);
+}
+
+/*
+ * Every syscall's exit: the I/O syscalls copy their payload (exit_io returns at once when no
+ * traced syscall is in flight anywhere); a freshly accepted fd must never inherit a stale
+ * decision for its number.
+ */
+SEC("raw_tracepoint/sys_exit")
+int sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	long ret = (long)ctx->args[1];
+
+	switch (IT_EXIT_NR(regs)) {
+	case IT_NR_READ:
+	case IT_NR_WRITE:
+	case IT_NR_RECVFROM:
+	case IT_NR_SENDTO:
+	case IT_NR_READV:
+	case IT_NR_WRITEV:
+	case IT_NR_RECVMSG:
+	case IT_NR_SENDMSG:
+	case IT_NR_SENDFILE:
+		return exit_io(ret);
+	case IT_NR_ACCEPT:
+	case IT_NR_ACCEPT4:
+		if (!current_is_ia32())
+			exit_accept_common(ret);
+		return 0;
+	default:
+		return 0;
+	}
 }

@@ -242,7 +242,6 @@ set -u
 mount -t tmpfs tmpfs /run && mkdir -p /run/netns
 mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
-mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 ip link set lo up
 echo "KM-KERNEL \$(uname -r)"
 $build/infertap version --features > /run/km-features 2>&1

@@ -3,7 +3,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/capability.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -74,20 +73,6 @@ Status CheckCapturePrivileges() {
   if (missing.empty()) return Status::Ok();
   return Status::Error("capturing needs root or CAP_BPF+CAP_PERFMON; this process lacks " +
                        missing + " (run with sudo, or grant the capabilities)");
-}
-
-Status EnsureTracefs(bool* mounted) {
-  *mounted = false;
-  struct stat st {};
-  if (stat("/sys/kernel/tracing/events", &st) == 0) return Status::Ok();
-  if (stat("/sys/kernel/debug/tracing/events", &st) == 0) return Status::Ok();
-  if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, nullptr) != 0)
-    return Status::FromErrno(
-        "tracefs is not mounted and mounting it at /sys/kernel/tracing failed (mount it with "
-        "'mount -t tracefs tracefs /sys/kernel/tracing', or mount the host's into the pod)",
-        errno);
-  *mounted = true;
-  return Status::Ok();
 }
 
 namespace {
@@ -283,13 +268,6 @@ std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Sta
     *status = s;
     return nullptr;
   }
-  bool mounted = false;
-  if (Status s = EnsureTracefs(&mounted); !s) {
-    *status = s;
-    return nullptr;
-  }
-  if (mounted) LOG_INFO("tracefs was not mounted: mounted it at /sys/kernel/tracing");
-
   uint32_t ring = options.ring_buffer_bytes;
   if (std::string why = CheckRingBufferSize(ring); !why.empty()) {
     *status = Status::Error(why);
@@ -374,10 +352,8 @@ std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Sta
            reason.c_str());
 
   if (int err = bpf_object__attach_skeleton(cap->skeleton_); err) {
-    std::string hint;
-    if (err == -ENOENT) hint = "; is tracefs mounted at /sys/kernel/tracing?";
     *status = Status::FromErrno(
-        "cannot attach the capture tracepoints (" + LastLibbpfMessage() + hint + ")", err);
+        "cannot attach the capture tracepoints (" + LastLibbpfMessage() + ")", err);
     return nullptr;
   }
   cap->links_ = cap->CountLinks();

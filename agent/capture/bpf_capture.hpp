@@ -65,10 +65,6 @@ struct KernelStats {
 // Checks for root or CAP_BPF + CAP_PERFMON. On failure the message says what is missing.
 Status CheckCapturePrivileges();
 
-// Mounts tracefs at /sys/kernel/tracing when it is not mounted (fresh machines have neither
-// tracefs nor debugfs; tracepoint attach fails with ENOENT without it). Sets *mounted.
-Status EnsureTracefs(bool* mounted);
-
 class BpfCapture : public EventSource {
  public:
   ~BpfCapture() override;

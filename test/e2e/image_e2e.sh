@@ -52,8 +52,6 @@ for t in curl kubectl jq python3 ip base64 prometheus tar; do
 done
 python3 -c 'import yaml' 2>/dev/null || fail "missing python3-yaml (scripts/install-deps.sh)"
 [ -x "$INFERTAP" ] && [ -x "$SIM" ] || fail "no $INFERTAP or $SIM"
-[ -d /sys/kernel/tracing/events ] || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
-[ -d /sys/kernel/tracing/events ] || fail "tracefs is not mounted at /sys/kernel/tracing (the DaemonSet mounts the host's)"
 
 # A private podman store under the build dir (scripts/image.sh): never the machine's default one.
 PODMAN=$(bash "$SRC/scripts/image.sh" podman "$BUILD") || fail "scripts/image.sh podman"

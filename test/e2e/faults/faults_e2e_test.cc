@@ -1161,14 +1161,10 @@ TEST_F(FaultsE2E, RestartsLeaveNothingBehindAndPickUpOpenConnections) {
       "64-connection load stopped in %.3f s (exit %d)\n",
       first.progs.size(), first.maps.size(), first.links.size(), stop_s, rc);
   EXPECT_EQ(rc, 0) << agent_->err();
-  // Most of a stop is the kernel unregistering ~25 perf tracepoints, one RCU grace period each
-  // under its event_mutex (1.0-1.85 s under this load on 2 cores; fast when another process
-  // still uses the same tracepoints). The promise is 2 s and it is NOT met reliably (1.0-2.3 s
-  // measured; docs/faults.md#agent-restart): the bound here catches a hang or a lost signal,
-  // the 2 s target stays open until the capture needs fewer attach points.
-  EXPECT_LT(stop_s, 4.0) << agent_->err();
-  if (stop_s >= 2.0)
-    std::printf("[faults] restart: SIGTERM stop %.3f s MISSES the 2 s target\n", stop_s);
+  // SPEC §11: within 2 s. With the per-syscall tracepoints this took 1.0-2.3 s (each of ~25
+  // perf events waited for RCU grace periods under a global mutex when released); the three
+  // raw tracepoints detach without waiting (docs/faults.md#agent-restart).
+  EXPECT_LT(stop_s, 2.0) << agent_->err();
   ExpectReleased(second, "after SIGTERM");
   EXPECT_TRUE(WaitUntil(milliseconds(20000), [&] { return heavy.Exited(); }));
 }
