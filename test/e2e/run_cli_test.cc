@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -142,14 +143,21 @@ TEST(RunCli, GracefulStopReleasesEveryProgram) {
                           "--metrics-addr", "127.0.0.1:0", "--inspect-addr", "127.0.0.1:0"});
     std::string err;
     ASSERT_TRUE(agent.Start(&err, "running: tracing")) << err;
-    const std::vector<int> ids = ProgramIdsOf(agent.pid());
-    EXPECT_GE(ids.size(), 20u);  // every capture program is loaded and held by the agent
+    std::vector<int> ids = ProgramIdsOf(agent.pid());  // program fds and link fds name them
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    // sys_enter, sys_exit and sched_process_exit (the compatible variant adds its tail call).
+    EXPECT_GE(ids.size(), 3u);
     for (int id : ids) EXPECT_TRUE(ProgramExists(id)) << "program " << id;
     EXPECT_EQ(agent.Stop(sig), 0) << agent.err();
     EXPECT_NE(agent.err().find("shutting down"), std::string::npos) << agent.err();
-    for (int id : ids)
-      EXPECT_FALSE(ProgramExists(id))
-          << "program " << id << " left in the kernel after signal " << sig;
+    // The kernel frees a released program after an RCU grace period, so give it a moment; a
+    // program held by a leaked link or pin stays.
+    for (int id : ids) {
+      bool gone = false;
+      for (int i = 0; i < 100 && !(gone = !ProgramExists(id)); ++i) usleep(20000);
+      EXPECT_TRUE(gone) << "program " << id << " left in the kernel 2 s after signal " << sig;
+    }
   }
 }
 
