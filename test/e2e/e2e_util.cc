@@ -5,10 +5,12 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -29,6 +31,34 @@ bool BpfRequired() {
 }
 
 std::string InfertapBinary() { return std::string(INFERTAP_BINARY_DIR) + "/infertap"; }
+
+std::string InfertapBinaryForNobody() {
+  // Removed with the test process.
+  struct Copy {
+    std::string dir, path;
+    Copy() {
+      char tmpl[] = "/tmp/infertap-nobody.XXXXXX";
+      if (!mkdtemp(tmpl)) {
+        std::fprintf(stderr, "cannot make a directory for the unprivileged binary: %s\n",
+                     std::strerror(errno));
+        return;
+      }
+      dir = tmpl;
+      const std::string copy = dir + "/infertap";
+      if (chmod(tmpl, 0755) != 0 ||
+          Sh("install -m 0755 '" + InfertapBinary() + "' '" + copy + "'") != 0) {
+        std::fprintf(stderr, "cannot copy %s to %s\n", InfertapBinary().c_str(), copy.c_str());
+        return;
+      }
+      path = copy;
+    }
+    ~Copy() {
+      if (!dir.empty()) Sh("rm -rf '" + dir + "'");
+    }
+  };
+  static const Copy copy;
+  return copy.path;
+}
 
 int Sh(const std::string& cmd, std::string* out) {
   FILE* p = popen((cmd + " 2>&1").c_str(), "r");

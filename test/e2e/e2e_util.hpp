@@ -29,6 +29,11 @@ bool BpfRequired();
 
 std::string InfertapBinary();
 
+// A copy of the infertap binary that an unprivileged user (nobody) can execute: the build
+// directory may sit where nobody cannot reach (a clone under /root). Made once per process in a
+// fresh 0755 directory under /tmp; "" (and a message on stderr) when it cannot be made.
+std::string InfertapBinaryForNobody();
+
 // Two network namespaces joined by a veth pair: "srv" (10.231.N.1, fd00:231:N::1) and "cli"
 // (10.231.N.2, fd00:231:N::2). Removed in the destructor.
 class NetnsPair {

@@ -106,8 +106,10 @@ TEST(RunCli, WithoutPrivilegesExitsOneSayingWhatIsMissing) {
     return;
   }
   INFERTAP_NEED_TOOL("setpriv");
+  const std::string bin = InfertapBinaryForNobody();
+  ASSERT_FALSE(bin.empty());
   std::string out;
-  EXPECT_EQ(Sh("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all " + Bin() +
+  EXPECT_EQ(Sh("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all " + bin +
                    " run --metrics-auth none --metrics-addr 127.0.0.1:0",
                &out),
             1);
