@@ -139,6 +139,13 @@ void ExchangeAssembler::CutResponse(Exchange& ex, uint64_t end_ns) {
 
 void ExchangeAssembler::PushHidden(uint64_t ts_ns) {
   if (!queue_.empty() && queue_.back().kind == Exchange::Kind::kHidden) return;
+  if (!queue_.empty() && queue_.size() >= config_.max_pipelined) {
+    // No room for the marker: the cap's rule (OnHeadersComplete) — end everything queued and
+    // hide what follows. DropPairing comes back here with an empty queue.
+    observer_.OnParseError("pipeline_cap");
+    DropPairing(ts_ns);
+    return;
+  }
   Exchange& h = queue_.emplace_back();
   h.kind = Exchange::Kind::kHidden;
   h.rec.start_ns = ts_ns;

@@ -578,6 +578,22 @@ TEST(Exchange, BodyCaps) {
   EXPECT_EQ(c.rec.CountErrors("body_cap"), 2);
 }
 
+// Found by fuzz_exchange (10-minute run, 2026-12-02): a full queue took one more entry, the
+// hidden marker a request gap pushes, so pending() was max_pipelined + 1.
+TEST(Exchange, GapOnAFullQueueStaysWithinThePipelineCap) {
+  test::Conn c(ExchangeConfig{.max_pipelined = 4});
+  for (int i = 0; i < 4; ++i) c.Req(uint64_t(i), test::PostJson("/v1/completions", "{}"));
+  ASSERT_EQ(c.a.pending(), 4u);
+  c.a.OnRequestGap(5, 300);
+  EXPECT_LE(c.a.pending(), 4u);
+  EXPECT_EQ(c.rec.CountErrors("pipeline_cap"), 1);
+  // The queued ones ended Incomplete; what the server still sends them is absorbed.
+  c.Resp(6, test::JsonResponse(200, R"({"usage":{"prompt_tokens":1}})"));
+  c.a.OnClose(7);
+  EXPECT_EQ(c.rec.records.size(), 4u);
+  for (const auto& r : c.rec.records) EXPECT_EQ(r.error, ErrorCode::kIncomplete);
+}
+
 TEST(Exchange, PipelineCapBoundsTheQueue) {
   test::Conn c(ExchangeConfig{.max_pipelined = 4});
   for (int i = 0; i < 10; ++i) c.Req(uint64_t(i), test::PostJson("/v1/completions", "{}"));
