@@ -395,6 +395,14 @@ static __always_inline int lookup_conn(__u32 tgid, __u32 fd, __u64 *key_out)
 	return 1;
 }
 
+/* Drop the cached decisions for (tgid, fd): it is decided again on next use. */
+static __always_inline void forget_decision(__u32 tgid, __u32 fd)
+{
+	__u64 key = fd_key(tgid, fd);
+	bpf_map_delete_elem(&fd_cache, &key);
+	fast_forget(tgid, fd);
+}
+
 /* Forget (tgid, fd): close(), dup2() over it, or a new socket appearing under that number. */
 static __always_inline void forget_fd(__u32 tgid, __u32 fd)
 {
@@ -405,8 +413,7 @@ static __always_inline void forget_fd(__u32 tgid, __u32 fd)
 		if (bpf_map_delete_elem(&conns, &key) == 0)
 			tgid_conns_add(tgid, -1);
 	}
-	bpf_map_delete_elem(&fd_cache, &key);
-	fast_forget(tgid, fd);
+	forget_decision(tgid, fd);
 }
 
 /* ---- enter side ----------------------------------------------------------------------------- */
@@ -873,15 +880,6 @@ int on_process_exit(void *ctx)
 
 /* ---- the syscall dispatchers ---------------------------------------------------------------- */
 
-/* A socket's remote end is only known after connect(): decide again on next use. */
-static __always_inline void forget_decision(__u32 fd)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u64 key = fd_key(tgid, fd);
-	bpf_map_delete_elem(&fd_cache, &key);
-	fast_forget(tgid, fd);
-}
-
 /*
  * Every syscall of every process enters here: the switch sends the unhooked ones away first.
  * The I/O syscalls record their arguments for the exit (enter_io); close() and dup2()/dup3()
@@ -932,9 +930,9 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		if (!current_is_ia32())
 			forget_fd(bpf_get_current_pid_tgid() >> 32, (__u32)IT_ARG2(regs));
 		return 0;
-	case IT_NR_CONNECT:
+	case IT_NR_CONNECT: /* the remote end is only known after connect(): decide again */
 		if (!current_is_ia32())
-			forget_decision((__u32)IT_ARG1(regs));
+			forget_decision(bpf_get_current_pid_tgid() >> 32, (__u32)IT_ARG1(regs));
 		return 0;
 	default:
 		return 0;
