@@ -48,6 +48,9 @@ if ! command -v debootstrap > /dev/null; then
 fi
 
 if [[ -z $root ]]; then root=$(mktemp -d /var/tmp/infertap-fresh.XXXXXX); else mkdir -p "$root"; fi
+# The chroot's / must be 0755 like a real machine's: mktemp makes it 0700, and then no other user
+# inside can reach any path (the tests that run the agent as nobody failed on that alone).
+chmod 0755 "$root"
 root=$(cd "$root" && pwd)
 
 # ---- cleanup: processes whose root is the chroot, then every mount under it, then the tree ----
