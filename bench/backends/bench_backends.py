@@ -126,13 +126,31 @@ def children_cpu_ns():
     return int((ru.ru_utime + ru.ru_stime) * 1e9)
 
 
+def prog_ids(pid):
+    """Ids of the BPF programs process `pid` holds (its bpf-prog fds' /proc fdinfo)."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-prog":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        ids.add(int(line.split()[1]))
+        except OSError:
+            pass
+    return ids
+
+
 def bpf_run_ns(pid):
-    """run_time_ns summed over the BPF programs the process `pid` holds (bpftool's pids)."""
-    out = subprocess.run(["bpftool", "prog", "show", "--json"], capture_output=True, timeout=30)
+    """run_time_ns summed over the BPF programs the process `pid` holds (kernel accounting,
+    kernel.bpf_stats_enabled=1; bpftool omits the field while it is 0)."""
     total = 0
-    for prog in json.loads(out.stdout or b"[]"):
-        if any(x.get("pid") == pid for x in prog.get("pids", [])):
-            total += prog.get("run_time_ns", 0)
+    for prog_id in prog_ids(pid):
+        out = subprocess.run(["bpftool", "prog", "show", "id", str(prog_id), "--json"],
+                             capture_output=True, timeout=30)
+        if out.returncode == 0:
+            total += json.loads(out.stdout).get("run_time_ns", 0)
     return total
 
 
