@@ -29,6 +29,7 @@ enum it_event_type {
 	IT_EV_DATA = 1,  /* struct it_data_event: payload bytes of one syscall (or a piece of it) */
 	IT_EV_OPEN = 2,  /* struct it_conn_event: first sight of a traced connection */
 	IT_EV_CLOSE = 3, /* struct it_conn_event: close() of a traced connection's fd */
+	IT_EV_SKB = 4,   /* struct it_skb_event: a TCP packet of a traced endpoint (cgroup backend) */
 };
 
 /* Direction as seen by the traced process. */
@@ -167,6 +168,73 @@ enum it_stat {
 	IT_STAT_MAX = 8,
 };
 
+/*
+ * ---- The cgroup backend (bpf/capture_skb.bpf.c, docs/capture.md "The cgroup backend") ----
+ *
+ * `cgroup_skb` programs on the model-server pods' cgroup v2 directories see the IP packets of the
+ * sockets created inside them, not syscalls. Each TCP packet of a traced endpoint (its local
+ * address and port in `endpoints`: the destination on ingress, the source on egress) becomes one
+ * or more `struct it_skb_event`: the packet's TCP header fields, followed by a piece of its
+ * payload. A payload larger than IT_CHUNK_MAX (GSO/GRO packets on loopback and veth reach 64 KiB)
+ * is sent as several events, each naming its offset within the packet's payload, so every byte's
+ * stream position is `seq (+1 for a SYN) + offset + i`. A piece whose event cannot be reserved
+ * (ring full) is counted (IT_SKB_STAT_LOST_*) and its bytes become a hole of exact length in user
+ * space, which knows from the sequence numbers around it where the stream continues.
+ *
+ * Packets without payload are sent only when they carry SYN, FIN or RST (pure ACKs are counted,
+ * not sent: user-space reassembly needs them only to tell capture loss at a stream's end, which
+ * the later packets' ACK fields also tell).
+ *
+ * The record has no it_event_header: there is no process or connection id at the packet layer.
+ * It starts with the same two fields (type, version) so one reader can tell the records apart.
+ */
+
+#define IT_SKB_F_TRUNCATED 0x1 /* the packet's payload went past IT_SKB_MAX_PIECES pieces */
+
+/* Pieces copied per packet at most (bounded loop): 64 x 4 KiB = 256 KiB, above a 64 KiB GSO
+ * packet and BIG TCP's usual 185,000 bytes. Bytes past it are counted as lost (hole of exact
+ * length downstream). */
+#define IT_SKB_MAX_PIECES 64
+
+struct it_skb_event {
+	__u16 type;        /* IT_EV_SKB */
+	__u16 version;     /* IT_ABI_VERSION */
+	__u8 direction;    /* IT_DIR_INGRESS: to the traced socket; IT_DIR_EGRESS: sent by it */
+	__u8 family;       /* AF_INET = 2 or AF_INET6 = 10 (the packet's IP version) */
+	__u8 tcp_flags;    /* byte 13 of the TCP header (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10) */
+	__u8 flags;        /* IT_SKB_F_* */
+	__u32 ifindex;     /* __sk_buff.ifindex (ingress: the receiving device, egress: 0 or out) */
+	__u32 payload_len; /* TCP payload bytes of the whole packet (all its pieces) */
+	__u64 ts_ns;       /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) when the program ran */
+	__u64 cgroup_id;   /* cgroup v2 id of the packet's socket (bpf_skb_cgroup_id) */
+	__u8 saddr[16];    /* IPv6, or IPv4 as v4-mapped ::ffff:a.b.c.d */
+	__u8 daddr[16];
+	__u16 sport;       /* host byte order */
+	__u16 dport;
+	__u16 window;      /* raw TCP window field (unscaled) */
+	__u16 _pad0;
+	__u32 seq;         /* TCP sequence number of the packet (raw: a SYN's own number) */
+	__u32 ack;         /* TCP acknowledgment number (meaningful when tcp_flags has ACK) */
+	__u32 offset;      /* offset of this piece's first byte within the packet's payload */
+	__u32 cap_len;     /* payload bytes that follow (<= IT_CHUNK_MAX, offset + cap_len <= payload_len) */
+	__u8 data[];       /* cap_len bytes */
+};
+
+#define IT_SKB_MAX_EVENT_BYTES (88 + IT_CHUNK_MAX) /* sizeof(struct it_skb_event) + payload */
+
+/* Per-CPU counters of the cgroup backend (per-CPU array `skb_stats`). */
+enum it_skb_stat {
+	IT_SKB_STAT_PACKETS = 0,     /* packets the programs ran for (every packet of the cgroups) */
+	IT_SKB_STAT_EVENTS = 1,      /* events submitted */
+	IT_SKB_STAT_BYTES = 2,       /* payload bytes submitted */
+	IT_SKB_STAT_LOST_EVENTS = 3, /* ring-buffer reserve failures */
+	IT_SKB_STAT_LOST_BYTES = 4,  /* payload bytes not submitted (reserve failure, past the bound) */
+	IT_SKB_STAT_SKIPPED = 5,     /* packets not traced: not TCP over IPv4/IPv6, or no endpoint */
+	IT_SKB_STAT_ACKS = 6,        /* traced packets with nothing to send (pure ACKs) */
+	IT_SKB_STAT_UNREADABLE = 7,  /* traced-looking packets whose headers could not be read */
+	IT_SKB_STAT_MAX = 8,
+};
+
 #ifdef __cplusplus
 #define IT_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
 #else
@@ -185,5 +253,13 @@ IT_STATIC_ASSERT(__builtin_offsetof(struct it_conn_event, local_port) == 56, "it
 IT_STATIC_ASSERT(__builtin_offsetof(struct it_conn_event, cgroup_id) == 72, "it_conn_event.cgroup_id");
 IT_STATIC_ASSERT(sizeof(struct it_endpoint_key) == 24, "it_endpoint_key size");
 IT_STATIC_ASSERT(sizeof(struct it_endpoint_value) == 8, "it_endpoint_value size");
+IT_STATIC_ASSERT(sizeof(struct it_skb_event) == 88, "it_skb_event size");
+IT_STATIC_ASSERT(__builtin_offsetof(struct it_skb_event, ts_ns) == 16, "it_skb_event.ts_ns");
+IT_STATIC_ASSERT(__builtin_offsetof(struct it_skb_event, saddr) == 32, "it_skb_event.saddr");
+IT_STATIC_ASSERT(__builtin_offsetof(struct it_skb_event, sport) == 64, "it_skb_event.sport");
+IT_STATIC_ASSERT(__builtin_offsetof(struct it_skb_event, seq) == 72, "it_skb_event.seq");
+IT_STATIC_ASSERT(__builtin_offsetof(struct it_skb_event, data) == 88, "it_skb_event.data");
+IT_STATIC_ASSERT(IT_SKB_MAX_EVENT_BYTES == sizeof(struct it_skb_event) + IT_CHUNK_MAX, "largest skb event");
+IT_STATIC_ASSERT(IT_RING_MIN_BYTES >= IT_SKB_MAX_EVENT_BYTES + IT_RINGBUF_HDR_BYTES, "ring holds the largest skb event");
 
 #endif /* INFERTAP_ABI_H */

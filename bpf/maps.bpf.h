@@ -8,29 +8,7 @@
 
 #include "infertap_abi.h"
 #include "fast_cache.h"
-
-/*
- * Events to user space. Size set by the agent before load (--ring-buffer-size, default 16 MiB).
- * When full, reservations fail: counted in `stats` (IT_STAT_LOST_*) and the byte positions
- * still advance, so user space sees a gap in the stream instead of mis-joined bytes.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 * 1024 * 1024);
-} events SEC(".maps");
-
-/*
- * Traced model-server endpoints, fed by the agent. Key is struct it_endpoint_key (address, with
- * all zeros meaning any address, and port); value is struct it_endpoint_value (roles to trace).
- * Bound 4096 endpoints per node; the agent refuses to add more. Changing it requires bumping
- * `filter_epoch` so cached decisions are re-evaluated.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct it_endpoint_key);
-	__type(value, struct it_endpoint_value);
-} endpoints SEC(".maps");
+#include "shared_maps.bpf.h"
 
 /* fd_cache values: what an fd turned out to be the last time it was resolved. */
 enum fd_kind {

@@ -2,77 +2,22 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <linux/capability.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdarg>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <string>
 
+#include "agent/capture/bpf_common.hpp"
 #include "agent/common/log.hpp"
 #include "capture.skel.h"
 #include "capture_compat.skel.h"
 
 namespace infertap {
-namespace {
-
-constexpr int kCapBpf = 39;      // CAP_BPF (Linux 5.8)
-constexpr int kCapPerfmon = 38;  // CAP_PERFMON (Linux 5.8)
-constexpr int kCapSysAdmin = 21;
-
-// libbpf's messages: kept quiet unless debug logging is on, but the last few warnings are kept
-// so a failed load can say why.
-std::mutex g_libbpf_mu;
-std::string g_libbpf_last;
-
-int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list ap) {
-  // Verifier logs can be long: format into a growing string, not a fixed buffer.
-  va_list copy;
-  va_copy(copy, ap);
-  const int len = std::vsnprintf(nullptr, 0, fmt, copy);
-  va_end(copy);
-  if (len < 0) return 0;
-  std::string msg(size_t(len) + 1, '\0');
-  std::vsnprintf(msg.data(), msg.size(), fmt, ap);
-  msg.resize(size_t(len));
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
-  if (level != LIBBPF_DEBUG) {
-    std::lock_guard<std::mutex> lock(g_libbpf_mu);
-    g_libbpf_last = msg.substr(0, 300);
-  }
-  if (GetLogLevel() == LogLevel::kDebug) std::fprintf(stderr, "libbpf: %s\n", msg.c_str());
-  return 0;
-}
-
-std::string LastLibbpfMessage() {
-  std::lock_guard<std::mutex> lock(g_libbpf_mu);
-  return g_libbpf_last;
-}
-
-bool HasCap(const __user_cap_data_struct data[2], int cap) {
-  return (data[cap / 32].effective & (1u << (cap % 32))) != 0;
-}
-
-}  // namespace
-
 Status CheckCapturePrivileges() {
-  if (geteuid() == 0) return Status::Ok();
-  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2] = {};
-  if (syscall(SYS_capget, &hdr, data) != 0)
-    return Status::FromErrno("cannot read process capabilities", errno);
-  if (HasCap(data, kCapSysAdmin)) return Status::Ok();
-  std::string missing;
-  if (!HasCap(data, kCapBpf)) missing += "CAP_BPF";
-  if (!HasCap(data, kCapPerfmon)) missing += missing.empty() ? "CAP_PERFMON" : " and CAP_PERFMON";
-  if (missing.empty()) return Status::Ok();
-  return Status::Error("capturing needs root or CAP_BPF+CAP_PERFMON; this process lacks " +
-                       missing + " (run with sudo, or grant the capabilities)");
+  return CheckCapabilities({{kCapBpf, "CAP_BPF"}, {kCapPerfmon, "CAP_PERFMON"}});
 }
 
 namespace {
@@ -128,7 +73,7 @@ BpfVariant VariantFromEnvironment(std::string* error) {
 KernelFeatures ProbeKernelFeatures() {
   KernelFeatures f;
   // libbpf's probes print their failures at warning level: keep them out of the log.
-  libbpf_set_print(LibbpfPrint);
+  InstallLibbpfLogging();
   struct stat st {};
   f.btf = stat("/sys/kernel/btf/vmlinux", &st) == 0;
   const int rb = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr);
@@ -250,7 +195,7 @@ Status LoadChosen(BpfVariant v, const CaptureOptions& options, uint32_t ring, Lo
 }  // namespace
 
 BpfCapture::~BpfCapture() {
-  if (rb_) ring_buffer__free(rb_);
+  ring_.reset();
   // Destroying the skeleton detaches every link and closes every map and program fd.
   if (skel_) destroy_(skel_);
 }
@@ -263,7 +208,7 @@ size_t BpfCapture::CountLinks() const {
 }
 
 std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Status* status) {
-  libbpf_set_print(LibbpfPrint);
+  InstallLibbpfLogging();
   if (Status s = CheckCapturePrivileges(); !s) {
     *status = s;
     return nullptr;
@@ -304,8 +249,6 @@ std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Sta
   }
 
   std::unique_ptr<BpfCapture> cap(new BpfCapture());
-  cap->ncpus_ = libbpf_num_possible_cpus();
-  if (cap->ncpus_ <= 0) cap->ncpus_ = 1;
 
   LoadedObject obj;
   BpfVariant chosen = want;
@@ -358,43 +301,15 @@ std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Sta
   }
   cap->links_ = cap->CountLinks();
 
-  cap->rb_ =
-      ring_buffer__new(bpf_map__fd(cap->events_map_), &BpfCapture::OnRingEvent, cap.get(), nullptr);
-  if (!cap->rb_) {
-    *status = Status::FromErrno("cannot open the capture ring buffer", errno);
+  cap->ring_ = std::make_unique<RingReader>();
+  if (Status st = cap->ring_->Open(bpf_map__fd(cap->events_map_)); !st) {
+    *status = st;
     return nullptr;
   }
   cap->wall_offset_ns_ = CurrentWallOffsetNs();
   *status = Status::Ok();
   return cap;
 }
-
-namespace {
-
-class KernelEndpointMap : public EndpointMapWriter {
- public:
-  explicit KernelEndpointMap(int fd) : fd_(fd) {}
-  int Upsert(const TracedEndpoint& e) override {
-    it_endpoint_key k = KeyOf(e.endpoint);
-    it_endpoint_value v{e.roles, e.pool_index};
-    return bpf_map_update_elem(fd_, &k, &v, BPF_ANY) == 0 ? 0 : errno;
-  }
-  int Remove(const Endpoint& e) override {
-    it_endpoint_key k = KeyOf(e);
-    return bpf_map_delete_elem(fd_, &k) == 0 ? 0 : errno;
-  }
-
- private:
-  static it_endpoint_key KeyOf(const Endpoint& e) {
-    it_endpoint_key k{};
-    std::memcpy(k.addr, e.addr.data(), 16);
-    k.port = e.port;
-    return k;
-  }
-  int fd_;
-};
-
-}  // namespace
 
 Status BpfCapture::SetEndpoints(const std::vector<TracedEndpoint>& endpoints) {
   KernelEndpointMap map(bpf_map__fd(endpoints_map_));
@@ -406,27 +321,8 @@ Status BpfCapture::SetEndpoints(const std::vector<TracedEndpoint>& endpoints) {
   return res.status;
 }
 
-int BpfCapture::OnRingEvent(void* ctx, void* data, size_t size) {
-  auto* self = static_cast<BpfCapture*>(ctx);
-  if (self->sink_) {
-    self->sink_->OnEvent(std::span<const uint8_t>(static_cast<const uint8_t*>(data), size));
-    ++self->delivered_;
-  }
-  return 0;
-}
-
 PollResult BpfCapture::Poll(EventSink& sink, int timeout_ms) {
-  PollResult res;
-  sink_ = &sink;
-  delivered_ = 0;
-  // The kernel side wakes us only when the ring fills past a threshold (cheaper per event);
-  // the timeout bounds the latency otherwise. consume() picks up what arrived without wakeup.
-  int n = ring_buffer__poll(rb_, timeout_ms);
-  if (n >= 0) n = ring_buffer__consume(rb_);
-  sink_ = nullptr;
-  if (n < 0 && n != -EINTR) res.status = Status::FromErrno("ring buffer poll failed", n);
-  res.events = delivered_;
-  return res;
+  return ring_->Poll(sink, timeout_ms);
 }
 
 Status BpfCapture::SetAttached(bool attached) {
@@ -454,22 +350,15 @@ std::vector<std::pair<std::string, int>> BpfCapture::ProgramFds() const {
 }
 
 KernelStats BpfCapture::ReadStats() const {
+  const std::vector<uint64_t> v = SumPerCpuCounters(bpf_map__fd(stats_map_), IT_STAT_MAX);
   KernelStats out;
-  const int fd = bpf_map__fd(stats_map_);
-  std::vector<uint64_t> vals(ncpus_);
-  auto sum = [&](uint32_t idx) {
-    uint64_t total = 0;
-    if (bpf_map_lookup_elem(fd, &idx, vals.data()) == 0)
-      for (uint64_t v : vals) total += v;
-    return total;
-  };
-  out.events = sum(IT_STAT_EVENTS);
-  out.bytes = sum(IT_STAT_BYTES);
-  out.lost_events = sum(IT_STAT_LOST_EVENTS);
-  out.lost_bytes = sum(IT_STAT_LOST_BYTES);
-  out.conns_full = sum(IT_STAT_CONNS_FULL);
-  out.gap_bytes = sum(IT_STAT_GAP_BYTES);
-  out.resolves = sum(IT_STAT_RESOLVES);
+  out.events = v[IT_STAT_EVENTS];
+  out.bytes = v[IT_STAT_BYTES];
+  out.lost_events = v[IT_STAT_LOST_EVENTS];
+  out.lost_bytes = v[IT_STAT_LOST_BYTES];
+  out.conns_full = v[IT_STAT_CONNS_FULL];
+  out.gap_bytes = v[IT_STAT_GAP_BYTES];
+  out.resolves = v[IT_STAT_RESOLVES];
   return out;
 }
 

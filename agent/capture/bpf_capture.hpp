@@ -16,9 +16,10 @@
 
 struct bpf_object_skeleton;
 struct bpf_map;
-struct ring_buffer;
 
 namespace infertap {
+
+class RingReader;
 
 // Which build of the kernel programs runs (docs/capture.md#kernel-requirements). Both emit the
 // same events; kAuto picks kModern when the kernel has everything it needs, else kCompat.
@@ -95,7 +96,6 @@ class BpfCapture : public EventSource {
 
  private:
   BpfCapture() = default;
-  static int OnRingEvent(void* ctx, void* data, size_t size);
 
   size_t CountLinks() const;
 
@@ -109,13 +109,10 @@ class BpfCapture : public EventSource {
   __u64* filter_epoch_ = nullptr;  // in the mmap'd .data
   BpfVariant variant_ = BpfVariant::kModern;
   std::string variant_reason_;
-  ring_buffer* rb_ = nullptr;
-  EventSink* sink_ = nullptr;  // valid during Poll only
-  size_t delivered_ = 0;
+  std::unique_ptr<RingReader> ring_;
   size_t links_ = 0;
   int64_t wall_offset_ns_ = 0;
   std::vector<TracedEndpoint> endpoints_;
-  int ncpus_ = 1;
 };
 
 }  // namespace infertap

@@ -15,6 +15,7 @@
 #include "agent/cli/targets.hpp"
 #include "agent/common/log.hpp"
 #include "agent/common/version.hpp"
+#include "agent/capture/skb_capture.hpp"
 #include "agent/core/agent.hpp"
 #include "agent/serve/auth.hpp"
 #include "agent/topology/kubernetes_source.hpp"
@@ -41,6 +42,8 @@ struct RunArgs {
   double staleness_s = 2.0;
   uint32_t ring_bytes = 16u << 20;
   uint32_t syscall_cap = IT_DEFAULT_SYSCALL_CAP;
+  std::string capture_backend = "syscall";
+  std::vector<std::string> capture_cgroups;
   std::vector<std::string> extra_paths;
   std::string kubeconfig;
   std::string kube_context;
@@ -85,6 +88,29 @@ Status ChooseMode(const RunArgs& a, bool in_cluster, Mode* out) {
   return Status::Ok();
 }
 
+// --capture-backend and --capture-cgroup, checked before anything starts (usage errors).
+Status ChooseBackend(const RunArgs& a, CaptureBackend* out) {
+  if (!ParseCaptureBackend(a.capture_backend, out))
+    return Status::Error("--capture-backend must be syscall or cgroup, not '" + a.capture_backend +
+                         "'");
+  if (*out == CaptureBackend::kSyscall) {
+    if (!a.capture_cgroups.empty())
+      return Status::Error("--capture-cgroup needs --capture-backend cgroup");
+    return Status::Ok();
+  }
+  if (a.capture_cgroups.empty())
+    return Status::Error(
+        "--capture-backend cgroup needs --capture-cgroup PATH (the model-server pods' cgroup v2 "
+        "directory)");
+  if (a.targets.side != "server")
+    return Status::Error("--capture-backend cgroup captures the server side only (--capture-side " +
+                         a.targets.side + " needs --capture-backend syscall)");
+  for (const std::string& path : a.capture_cgroups)
+    if (std::string why = CheckCgroupDirectory(path); !why.empty())
+      return Status::Error("--capture-cgroup: " + why);
+  return Status::Ok();
+}
+
 // Flags → options → Agent → run until a signal (agent/core/agent.hpp).
 int RunAgent(const RunArgs& a) {
   // Before anything can be announced: a signal that arrives right after "running" is printed
@@ -93,6 +119,8 @@ int RunAgent(const RunArgs& a) {
   const bool in_cluster = serve::InClusterFromEnv();
   Mode mode;
   if (Status s = ChooseMode(a, in_cluster, &mode); !s) return Fail(s.message(), 2);
+  CaptureBackend backend = CaptureBackend::kSyscall;
+  if (Status s = ChooseBackend(a, &backend); !s) return Fail(s.message(), 2);
 
   std::string node = a.attribution.node;
   if (mode.kubernetes) {
@@ -190,6 +218,10 @@ int RunAgent(const RunArgs& a) {
   o.poller.staleness = std::chrono::milliseconds(int64_t(a.staleness_s * 1000));
   o.capture.ring_buffer_bytes = a.ring_bytes;
   o.capture.syscall_cap = a.syscall_cap;
+  o.capture_backend = backend;
+  o.capture_cgroups = a.capture_cgroups;
+  if (backend == CaptureBackend::kCgroup && a.cmd && a.cmd->count("--syscall-cap"))
+    LOG_WARN("--syscall-cap is ignored by the cgroup backend (packets are copied whole)");
 
   {
     Agent agent(std::move(o), std::move(source));
@@ -257,6 +289,14 @@ Runner RegisterRun(CLI::App& app) {
                   "Bytes captured per syscall; the rest is counted as a gap")
       ->check(CLI::Range(1u, 16u << 20))
       ->capture_default_str();
+  cmd->add_option("--capture-backend", args->capture_backend,
+                  "How to capture: syscall (tracepoints on every process's socket syscalls) or "
+                  "cgroup (cgroup_skb programs on the model-server pods' cgroup v2 directories, "
+                  "TCP reassembled in user space; server side only; docs/capture.md)")
+      ->capture_default_str();
+  cmd->add_option("--capture-cgroup", args->capture_cgroups,
+                  "cgroup v2 directory whose sockets are captured by the cgroup backend "
+                  "(repeatable; e.g. a pod's directory under /sys/fs/cgroup)");
   cmd->add_option("--inference-path", args->extra_paths,
                   "Extra POST path counted as inference traffic (repeatable)");
   return [args] { return RunAgent(*args); };

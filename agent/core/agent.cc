@@ -9,7 +9,7 @@
 #include <set>
 #include <string_view>
 
-#include "agent/capture/tracker.hpp"
+#include "agent/capture/skb_capture.hpp"
 #include "agent/common/log.hpp"
 #include "agent/common/version.hpp"
 #include "agent/core/state_json.hpp"
@@ -19,15 +19,6 @@
 
 namespace infertap {
 namespace {
-
-// True when /proc/<tgid>/fd/<fd> is a socket (the process is alive and still holds the fd).
-bool FdHoldsSocket(uint32_t tgid, uint32_t fd) {
-  char path[64], target[64];
-  std::snprintf(path, sizeof(path), "/proc/%u/fd/%u", tgid, fd);
-  ssize_t n = ::readlink(path, target, sizeof(target) - 1);
-  if (n <= 0) return false;
-  return std::string_view(target, size_t(n)).starts_with("socket:");
-}
 
 uint64_t MonoNowNs() {
   timespec ts{};
@@ -101,7 +92,10 @@ Agent::~Agent() { Shutdown(); }
 
 Status Agent::Start() {
   // Privileges first: the clearest error for the most common mistake.
-  if (Status s = CheckCapturePrivileges(); !s) return s;
+  if (Status s = opt_.capture_backend == CaptureBackend::kCgroup ? CheckSkbCapturePrivileges()
+                                                                 : CheckCapturePrivileges();
+      !s)
+    return s;
 
   if (opt_.auth_mode != "none" && !opt_.authorizer)
     return Status::Error("--metrics-auth=" + opt_.auth_mode +
@@ -146,26 +140,24 @@ Status Agent::Start() {
     LOG_WARN("inspection API on %s is reachable from other hosts (--inspect-allow-remote)",
              opt_.inspect_addr.c_str());
 
+  pipeline_ = std::make_unique<Pipeline>(opt_.pipeline, metrics_.get());
+  broadcast_listener_ = std::make_unique<Broadcast>(*broadcaster_);
+  pipeline_->AddListener(broadcast_listener_.get());
+  for (RecordListener* l : extra_listeners_) pipeline_->AddListener(l);
   Status st;
-  capture_ = BpfCapture::Start(opt_.capture, &st);
+  LiveCaptureOptions copts;
+  copts.backend = opt_.capture_backend;
+  copts.capture = opt_.capture;
+  copts.cgroups = opt_.capture_cgroups;
+  capture_ = StartLiveCapture(copts, *pipeline_, &st);
   if (!capture_) {
     Shutdown();
     return st;
   }
   {
     std::lock_guard lock(state_mu_);
-    shared_.bpf_variant = BpfVariantName(capture_->variant());
-    shared_.bpf_variant_reason = capture_->variant_reason();
+    shared_.capture = capture_->Info();
   }
-  pipeline_ = std::make_unique<Pipeline>(opt_.pipeline, metrics_.get());
-  broadcast_listener_ = std::make_unique<Broadcast>(*broadcaster_);
-  pipeline_->AddListener(broadcast_listener_.get());
-  for (RecordListener* l : extra_listeners_) pipeline_->AddListener(l);
-  TrackerOptions topts;
-  // Close events may be lost in a ring overflow: an idle connection whose fd no longer holds a
-  // socket in its process is over (docs/capture.md#loss-accounting).
-  topts.is_alive = [](const ConnInfo& c) { return FdHoldsSocket(c.tgid, c.fd); };
-  tracker_ = std::make_unique<ConnectionTracker>(*pipeline_, topts);
 
   {
     std::lock_guard lock(state_mu_);
@@ -193,8 +185,13 @@ Status Agent::Start() {
   for (const auto& e : capture_->endpoints())
     what += (what.empty() ? "" : ", ") + e.endpoint.ToString();
   if (what.empty()) what = "no endpoint yet (" + source_->Name() + " source)";
-  LOG_INFO("infertap %s running: tracing %s side of %s; metrics on %s (auth %s%s), inspect on %s",
-           kVersion, opt_.side.c_str(), what.c_str(), opt_.metrics_addr.c_str(),
+  const LiveCaptureInfo info = capture_->Info();
+  std::string backend = info.backend + " backend";
+  for (size_t i = 0; i < info.cgroups.size(); ++i)
+    backend += (i == 0 ? " on " : ", ") + info.cgroups[i];
+  LOG_INFO(
+      "infertap %s running: tracing %s side of %s (%s); metrics on %s (auth %s%s), inspect on %s",
+      kVersion, opt_.side.c_str(), what.c_str(), backend.c_str(), opt_.metrics_addr.c_str(),
            opt_.auth_mode.c_str(), opt_.tls_cert.empty() ? "" : ", TLS", opt_.inspect_addr.c_str());
   return Status::Ok();
 }
@@ -228,7 +225,7 @@ void Agent::ApplyPending(uint64_t now_ns) {
   // both sets, the new one first.
   pipeline_->SetAttribution(UnionTable(*tables.attribution, *pipeline_->attribution()));
   for (int i = 0; i < 64; ++i) {
-    PollResult r = capture_->Poll(*tracker_, 0);
+    PollResult r = capture_->Poll(0);
     if (!r.status || r.events == 0) break;
   }
   // 3. The new table; open connections keep theirs. While the kernel map still holds old
@@ -263,7 +260,7 @@ void Agent::ApplyPending(uint64_t now_ns) {
 Status Agent::Run(const std::function<bool()>& stop) {
   if (!capture_) return Status::Error("agent not started");
   while (!stop()) {
-    PollResult r = capture_->Poll(*tracker_, 100);
+    PollResult r = capture_->Poll(100);
     if (!r.status) return r.status;
     const uint64_t now = MonoNowNs();
     // Flush walks every tracked connection; the loop wakes up far more often than that is
@@ -271,7 +268,7 @@ Status Agent::Run(const std::function<bool()>& stop) {
     // walks were 60% of the agent's CPU). Holes wait 50 ms anyway (docs/capture.md); the
     // tracker visiting only connections with pending bytes would remove the walk altogether.
     if (now - last_flush_ns_ >= kFlushPeriodNs) {
-      tracker_->Flush(now);
+      capture_->Flush(now);
       last_flush_ns_ = now;
     }
     ApplyPending(now);
@@ -282,17 +279,16 @@ Status Agent::Run(const std::function<bool()>& stop) {
 
 void Agent::Publish(uint64_t now_ns) {
   last_publish_ns_ = now_ns;
-  const TrackerStats& ts = tracker_->stats();
-  metrics_->AddCaptureEvents(ts.events - published_events_, ts.data_bytes - published_bytes_);
-  published_events_ = ts.events;
-  published_bytes_ = ts.data_bytes;
-  const KernelStats ks = capture_->ReadStats();
-  metrics_->SetCaptureLostEventsTotal(ks.lost_events);
-  metrics_->SetConnectionsTracked(int64_t(tracker_->connections()));
+  const LiveCaptureCounters c = capture_->Counters();
+  metrics_->AddCaptureEvents(c.events - published_events_, c.data_bytes - published_bytes_);
+  published_events_ = c.events;
+  published_bytes_ = c.data_bytes;
+  metrics_->SetCaptureLostEventsTotal(c.lost_events);
+  metrics_->SetConnectionsTracked(int64_t(c.connections));
   std::lock_guard lock(state_mu_);
-  shared_.connections = tracker_->connections();
-  shared_.capture_events = ts.events;
-  shared_.lost_events = ks.lost_events;
+  shared_.connections = c.connections;
+  shared_.capture_events = c.events;
+  shared_.lost_events = c.lost_events;
   shared_.parse_errors = pipeline_->stats().parse_errors;
   shared_.requests = pipeline_->stats().requests_received;
   shared_.records = pipeline_->stats().records;
@@ -303,9 +299,8 @@ void Agent::Shutdown() {
   ready_ = false;
   if (source_) source_->Stop();
   if (poller_) poller_->Stop();
-  tracker_.reset();
+  capture_.reset();  // detaches every program, frees every map, ends every connection
   pipeline_.reset();
-  capture_.reset();  // detaches every program and frees every map
   if (inspect_server_) inspect_server_->Stop();
   if (metrics_server_) metrics_server_->Stop();
 }
@@ -324,7 +319,10 @@ std::string Agent::StateJson() const {
   j["pools"] = PoolsStateJson(topo, snap);
   j["models"] =
       InFlightStateJson(metrics_ ? metrics_->InFlight() : std::map<InFlightKey, int64_t>{});
-  j["capture"] = {{"variant", shared_.bpf_variant}, {"reason", shared_.bpf_variant_reason}};
+  j["capture"] = {{"backend", shared_.capture.backend},
+                  {"variant", shared_.capture.variant},
+                  {"reason", shared_.capture.reason}};
+  if (!shared_.capture.cgroups.empty()) j["capture"]["cgroups"] = shared_.capture.cgroups;
   j["endpoints"] = shared_.kernel_endpoints;
   j["connections"] = shared_.connections;
   j["counters"] = {

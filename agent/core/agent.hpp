@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "agent/capture/bpf_capture.hpp"
+#include "agent/core/live_capture.hpp"
 #include "agent/metrics/metrics.hpp"
 #include "agent/pipeline/pipeline.hpp"
 #include "agent/poller/poller.hpp"
@@ -30,7 +31,6 @@
 
 namespace infertap {
 
-class ConnectionTracker;
 namespace serve {
 class Authorizer;
 class MetricsServer;
@@ -51,7 +51,11 @@ struct AgentOptions {
   std::string inspect_addr = "127.0.0.1:9091";
   bool inspect_allow_remote = false;
   poller::PollerOptions poller;
-  CaptureOptions capture;
+  CaptureOptions capture;  // ring size (both backends), the syscall backend's options
+  // --capture-backend: syscall tracepoints (default) or cgroup_skb on `capture_cgroups`
+  // (docs/capture.md "Backends"; server side only).
+  CaptureBackend capture_backend = CaptureBackend::kSyscall;
+  std::vector<std::string> capture_cgroups;
 };
 
 // What the pipeline, the kernel filter and the poller get for one topology.
@@ -100,9 +104,8 @@ class Agent {
   std::unique_ptr<poller::PoolPoller> poller_;
   std::unique_ptr<serve::MetricsServer> metrics_server_;
   std::unique_ptr<serve::InspectServer> inspect_server_;
-  std::unique_ptr<BpfCapture> capture_;
   std::unique_ptr<Pipeline> pipeline_;
-  std::unique_ptr<ConnectionTracker> tracker_;
+  std::unique_ptr<LiveCapture> capture_;  // after pipeline_: its connections' consumers
   class Broadcast;
   std::unique_ptr<Broadcast> broadcast_listener_;
   std::vector<RecordListener*> extra_listeners_;
@@ -124,7 +127,7 @@ class Agent {
     std::shared_ptr<const topology::Topology> topology;  // applied
     std::string apply_error;                             // "" when the last apply succeeded
     std::vector<std::string> kernel_endpoints;           // what the kernel filter holds
-    std::string bpf_variant, bpf_variant_reason;         // which capture programs run, why
+    LiveCaptureInfo capture;                             // which capture programs run, why
     size_t connections = 0;
     uint64_t capture_events = 0, lost_events = 0, parse_errors = 0, requests = 0, records = 0,
              ignored = 0;

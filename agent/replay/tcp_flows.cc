@@ -115,7 +115,13 @@ TcpFlows::Flow* TcpFlows::NewFlow(const Key& key, const TcpSegment& seg, const E
   return &it->second;
 }
 
-void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns) {
+void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns) { Process(seg, ts_ns, nullptr); }
+
+void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns, const Endpoint& server) {
+  Process(seg, ts_ns, &server);
+}
+
+void TcpFlows::Process(const TcpSegment& seg, uint64_t ts_ns, const Endpoint* known_server) {
   const Key key = MakeKey(seg.src, seg.dst);
   const bool syn_only = (seg.flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
   auto it = flows_.find(key);
@@ -144,7 +150,9 @@ void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns) {
   }
   if (!f) {
     Endpoint server;
-    if (!ChooseServer(seg, &server)) {
+    if (known_server) {
+      server = *known_server;
+    } else if (!ChooseServer(seg, &server)) {
       ++stats_.untraced_packets;
       return;
     }
@@ -158,6 +166,7 @@ void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns) {
     }
   }
 
+  f->last_ts = ts_ns;
   const Direction d = seg.src == f->server ? Direction::kEgress : Direction::kIngress;
   DirState& s = f->dir[Idx(d)];
   if ((seg.flags & kTcpRst) != 0) {
@@ -192,7 +201,10 @@ void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns) {
   }
   if ((seg.flags & kTcpAck) != 0) {
     DirState& peer = f->dir[Idx(Other(d))];
-    if (!peer.acked_valid || static_cast<int32_t>(seg.ack - peer.acked) > 0) peer.acked = seg.ack;
+    if (!peer.acked_valid || static_cast<int32_t>(seg.ack - peer.acked) > 0) {
+      peer.acked = seg.ack;
+      peer.acked_ts = ts_ns;
+    }
     peer.acked_valid = true;
   }
   UpdateDone(*f, d, ts_ns);
@@ -273,6 +285,52 @@ void TcpFlows::CloseFlow(Flow& f, uint64_t ts_ns) {
     final_pos[Idx(d)] = s.fin_seen ? s.fin_pos : 0;
   }
   f.conn.Close(ts_ns, final_pos);
+  f.closed_ts = ts_ns;
+}
+
+void TcpFlows::FlushFlow(Flow& f, uint64_t now_ns) {
+  f.conn.DeclareHolesOlderThan(now_ns, opt_.reorder_window_ns);
+  for (Direction d : {Direction::kIngress, Direction::kEgress}) {
+    DirState& s = f.dir[Idx(d)];
+    if (!s.started || s.done || !s.acked_valid || f.conn.stream(d).has_pending()) continue;
+    if (now_ns < s.acked_ts + opt_.reorder_window_ns) continue;
+    // The peer acknowledged bytes this stream never delivered: they reached the peer, so the
+    // capture lost them (a full ring). Every event is ordered in the ring by when the kernel
+    // emitted it and a packet's events precede the peer's answer to it, so after the window
+    // they will not come: a gap of exactly the missing length, instead of waiting for the next
+    // byte of the stream (which, on an idle keep-alive connection, may never come).
+    int64_t acked = PositionOf(f, d, s.acked);
+    if (s.fin_seen) acked = std::min<int64_t>(acked, static_cast<int64_t>(s.fin_pos));
+    const uint64_t next = f.conn.stream(d).next_pos();
+    if (acked <= static_cast<int64_t>(next)) continue;
+    stats_.acked_gap_bytes += static_cast<uint64_t>(acked) - next;
+    f.conn.FinishStream(d, static_cast<uint64_t>(acked), s.acked_ts);
+  }
+  UpdateDone(f, Direction::kIngress, now_ns);
+  UpdateDone(f, Direction::kEgress, now_ns);
+  if (f.dir[0].done && f.dir[1].done) CloseFlow(f, now_ns);
+}
+
+void TcpFlows::Flush(uint64_t now_ns) {
+  for (auto it = flows_.begin(); it != flows_.end();) {
+    Flow& f = it->second;
+    if (f.closed()) {
+      if (opt_.tombstone_ns > 0 && now_ns >= f.closed_ts + opt_.tombstone_ns) {
+        it = flows_.erase(it);
+        continue;
+      }
+    } else if (opt_.idle_timeout_ns > 0 && now_ns >= f.last_ts + opt_.idle_timeout_ns) {
+      // Ended and forgotten, not kept as a tombstone: if the connection is alive after all (an
+      // idle keep-alive connection), its next segment starts a new flow mid-connection.
+      CloseFlow(f, now_ns);
+      ++stats_.idle_closed;
+      it = flows_.erase(it);
+      continue;
+    } else {
+      FlushFlow(f, now_ns);
+    }
+    ++it;
+  }
 }
 
 void TcpFlows::FinishAll(uint64_t ts_ns) {

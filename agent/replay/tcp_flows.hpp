@@ -19,6 +19,12 @@
 //
 // Directions are the server's view, like a live capture with role server: client→server bytes
 // are kIngress, server→client bytes kEgress.
+//
+// Live use (the cgroup backend, agent/capture/skb_flows.hpp): the caller names each segment's
+// server endpoint (the kernel filter matched it), and Flush() is called periodically with the
+// monotonic clock: it declares holes held past the reorder window, turns bytes the peer has
+// acknowledged but the capture never delivered into a gap of exact length, ends idle flows and
+// forgets old tombstones. A pcap replay never calls Flush (its end is FinishAll).
 #pragma once
 
 #include <cstdint>
@@ -39,6 +45,15 @@ struct FlowOptions {
   // Out-of-order bytes held per direction (plus a fixed per-segment overhead, so a flood of tiny
   // segments is bounded too) before the first hole is declared a gap.
   size_t max_pending_bytes = 4 << 20;
+  // Live only (Flush): a hole older than this (segment time vs now) is declared a gap; bytes the
+  // peer acknowledged that were not captured become a gap after this long.
+  uint64_t reorder_window_ns = 50'000'000;
+  // Live only (Flush): a flow with no segment for this long is ended and forgotten (a later
+  // segment of it starts a new flow, as a capture that starts mid-connection does). 0: never.
+  uint64_t idle_timeout_ns = 0;
+  // Live only (Flush): a closed flow's tombstone is forgotten after this long. 0: kept until
+  // max_flows needs the room (replay).
+  uint64_t tombstone_ns = 0;
 };
 
 struct FlowStats {
@@ -48,6 +63,8 @@ struct FlowStats {
   uint64_t retransmitted_bytes = 0;  // payload bytes seen again and dropped (keep-alives excluded)
   uint64_t untraced_packets = 0;     // TCP packets of flows that match no `servers` endpoint
   uint64_t dropped_packets = 0;      // packets of new flows refused because max_flows was reached
+  uint64_t idle_closed = 0;          // flows ended by Flush's idle timeout
+  uint64_t acked_gap_bytes = 0;      // bytes the peer acknowledged that were never captured (Flush)
 };
 
 class TcpFlows {
@@ -56,6 +73,11 @@ class TcpFlows {
   ~TcpFlows();
 
   void OnSegment(const TcpSegment& seg, uint64_t ts_ns);
+  // The same, with the server endpoint known (`server` is seg.src or seg.dst): a new flow takes
+  // it instead of consulting the `servers` list or guessing.
+  void OnSegment(const TcpSegment& seg, uint64_t ts_ns, const Endpoint& server);
+  // Live capture's periodic step (see the top of this file). `now_ns` is on the segments' clock.
+  void Flush(uint64_t now_ns);
   // End of capture: every open connection's holes become gaps, then OnClose, in conn_id order.
   void FinishAll(uint64_t ts_ns);
 
@@ -72,7 +94,8 @@ class TcpFlows {
     uint64_t fin_pos = 0;  // stream length announced by the FIN
     bool done = false;     // FIN seen and every byte before it delivered or declared a gap
     bool acked_valid = false;
-    uint32_t acked = 0;  // highest ACK number the peer sent for this stream
+    uint32_t acked = 0;     // highest ACK number the peer sent for this stream
+    uint64_t acked_ts = 0;  // time of the segment that carried it
   };
   // The TCP state beside the Connection (which holds the reassembly: in-order delivery, held
   // out-of-order segments, holes, and the consumer).
@@ -82,7 +105,9 @@ class TcpFlows {
         : conn(info, limits, consumers, totals), server(server_ep) {}
     Connection conn;
     Endpoint server;
-    DirState dir[2];  // by Direction
+    DirState dir[2];          // by Direction
+    uint64_t last_ts = 0;     // newest segment of the flow
+    uint64_t closed_ts = 0;   // when it was closed (tombstone age)
     bool closed() const { return conn.closed(); }
   };
   struct Key {
@@ -97,7 +122,10 @@ class TcpFlows {
   // The server endpoint for a new flow whose first seen packet is `seg`; false if untraced.
   bool ChooseServer(const TcpSegment& seg, Endpoint* server) const;
   Flow* NewFlow(const Key& key, const TcpSegment& seg, const Endpoint& server, uint64_t ts_ns);
+  void Process(const TcpSegment& seg, uint64_t ts_ns, const Endpoint* server);
   void OnPayload(Flow& f, Direction d, uint32_t seq, const TcpSegment& seg, uint64_t ts_ns);
+  // Flush's step for one open flow: held holes, acknowledged-but-missing bytes.
+  void FlushFlow(Flow& f, uint64_t now_ns);
   void UpdateDone(Flow& f, Direction d, uint64_t ts_ns);
   void CloseFlow(Flow& f, uint64_t ts_ns);
   // Position in the 64-bit stream of sequence number `seq` (may precede next_pos).
