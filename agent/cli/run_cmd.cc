@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "agent/capture/skb_capture.hpp"
 #include "agent/cli/commands.hpp"
 #include "agent/cli/targets.hpp"
 #include "agent/common/log.hpp"
 #include "agent/common/version.hpp"
-#include "agent/capture/skb_capture.hpp"
 #include "agent/core/agent.hpp"
 #include "agent/serve/auth.hpp"
 #include "agent/topology/kubernetes_source.hpp"
@@ -42,7 +42,7 @@ struct RunArgs {
   double staleness_s = 2.0;
   uint32_t ring_bytes = 16u << 20;
   uint32_t syscall_cap = IT_DEFAULT_SYSCALL_CAP;
-  std::string capture_backend = "syscall";
+  std::string capture_backend;  // "": cgroup when --capture-cgroup is given, else syscall
   std::vector<std::string> capture_cgroups;
   std::vector<std::string> extra_paths;
   std::string kubeconfig;
@@ -90,12 +90,18 @@ Status ChooseMode(const RunArgs& a, bool in_cluster, Mode* out) {
 
 // --capture-backend and --capture-cgroup, checked before anything starts (usage errors).
 Status ChooseBackend(const RunArgs& a, CaptureBackend* out) {
-  if (!ParseCaptureBackend(a.capture_backend, out))
+  // docs/capture-backends.md#decision: where the model servers' cgroup is given, the cgroup
+  // backend is the default; everywhere else the syscall backend.
+  if (a.capture_backend.empty()) {
+    *out = a.capture_cgroups.empty() ? CaptureBackend::kSyscall : CaptureBackend::kCgroup;
+  } else if (!ParseCaptureBackend(a.capture_backend, out)) {
     return Status::Error("--capture-backend must be syscall or cgroup, not '" + a.capture_backend +
                          "'");
+  }
   if (*out == CaptureBackend::kSyscall) {
     if (!a.capture_cgroups.empty())
-      return Status::Error("--capture-cgroup needs --capture-backend cgroup");
+      return Status::Error(
+          "--capture-cgroup is for the cgroup backend, not --capture-backend syscall");
     return Status::Ok();
   }
   if (a.capture_cgroups.empty())
@@ -292,8 +298,8 @@ Runner RegisterRun(CLI::App& app) {
   cmd->add_option("--capture-backend", args->capture_backend,
                   "How to capture: syscall (tracepoints on every process's socket syscalls) or "
                   "cgroup (cgroup_skb programs on the model-server pods' cgroup v2 directories, "
-                  "TCP reassembled in user space; server side only; docs/capture.md)")
-      ->capture_default_str();
+                  "TCP reassembled in user space; server side only; docs/capture.md). "
+                  "Default: cgroup when --capture-cgroup is given, else syscall");
   cmd->add_option("--capture-cgroup", args->capture_cgroups,
                   "cgroup v2 directory whose sockets are captured by the cgroup backend "
                   "(repeatable; e.g. a pod's directory under /sys/fs/cgroup)");

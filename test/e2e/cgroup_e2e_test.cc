@@ -13,14 +13,13 @@
 // ends what still runs in it, which is only what the test started there).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
-
-#include <linux/magic.h>
 
 #include <chrono>
 #include <cstdio>
@@ -181,11 +180,10 @@ class CgroupE2E : public ::testing::Test {
   // infertap-sim inside the test cgroup (the shell joins it, then execs `ip netns exec`, which
   // execs the simulator: one process, created in the cgroup), and one outside it.
   void StartSims() {
-    std::vector<std::string> in = {"/bin/sh", "-c",
-                                   "echo $$ > " + cgroup_->path() + "/cgroup.procs && exec \"$@\"",
-                                   "sh"};
-    for (auto& a : InNetns(net_->srv(), {Bin("infertap-sim"), "--listen", in_addr_, "--model",
-                                         "m", "--threads", "2"}))
+    std::vector<std::string> in = {
+        "/bin/sh", "-c", "echo $$ > " + cgroup_->path() + "/cgroup.procs && exec \"$@\"", "sh"};
+    for (auto& a : InNetns(net_->srv(), {Bin("infertap-sim"), "--listen", in_addr_, "--model", "m",
+                                         "--threads", "2"}))
       in.push_back(a);
     sim_in_ = std::make_unique<ChildProcess>(in);
     sim_out_ = std::make_unique<ChildProcess>(
@@ -207,10 +205,10 @@ class CgroupE2E : public ::testing::Test {
     metrics_port_ = FreeLoopbackPort();
     inspect_port_ = FreeLoopbackPort();
     ASSERT_TRUE(metrics_port_ > 0 && inspect_port_ > 0 && metrics_port_ != inspect_port_);
+    // No --capture-backend: --capture-cgroup alone selects the cgroup backend (the state check
+    // below proves which one ran).
     std::vector<std::string> argv = {Bin("infertap"),
                                      "run",
-                                     "--capture-backend",
-                                     "cgroup",
                                      "--capture-cgroup",
                                      cgroup_->path(),
                                      "--target",
@@ -236,14 +234,16 @@ class CgroupE2E : public ::testing::Test {
     ASSERT_NE(agent_->err().find("(cgroup backend on " + cgroup_->path() + ")"), std::string::npos)
         << agent_->err();
     int code = 0;
-    ASSERT_TRUE(WaitUntil(milliseconds(5000), [&] {
-      Get(Url(metrics_port_, "/readyz"), &code);
-      return code == 200;
-    })) << "/readyz " << code;
+    ASSERT_TRUE(WaitUntil(milliseconds(5000),
+                          [&] {
+                            Get(Url(metrics_port_, "/readyz"), &code);
+                            return code == 200;
+                          }))
+        << "/readyz " << code;
     records_file_ = tmp_.File("records.jsonl");
-    records_ = std::make_unique<ChildProcess>(std::vector<std::string>{
-        "/usr/bin/curl", "-sN", "-o", records_file_, "-D", "/dev/stderr",
-        Url(inspect_port_, "/v1/records")});
+    records_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{"/usr/bin/curl", "-sN", "-o", records_file_, "-D", "/dev/stderr",
+                                 Url(inspect_port_, "/v1/records")});
     ASSERT_TRUE(records_->Start(&error)) << error;
     ASSERT_TRUE(records_->WaitForOutput("HTTP/1.1 200", milliseconds(5000))) << records_->err();
   }
@@ -323,8 +323,8 @@ class CgroupE2E : public ::testing::Test {
                         t.dump());
     }
     EXPECT_EQ(by_model.size(), truth.size()) << "records for models the load never asked for";
-    EXPECT_TRUE(wrong.empty()) << wrong.size() << " of " << truth.size() << " wrong, first: "
-                               << (wrong.empty() ? "" : wrong[0]);
+    EXPECT_TRUE(wrong.empty()) << wrong.size() << " of " << truth.size()
+                               << " wrong, first: " << (wrong.empty() ? "" : wrong[0]);
     const std::string m = Metrics();
     EXPECT_EQ(SumFor(m, "inference_model_request_total", prefix), double(truth.size()));
     EXPECT_EQ(SumFor(m, "inference_model_request_error_total", prefix), 0.0);
@@ -358,14 +358,16 @@ TEST_F(CgroupE2E, ManyConcurrentStreamsAreExactAgainstTheClientsTruth) {
 
 TEST_F(CgroupE2E, NonStreamedAndStreamedWithoutUsageAreExact) {
   const std::string plain = tmp_.File("plain.truth.jsonl");
-  RunLoad(in_addr_, {"-c", "16", "-n", "160", "--no-stream", "--unique-models", "--model", "cn",
-                     "--tokens", "30"},
+  RunLoad(in_addr_,
+          {"-c", "16", "-n", "160", "--no-stream", "--unique-models", "--model", "cn", "--tokens",
+           "30"},
           plain);
   ExpectExact("cn-", plain);
   const std::string nousage = tmp_.File("nousage.truth.jsonl");
-  RunLoad(in_addr_, {"-c", "16", "-n", "160", "--stream", "--unique-models", "--model", "cu",
-                     "--tokens", "12"},
-          nousage);
+  RunLoad(
+      in_addr_,
+      {"-c", "16", "-n", "160", "--stream", "--unique-models", "--model", "cu", "--tokens", "12"},
+      nousage);
   ExpectExact("cu-", nousage);
 }
 
@@ -373,8 +375,9 @@ TEST_F(CgroupE2E, NonStreamedAndStreamedWithoutUsageAreExact) {
 // write (non-streamed) and long streams, so the programs copy many pieces per packet.
 TEST_F(CgroupE2E, LargeBodiesAreCopiedWholeInPieces) {
   const std::string big = tmp_.File("big.truth.jsonl");
-  RunLoad(in_addr_, {"-c", "4", "-n", "16", "--no-stream", "--unique-models", "--model", "cbig",
-                     "--tokens", "12000", "--prompt-words", "30000"},
+  RunLoad(in_addr_,
+          {"-c", "4", "-n", "16", "--no-stream", "--unique-models", "--model", "cbig", "--tokens",
+           "12000", "--prompt-words", "30000"},
           big);
   ExpectExact("cbig-", big);
   const std::string long_streams = tmp_.File("long.truth.jsonl");
@@ -419,8 +422,9 @@ TEST_F(CgroupE2E, AServerOutsideTheCgroupProducesNothing) {
   EXPECT_TRUE(ByModel(ReadJsonLines(records_file_), "out-").empty());
   // The control: the same traffic to the server inside the cgroup is captured, exactly.
   const std::string inside = tmp_.File("inside.truth.jsonl");
-  RunLoad(in_addr_, {"-c", "8", "-n", "80", "--stream", "--include-usage", "--unique-models",
-                     "--model", "in", "--tokens", "10"},
+  RunLoad(in_addr_,
+          {"-c", "8", "-n", "80", "--stream", "--include-usage", "--unique-models", "--model", "in",
+           "--tokens", "10"},
           inside);
   ExpectExact("in-", inside);
   EXPECT_GT(Metric("infertap_capture_bytes_total"), bytes_before + 80 * 100);
@@ -452,8 +456,9 @@ class CgroupE2ERingLoss : public CgroupE2E {
 TEST_F(CgroupE2ERingLoss, LostPiecesAreCountedAndNeverMisattributed) {
   const double lost0 = Metric("infertap_capture_lost_events_total");
   const std::string truth_file = tmp_.File("loss.truth.jsonl");
-  RunLoad(in_addr_, {"-c", "4", "-n", "24", "--no-stream", "--unique-models", "--model", "loss",
-                     "--tokens", "12000"},
+  RunLoad(in_addr_,
+          {"-c", "4", "-n", "24", "--no-stream", "--unique-models", "--model", "loss", "--tokens",
+           "12000"},
           truth_file);
   // Settled: no new record for 1.5 s.
   size_t last = SIZE_MAX;
@@ -501,8 +506,9 @@ TEST_F(CgroupE2ERingLoss, LostPiecesAreCountedAndNeverMisattributed) {
   // Gentle streams on new connections: exact, unless this phase lost events too (a busy
   // machine can starve the agent of a 16 KiB ring even at this rate); then no record is wrong.
   const std::string calm = tmp_.File("calm.truth.jsonl");
-  RunLoad(in_addr_, {"-c", "2", "-n", "40", "--stream", "--include-usage", "--unique-models",
-                     "--model", "calm", "--tokens", "8"},
+  RunLoad(in_addr_,
+          {"-c", "2", "-n", "40", "--stream", "--include-usage", "--unique-models", "--model",
+           "calm", "--tokens", "8"},
           calm);
   const auto calm_truth = TruthByModel(calm);
   const auto calm_records = ByModel(RecordsFor("calm-", calm_truth.size()), "calm-");
@@ -531,7 +537,13 @@ TEST(CgroupCli, BadFlagsAreOneLineUsageErrors) {
       {"--capture-backend cgroup --capture-cgroup /nonexistent-cgroup",
        "cgroup directory /nonexistent-cgroup does not exist"},
       {"--capture-backend cgroup --capture-cgroup /proc", "is not on a cgroup v2"},
-      {"--capture-cgroup /sys", "--capture-cgroup needs --capture-backend cgroup"},
+      {"--capture-backend syscall --capture-cgroup /sys",
+       "--capture-cgroup is for the cgroup backend, not --capture-backend syscall"},
+      // --capture-cgroup alone selects the cgroup backend (docs/capture-backends.md#decision):
+      // its checks apply.
+      {"--capture-cgroup /nonexistent-cgroup",
+       "cgroup directory /nonexistent-cgroup does not exist"},
+      {"--capture-cgroup /sys --capture-side client", "captures the server side only"},
       {"--capture-backend bogus", "--capture-backend must be syscall or cgroup"},
       {"--capture-backend cgroup --capture-cgroup /sys --capture-side client",
        "captures the server side only"},
