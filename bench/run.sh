@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Produces the published performance figures (docs/performance.md) and writes bench/RESULTS.md.
+# Produces the published performance figures (docs/performance.md, docs/capture-backends.md) and
+# writes bench/RESULTS.md.
 # Needs root (BPF). Usage: bench/run.sh [BUILD_DIR]   (default: build)
 # Also writes bench/latency_throughput.png (gnuplot). Knobs for quick runs: BENCH_SYSCALL_ROUNDS,
 # BENCH_SYSCALL_ITERS, PARSER_BENCH_MIN_TIME, the BENCH_* of bench/agent/run.sh; BENCH_NOTE is
@@ -41,4 +42,14 @@ echo "bench: agent end to end (bench/agent/run.sh), about five minutes"
   echo "Throughput and p50/p99 latency against offered load, with and without the agent (the sweep row above):"
   echo
   echo "![throughput and latency against offered load](latency_throughput.png)"
+} | tee -a "$out" | tail -14
+
+echo "bench: capture backends side by side (bench/backends/run.sh), about a minute"
+{
+  echo
+  echo "## Capture backends side by side"
+  echo
+  echo "Produced by \`bench/backends/run.sh ${build#"$here"/}\` (root; no agent / syscall backend / cgroup backend in rotated rounds; decision: [docs/capture-backends.md](../docs/capture-backends.md)):"
+  echo
+  bash "$here/bench/backends/run.sh" "$build"
 } | tee -a "$out" | tail -14
