@@ -16,15 +16,10 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
 #include <unistd.h>
-
-#include <linux/magic.h>
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -78,54 +73,6 @@ int FreeLoopbackPort() {
   return port;
 }
 
-bool IsCgroup2(const std::string& path) {
-  struct statfs fs {};
-  return statfs(path.c_str(), &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
-}
-
-// The cgroup v2 hierarchy: /sys/fs/cgroup/unified on a hybrid layout, /sys/fs/cgroup on a
-// unified one; "" when neither.
-std::string Cgroup2Root() {
-  for (const char* p : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"})
-    if (IsCgroup2(p)) return p;
-  return "";
-}
-
-// A fresh cgroup v2 directory for one test, removed by the destructor: whatever still runs in
-// it (only processes the test started there) is killed first, since a populated cgroup cannot
-// be removed.
-class TestCgroup {
- public:
-  explicit TestCgroup(const std::string& root) {
-    static int n = 0;
-    path_ = root + "/infertap-e2e-" + std::to_string(getpid()) + "-" + std::to_string(++n);
-    if (mkdir(path_.c_str(), 0755) != 0) path_.clear();
-  }
-  ~TestCgroup() {
-    if (path_.empty()) return;
-    for (int i = 0; i < 100; ++i) {
-      const std::vector<pid_t> pids = Pids();
-      if (pids.empty() && rmdir(path_.c_str()) == 0) return;
-      for (pid_t p : pids) kill(p, SIGKILL);
-      std::this_thread::sleep_for(milliseconds(50));
-    }
-    std::fprintf(stderr, "could not remove test cgroup %s\n", path_.c_str());
-  }
-  TestCgroup(const TestCgroup&) = delete;
-  TestCgroup& operator=(const TestCgroup&) = delete;
-  const std::string& path() const { return path_; }
-  std::vector<pid_t> Pids() const {
-    std::vector<pid_t> out;
-    std::ifstream in(path_ + "/cgroup.procs");
-    pid_t p;
-    while (in >> p) out.push_back(p);
-    return out;
-  }
-
- private:
-  std::string path_;
-};
-
 // Records whose target model starts with `prefix`, by target model.
 std::map<std::string, std::vector<Json>> ByModel(const std::vector<Json>& records,
                                                  const std::string& prefix) {
@@ -153,11 +100,10 @@ class CgroupE2E : public ::testing::Test {
   void SetUp() override {
     INFERTAP_REQUIRE_BPF_OR_SKIP();
     INFERTAP_NEED_TOOL("curl");
-    const std::string root = Cgroup2Root();
-    if (root.empty()) INFERTAP_CANNOT_RUN("no cgroup v2 hierarchy is mounted");
+    if (Cgroup2Root().empty()) INFERTAP_CANNOT_RUN("no cgroup v2 hierarchy is mounted");
     ASSERT_FALSE(tmp_.path().empty());
-    cgroup_ = std::make_unique<TestCgroup>(root);
-    ASSERT_FALSE(cgroup_->path().empty()) << "cannot create a cgroup under " << root;
+    cgroup_ = std::make_unique<TestCgroup>();
+    ASSERT_FALSE(cgroup_->path().empty()) << "cannot create a cgroup under " << Cgroup2Root();
     net_ = std::make_unique<NetnsPair>();
     ASSERT_TRUE(net_->ok());
     in_addr_ = net_->srv_v4() + ":" + std::to_string(kInPort);
@@ -181,13 +127,9 @@ class CgroupE2E : public ::testing::Test {
   // infertap-sim inside the test cgroup (the shell joins it, then execs `ip netns exec`, which
   // execs the simulator: one process, created in the cgroup), and one outside it.
   void StartSims() {
-    std::vector<std::string> in = {"/bin/sh", "-c",
-                                   "echo $$ > " + cgroup_->path() + "/cgroup.procs && exec \"$@\"",
-                                   "sh"};
-    for (auto& a : InNetns(net_->srv(), {Bin("infertap-sim"), "--listen", in_addr_, "--model",
-                                         "m", "--threads", "2"}))
-      in.push_back(a);
-    sim_in_ = std::make_unique<ChildProcess>(in);
+    sim_in_ = std::make_unique<ChildProcess>(cgroup_->Wrap(InNetns(
+        net_->srv(),
+        {Bin("infertap-sim"), "--listen", in_addr_, "--model", "m", "--threads", "2"})));
     sim_out_ = std::make_unique<ChildProcess>(
         InNetns(net_->srv(), {Bin("infertap-sim"), "--listen", out_addr_, "--model", "m"}));
     std::string error;
