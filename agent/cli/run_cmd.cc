@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "agent/capture/skb_capture.hpp"
 #include "agent/cli/commands.hpp"
 #include "agent/cli/targets.hpp"
 #include "agent/common/log.hpp"
 #include "agent/common/version.hpp"
-#include "agent/capture/skb_capture.hpp"
 #include "agent/core/agent.hpp"
 #include "agent/serve/auth.hpp"
 #include "agent/topology/kubernetes_source.hpp"

@@ -192,7 +192,7 @@ Status Agent::Start() {
   LOG_INFO(
       "infertap %s running: tracing %s side of %s (%s); metrics on %s (auth %s%s), inspect on %s",
       kVersion, opt_.side.c_str(), what.c_str(), backend.c_str(), opt_.metrics_addr.c_str(),
-           opt_.auth_mode.c_str(), opt_.tls_cert.empty() ? "" : ", TLS", opt_.inspect_addr.c_str());
+      opt_.auth_mode.c_str(), opt_.tls_cert.empty() ? "" : ", TLS", opt_.inspect_addr.c_str());
   return Status::Ok();
 }
 

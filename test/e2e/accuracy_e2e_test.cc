@@ -1,5 +1,5 @@
-// Accuracy end to end (docs/testing.md, issue 5 item 4): what infertap reports equals what real clients
-// sent and received, request by request.
+// Accuracy end to end (docs/testing.md, issue 5 item 4): what infertap reports equals what real
+// clients sent and received, request by request.
 //
 // Topology (one fresh set per test, all removed on exit, also on failure):
 //
@@ -403,10 +403,11 @@ TEST_P(AccuracyE2E, RecordsAndMetricsMatchWhatClientsSawThroughNginx) {
   const std::string inspect_addr = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
   Child agent;
   std::vector<std::string> agent_argv = {
-      InfertapBinary(), "run", "--target", sim_addr, "--capture-side", side, "--metrics-auth",
-      "none", "--metrics-addr", metrics_addr, "--inspect-addr", inspect_addr};
+      InfertapBinary(), "run",  "--target",       sim_addr,     "--capture-side", side,
+      "--metrics-auth", "none", "--metrics-addr", metrics_addr, "--inspect-addr", inspect_addr};
   if (cgroup) {
-    for (const char* a : {"--capture-backend", "cgroup", "--capture-cgroup"}) agent_argv.push_back(a);
+    for (const char* a : {"--capture-backend", "cgroup", "--capture-cgroup"})
+      agent_argv.push_back(a);
     agent_argv.push_back(cgroup->path());
   }
   ASSERT_TRUE(agent.Start(agent_argv, "", dir + "/agent.out", dir + "/agent.err", &err)) << err;
@@ -626,7 +627,8 @@ TEST_P(AccuracyE2E, RecordsAndMetricsMatchWhatClientsSawThroughNginx) {
       EXPECT_EQ(get("inference_model_response_sizes_count"), 1.0);
       EXPECT_EQ(get("inference_model_response_sizes_sum"), double(v.response_bytes));
     }
-    // Tokens are observed only when > 0 (docs/metrics.md#seed-metrics): embeddings report 0 output tokens.
+    // Tokens are observed only when > 0 (docs/metrics.md#seed-metrics): embeddings report 0 output
+    // tokens.
     if (v.input_tokens.value_or(0) > 0 && !v.client_abort) {
       EXPECT_EQ(get("inference_model_input_tokens_count"), 1.0);
       EXPECT_EQ(get("inference_model_input_tokens_sum"), double(*v.input_tokens));

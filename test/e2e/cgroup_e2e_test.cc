@@ -127,9 +127,9 @@ class CgroupE2E : public ::testing::Test {
   // infertap-sim inside the test cgroup (the shell joins it, then execs `ip netns exec`, which
   // execs the simulator: one process, created in the cgroup), and one outside it.
   void StartSims() {
-    sim_in_ = std::make_unique<ChildProcess>(cgroup_->Wrap(InNetns(
-        net_->srv(),
-        {Bin("infertap-sim"), "--listen", in_addr_, "--model", "m", "--threads", "2"})));
+    sim_in_ = std::make_unique<ChildProcess>(
+        cgroup_->Wrap(InNetns(net_->srv(), {Bin("infertap-sim"), "--listen", in_addr_, "--model",
+                                            "m", "--threads", "2"})));
     sim_out_ = std::make_unique<ChildProcess>(
         InNetns(net_->srv(), {Bin("infertap-sim"), "--listen", out_addr_, "--model", "m"}));
     std::string error;
@@ -178,14 +178,16 @@ class CgroupE2E : public ::testing::Test {
     ASSERT_NE(agent_->err().find("(cgroup backend on " + cgroup_->path() + ")"), std::string::npos)
         << agent_->err();
     int code = 0;
-    ASSERT_TRUE(WaitUntil(milliseconds(5000), [&] {
-      Get(Url(metrics_port_, "/readyz"), &code);
-      return code == 200;
-    })) << "/readyz " << code;
+    ASSERT_TRUE(WaitUntil(milliseconds(5000),
+                          [&] {
+                            Get(Url(metrics_port_, "/readyz"), &code);
+                            return code == 200;
+                          }))
+        << "/readyz " << code;
     records_file_ = tmp_.File("records.jsonl");
-    records_ = std::make_unique<ChildProcess>(std::vector<std::string>{
-        "/usr/bin/curl", "-sN", "-o", records_file_, "-D", "/dev/stderr",
-        Url(inspect_port_, "/v1/records")});
+    records_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{"/usr/bin/curl", "-sN", "-o", records_file_, "-D", "/dev/stderr",
+                                 Url(inspect_port_, "/v1/records")});
     ASSERT_TRUE(records_->Start(&error)) << error;
     ASSERT_TRUE(records_->WaitForOutput("HTTP/1.1 200", milliseconds(5000))) << records_->err();
   }
@@ -265,8 +267,8 @@ class CgroupE2E : public ::testing::Test {
                         t.dump());
     }
     EXPECT_EQ(by_model.size(), truth.size()) << "records for models the load never asked for";
-    EXPECT_TRUE(wrong.empty()) << wrong.size() << " of " << truth.size() << " wrong, first: "
-                               << (wrong.empty() ? "" : wrong[0]);
+    EXPECT_TRUE(wrong.empty()) << wrong.size() << " of " << truth.size()
+                               << " wrong, first: " << (wrong.empty() ? "" : wrong[0]);
     const std::string m = Metrics();
     EXPECT_EQ(SumFor(m, "inference_model_request_total", prefix), double(truth.size()));
     EXPECT_EQ(SumFor(m, "inference_model_request_error_total", prefix), 0.0);
@@ -302,14 +304,16 @@ TEST_F(CgroupE2E, ManyConcurrentStreamsAreExactAgainstTheClientsTruth) {
 
 TEST_F(CgroupE2E, NonStreamedAndStreamedWithoutUsageAreExact) {
   const std::string plain = tmp_.File("plain.truth.jsonl");
-  RunLoad(in_addr_, {"-c", "16", "-n", "160", "--no-stream", "--unique-models", "--model", "cn",
-                     "--tokens", "30"},
+  RunLoad(in_addr_,
+          {"-c", "16", "-n", "160", "--no-stream", "--unique-models", "--model", "cn", "--tokens",
+           "30"},
           plain);
   ExpectExact("cn-", plain);
   const std::string nousage = tmp_.File("nousage.truth.jsonl");
-  RunLoad(in_addr_, {"-c", "16", "-n", "160", "--stream", "--unique-models", "--model", "cu",
-                     "--tokens", "12"},
-          nousage);
+  RunLoad(
+      in_addr_,
+      {"-c", "16", "-n", "160", "--stream", "--unique-models", "--model", "cu", "--tokens", "12"},
+      nousage);
   ExpectExact("cu-", nousage);
 }
 
@@ -317,8 +321,9 @@ TEST_F(CgroupE2E, NonStreamedAndStreamedWithoutUsageAreExact) {
 // write (non-streamed) and long streams, so the programs copy many pieces per packet.
 TEST_F(CgroupE2E, LargeBodiesAreCopiedWholeInPieces) {
   const std::string big = tmp_.File("big.truth.jsonl");
-  RunLoad(in_addr_, {"-c", "4", "-n", "16", "--no-stream", "--unique-models", "--model", "cbig",
-                     "--tokens", "12000", "--prompt-words", "30000"},
+  RunLoad(in_addr_,
+          {"-c", "4", "-n", "16", "--no-stream", "--unique-models", "--model", "cbig", "--tokens",
+           "12000", "--prompt-words", "30000"},
           big);
   ExpectExact("cbig-", big);
   const std::string long_streams = tmp_.File("long.truth.jsonl");
@@ -363,16 +368,19 @@ TEST_F(CgroupE2E, AServerOutsideTheCgroupProducesNothing) {
   EXPECT_TRUE(ByModel(ReadJsonLines(records_file_), "out-").empty());
   // The control: the same traffic to the server inside the cgroup is captured, exactly.
   const std::string inside = tmp_.File("inside.truth.jsonl");
-  RunLoad(in_addr_, {"-c", "8", "-n", "80", "--stream", "--include-usage", "--unique-models",
-                     "--model", "in", "--tokens", "10"},
+  RunLoad(in_addr_,
+          {"-c", "8", "-n", "80", "--stream", "--include-usage", "--unique-models", "--model", "in",
+           "--tokens", "10"},
           inside);
   ExpectExact("in-", inside);
   // The counters are published once a second.
   double bytes_after = 0;
-  EXPECT_TRUE(WaitUntil(milliseconds(3000), [&] {
-    bytes_after = Metric("infertap_capture_bytes_total");
-    return bytes_after > bytes_before + 80 * 100;
-  })) << "captured bytes " << bytes_after << ", before " << bytes_before;
+  EXPECT_TRUE(WaitUntil(milliseconds(3000),
+                        [&] {
+                          bytes_after = Metric("infertap_capture_bytes_total");
+                          return bytes_after > bytes_before + 80 * 100;
+                        }))
+      << "captured bytes " << bytes_after << ", before " << bytes_before;
 }
 
 TEST_F(CgroupE2E, StateNamesTheBackendAndItsCgroup) {
@@ -401,8 +409,9 @@ class CgroupE2ERingLoss : public CgroupE2E {
 TEST_F(CgroupE2ERingLoss, LostPiecesAreCountedAndNeverMisattributed) {
   const double lost0 = Metric("infertap_capture_lost_events_total");
   const std::string truth_file = tmp_.File("loss.truth.jsonl");
-  RunLoad(in_addr_, {"-c", "4", "-n", "24", "--no-stream", "--unique-models", "--model", "loss",
-                     "--tokens", "12000"},
+  RunLoad(in_addr_,
+          {"-c", "4", "-n", "24", "--no-stream", "--unique-models", "--model", "loss", "--tokens",
+           "12000"},
           truth_file);
   // Settled: no new record for 1.5 s.
   size_t last = SIZE_MAX;
@@ -450,8 +459,9 @@ TEST_F(CgroupE2ERingLoss, LostPiecesAreCountedAndNeverMisattributed) {
   // Gentle streams on new connections: exact, unless this phase lost events too (a busy
   // machine can starve the agent of a 16 KiB ring even at this rate); then no record is wrong.
   const std::string calm = tmp_.File("calm.truth.jsonl");
-  RunLoad(in_addr_, {"-c", "2", "-n", "40", "--stream", "--include-usage", "--unique-models",
-                     "--model", "calm", "--tokens", "8"},
+  RunLoad(in_addr_,
+          {"-c", "2", "-n", "40", "--stream", "--include-usage", "--unique-models", "--model",
+           "calm", "--tokens", "8"},
           calm);
   const auto calm_truth = TruthByModel(calm);
   const auto calm_records = ByModel(RecordsFor("calm-", calm_truth.size()), "calm-");
