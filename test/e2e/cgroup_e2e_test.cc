@@ -300,6 +300,18 @@ TEST_F(CgroupE2E, ManyConcurrentStreamsAreExactAgainstTheClientsTruth) {
   // Published once a second.
   EXPECT_TRUE(WaitUntil(milliseconds(3000),
                         [&] { return Metric("infertap_capture_events_total") > 600.0; }));
+  // The backend's own counters in /v1/state: packets seen, nothing malformed, unreadable or lost.
+  const Json c = Json::parse(State(), nullptr, false)["capture"]["counters"];
+  ASSERT_TRUE(c.is_object()) << State();
+  EXPECT_GT(c.value("kernel_packets", 0), 600 * 20);
+  EXPECT_GT(c.value("pure_acks", 0), 0);
+  EXPECT_EQ(c.value("malformed_records", -1), 0);
+  EXPECT_EQ(c.value("unreadable_packets", -1), 0);
+  EXPECT_EQ(c.value("lost_bytes", -1), 0);
+  // One flow per load connection (plus, when it ran by then, the agent's own scrape of the
+  // simulator's /metrics).
+  EXPECT_GE(c.value("flows", 0), 200);
+  EXPECT_LE(c.value("flows", 0), 201);
 }
 
 TEST_F(CgroupE2E, NonStreamedAndStreamedWithoutUsageAreExact) {
