@@ -406,6 +406,31 @@ TEST_F(CgroupE2E, StateNamesTheBackendAndItsCgroup) {
   EXPECT_NE(m.find("infertap_capture_events_total"), std::string::npos);
 }
 
+// Programs attached to the test cgroup, as bpftool lists them ("" when none).
+std::string AttachedTo(const std::string& cgroup) {
+  std::string out;
+  Sh("bpftool cgroup show " + ShellQuote(cgroup), &out);
+  return out;
+}
+
+// The links are the agent's file descriptors: a graceful stop detaches both programs, and so
+// does SIGKILL (nothing pinned, nothing left on the pods' cgroups).
+TEST_F(CgroupE2E, StoppingOrKillingTheAgentDetachesFromTheCgroup) {
+  INFERTAP_NEED_TOOL("bpftool");
+  const std::string attached = AttachedTo(cgroup_->path());
+  EXPECT_NE(attached.find("skb_ingress"), std::string::npos) << attached;
+  EXPECT_NE(attached.find("skb_egress"), std::string::npos) << attached;
+  EXPECT_EQ(agent_->Stop(SIGINT, milliseconds(10000)), 0) << agent_->err();
+  EXPECT_TRUE(WaitUntil(milliseconds(5000), [&] { return AttachedTo(cgroup_->path()).empty(); }))
+      << AttachedTo(cgroup_->path());
+  records_.reset();
+  StartAgent();
+  ASSERT_NE(AttachedTo(cgroup_->path()).find("skb_ingress"), std::string::npos);
+  agent_->Stop(SIGKILL, milliseconds(5000));
+  EXPECT_TRUE(WaitUntil(milliseconds(5000), [&] { return AttachedTo(cgroup_->path()).empty(); }))
+      << AttachedTo(cgroup_->path());
+}
+
 // A ring far smaller than one GSO packet's pieces: each 64 KiB response packet is 16 events of
 // 4 KiB, a 16 KiB ring holds three, so pieces are lost whatever the agent's speed.
 class CgroupE2ERingLoss : public CgroupE2E {
