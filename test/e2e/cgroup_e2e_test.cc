@@ -107,6 +107,7 @@ class CgroupE2E : public ::testing::Test {
     net_ = std::make_unique<NetnsPair>();
     ASSERT_TRUE(net_->ok());
     in_addr_ = net_->srv_v4() + ":" + std::to_string(kInPort);
+    in6_addr_ = "[" + net_->srv_v6() + "]:" + std::to_string(kInPort);
     out_addr_ = net_->srv_v4() + ":" + std::to_string(kOutPort);
     StartSims();
     StartAgent();
@@ -128,8 +129,8 @@ class CgroupE2E : public ::testing::Test {
   // execs the simulator: one process, created in the cgroup), and one outside it.
   void StartSims() {
     sim_in_ = std::make_unique<ChildProcess>(
-        cgroup_->Wrap(InNetns(net_->srv(), {Bin("infertap-sim"), "--listen", in_addr_, "--model",
-                                            "m", "--threads", "2"})));
+        cgroup_->Wrap(InNetns(net_->srv(), {Bin("infertap-sim"), "--listen", in_addr_, "--listen",
+                                            in6_addr_, "--model", "m", "--threads", "2"})));
     sim_out_ = std::make_unique<ChildProcess>(
         InNetns(net_->srv(), {Bin("infertap-sim"), "--listen", out_addr_, "--model", "m"}));
     std::string error;
@@ -159,6 +160,8 @@ class CgroupE2E : public ::testing::Test {
                                      in_addr_,
                                      "--target",
                                      out_addr_,
+                                     "--target",
+                                     in6_addr_,
                                      "--metrics-auth",
                                      "none",
                                      "--metrics-addr",
@@ -283,7 +286,7 @@ class CgroupE2E : public ::testing::Test {
   TempDir tmp_;
   std::unique_ptr<TestCgroup> cgroup_;
   std::unique_ptr<NetnsPair> net_;
-  std::string in_addr_, out_addr_;
+  std::string in_addr_, in6_addr_, out_addr_;
   std::unique_ptr<ChildProcess> sim_in_, sim_out_, agent_, records_;
   std::string records_file_;
   int metrics_port_ = 0, inspect_port_ = 0;
@@ -327,6 +330,18 @@ TEST_F(CgroupE2E, NonStreamedAndStreamedWithoutUsageAreExact) {
       {"-c", "16", "-n", "160", "--stream", "--unique-models", "--model", "cu", "--tokens", "12"},
       nousage);
   ExpectExact("cu-", nousage);
+}
+
+// IPv6 packets (the programs' second header parser) of the same simulator.
+TEST_F(CgroupE2E, IPv6StreamsAreExact) {
+  const std::string truth = tmp_.File("v6.truth.jsonl");
+  RunLoad(in6_addr_, {"-c", "8", "-n", "80", "--stream", "--include-usage", "--unique-models",
+                      "--model", "c6", "--tokens", "16"},
+          truth);
+  ExpectExact("c6-", truth);
+  const auto records = ByModel(ReadJsonLines(records_file_), "c6-");
+  ASSERT_FALSE(records.empty());
+  EXPECT_EQ(records.begin()->second[0].value("pod", ""), in6_addr_);
 }
 
 // Bodies far above one 64 KiB GSO/GRO packet: requests of ~200 KB, responses of ~100 KB in one
