@@ -335,8 +335,9 @@ TEST_F(CgroupE2E, NonStreamedAndStreamedWithoutUsageAreExact) {
 // IPv6 packets (the programs' second header parser) of the same simulator.
 TEST_F(CgroupE2E, IPv6StreamsAreExact) {
   const std::string truth = tmp_.File("v6.truth.jsonl");
-  RunLoad(in6_addr_, {"-c", "8", "-n", "80", "--stream", "--include-usage", "--unique-models",
-                      "--model", "c6", "--tokens", "16"},
+  RunLoad(in6_addr_,
+          {"-c", "8", "-n", "80", "--stream", "--include-usage", "--unique-models", "--model", "c6",
+           "--tokens", "16"},
           truth);
   ExpectExact("c6-", truth);
   const auto records = ByModel(ReadJsonLines(records_file_), "c6-");
