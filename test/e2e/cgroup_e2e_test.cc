@@ -558,5 +558,24 @@ TEST(CgroupCli, BadFlagsAreOneLineUsageErrors) {
   }
 }
 
+// Without root (nobody, no capabilities) the cgroup backend names what it needs and exits 1.
+TEST(CgroupCli, WithoutPrivilegesExitsOneNamingTheCapabilities) {
+  INFERTAP_REQUIRE_BPF_OR_SKIP();  // root is needed to become nobody
+  INFERTAP_NEED_TOOL("setpriv");
+  const std::string root = Cgroup2Root();
+  if (root.empty()) INFERTAP_CANNOT_RUN("no cgroup v2 hierarchy is mounted");
+  const std::string bin = InfertapBinaryForNobody();
+  ASSERT_FALSE(bin.empty());
+  std::string out;
+  EXPECT_EQ(Sh("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all " + bin +
+                   " run --metrics-auth none --metrics-addr 127.0.0.1:0 --capture-backend cgroup "
+                   "--capture-cgroup " +
+                   root,
+               &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("needs root or CAP_BPF+CAP_NET_ADMIN"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace infertap::e2e
