@@ -12,7 +12,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/fuzz-build"
-TARGETS=(http sse openai exchange promtext serve_head capture pcap)
+TARGETS=(http sse openai exchange promtext serve_head capture pcap skb)
 CXX="${CXX_FUZZ:-clang++}"
 CC="${CC_FUZZ:-clang}"
 SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
@@ -58,6 +58,9 @@ elif [[ "$target" == pcap ]]; then
   srcs=("${tracker_srcs[@]}" "$ROOT"/agent/replay/{packet,tcp_flows,pcap_replay}.cc
         "$ROOT/test/fuzz/fuzz_pcap.cc")
   libs+=(-lpcap)
+elif [[ "$target" == skb ]]; then
+  srcs=("${tracker_srcs[@]}" "$ROOT"/agent/replay/{packet,tcp_flows}.cc
+        "$ROOT"/agent/capture/{skb_events,skb_flows}.cc "$ROOT/test/fuzz/fuzz_skb.cc")
 else
   srcs=("$ROOT"/parsers/{exchange,http_parser,inflate,openai,record,sse_parser}.cc
         "$ROOT/test/fuzz/fuzz_$target.cc")

@@ -30,8 +30,7 @@ std::string CheckCgroupDirectory(const std::string& path) {
   }
   if (!S_ISDIR(st.st_mode)) return path + " is not a directory (a cgroup v2 directory is needed)";
   struct statfs fs {};
-  if (statfs(path.c_str(), &fs) != 0)
-    return "cannot statfs " + path + ": " + std::strerror(errno);
+  if (statfs(path.c_str(), &fs) != 0) return "cannot statfs " + path + ": " + std::strerror(errno);
   if (fs.f_type != CGROUP2_SUPER_MAGIC)
     return path +
            " is not on a cgroup v2 (cgroup2) filesystem; with a hybrid layout the v2 hierarchy "
@@ -143,7 +142,9 @@ Status SkbCapture::SetEndpoints(const std::vector<TracedEndpoint>& endpoints) {
   return res.status;
 }
 
-PollResult SkbCapture::Poll(EventSink& sink, int timeout_ms) { return ring_->Poll(sink, timeout_ms); }
+PollResult SkbCapture::Poll(EventSink& sink, int timeout_ms) {
+  return ring_->Poll(sink, timeout_ms);
+}
 
 SkbKernelStats SkbCapture::ReadStats() const {
   const std::vector<uint64_t> v =

@@ -192,7 +192,7 @@ Status Agent::Start() {
   LOG_INFO(
       "infertap %s running: tracing %s side of %s (%s); metrics on %s (auth %s%s), inspect on %s",
       kVersion, opt_.side.c_str(), what.c_str(), backend.c_str(), opt_.metrics_addr.c_str(),
-           opt_.auth_mode.c_str(), opt_.tls_cert.empty() ? "" : ", TLS", opt_.inspect_addr.c_str());
+      opt_.auth_mode.c_str(), opt_.tls_cert.empty() ? "" : ", TLS", opt_.inspect_addr.c_str());
   return Status::Ok();
 }
 
@@ -289,6 +289,7 @@ void Agent::Publish(uint64_t now_ns) {
   shared_.connections = c.connections;
   shared_.capture_events = c.events;
   shared_.lost_events = c.lost_events;
+  shared_.capture_detail = c.detail;
   shared_.parse_errors = pipeline_->stats().parse_errors;
   shared_.requests = pipeline_->stats().requests_received;
   shared_.records = pipeline_->stats().records;
@@ -323,6 +324,9 @@ std::string Agent::StateJson() const {
                   {"variant", shared_.capture.variant},
                   {"reason", shared_.capture.reason}};
   if (!shared_.capture.cgroups.empty()) j["capture"]["cgroups"] = shared_.capture.cgroups;
+  nlohmann::ordered_json detail = nlohmann::ordered_json::object();
+  for (const auto& [name, value] : shared_.capture_detail) detail[name] = value;
+  j["capture"]["counters"] = std::move(detail);
   j["endpoints"] = shared_.kernel_endpoints;
   j["connections"] = shared_.connections;
   j["counters"] = {

@@ -128,6 +128,7 @@ class Agent {
     std::string apply_error;                             // "" when the last apply succeeded
     std::vector<std::string> kernel_endpoints;           // what the kernel filter holds
     LiveCaptureInfo capture;                             // which capture programs run, why
+    std::vector<std::pair<std::string, uint64_t>> capture_detail;  // LiveCaptureCounters::detail
     size_t connections = 0;
     uint64_t capture_events = 0, lost_events = 0, parse_errors = 0, requests = 0, records = 0,
              ignored = 0;

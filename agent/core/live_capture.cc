@@ -35,8 +35,16 @@ class SyscallCapture : public LiveCapture {
     LiveCaptureCounters c;
     c.events = tracker_.stats().events;
     c.data_bytes = tracker_.stats().data_bytes;
-    c.lost_events = bpf_->ReadStats().lost_events;
+    const KernelStats k = bpf_->ReadStats();
+    c.lost_events = k.lost_events;
     c.connections = tracker_.connections();
+    const TrackerStats& t = tracker_.stats();
+    c.detail = {{"kernel_events", k.events},         {"kernel_bytes", k.bytes},
+                {"lost_events", k.lost_events},      {"lost_bytes", k.lost_bytes},
+                {"conns_full", k.conns_full},        {"kernel_gap_bytes", k.gap_bytes},
+                {"resolves", k.resolves},            {"malformed_events", t.malformed},
+                {"gap_bytes", t.gap_bytes},          {"duplicate_bytes", t.duplicate_bytes},
+                {"reconciled_closes", t.reconciled_closes}};
     return c;
   }
   LiveCaptureInfo Info() const override {
@@ -71,8 +79,25 @@ class CgroupCapture : public LiveCapture {
     LiveCaptureCounters c;
     c.events = flows_.stats().events;
     c.data_bytes = flows_.flow_stats().bytes;
-    c.lost_events = skb_->ReadStats().lost_events;
+    const SkbKernelStats k = skb_->ReadStats();
+    c.lost_events = k.lost_events;
     c.connections = flows_.connections();
+    const pcap::FlowStats f = flows_.flow_stats();
+    c.detail = {{"kernel_packets", k.packets},
+                {"kernel_events", k.events},
+                {"kernel_bytes", k.bytes},
+                {"lost_events", k.lost_events},
+                {"lost_bytes", k.lost_bytes},
+                {"skipped_packets", k.skipped},
+                {"pure_acks", k.acks},
+                {"unreadable_packets", k.unreadable},
+                {"malformed_records", flows_.stats().malformed},
+                {"flows", f.flows},
+                {"gap_bytes", f.gap_bytes},
+                {"acked_gap_bytes", f.acked_gap_bytes},
+                {"retransmitted_bytes", f.retransmitted_bytes},
+                {"idle_closed", f.idle_closed},
+                {"dropped_packets", f.dropped_packets}};
     return c;
   }
   LiveCaptureInfo Info() const override {

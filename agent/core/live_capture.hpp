@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "agent/capture/bpf_capture.hpp"
@@ -38,6 +39,10 @@ struct LiveCaptureCounters {
   uint64_t data_bytes = 0;   // payload bytes delivered to connections
   uint64_t lost_events = 0;  // ring reservations the kernel programs could not make
   size_t connections = 0;    // connections tracked now
+  // The backend's own counters by name (kernel per-CPU counters summed, user-space checks), for
+  // /v1/state's capture.counters: what an operator needs to tell loss, filtering and bad records
+  // apart.
+  std::vector<std::pair<std::string, uint64_t>> detail;
 };
 
 // What /v1/state shows under "capture".

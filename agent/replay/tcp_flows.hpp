@@ -105,9 +105,9 @@ class TcpFlows {
         : conn(info, limits, consumers, totals), server(server_ep) {}
     Connection conn;
     Endpoint server;
-    DirState dir[2];          // by Direction
-    uint64_t last_ts = 0;     // newest segment of the flow
-    uint64_t closed_ts = 0;   // when it was closed (tombstone age)
+    DirState dir[2];         // by Direction
+    uint64_t last_ts = 0;    // newest segment of the flow
+    uint64_t closed_ts = 0;  // when it was closed (tombstone age)
     bool closed() const { return conn.closed(); }
   };
   struct Key {

@@ -20,9 +20,12 @@ int main(int argc, char** argv) {
   size_t bytes = 64;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
-    if (k == "--mode") mode = argv[i + 1];
-    else if (k == "--iters") iters = std::atol(argv[i + 1]);
-    else if (k == "--bytes") bytes = std::strtoul(argv[i + 1], nullptr, 10);
+    if (k == "--mode")
+      mode = argv[i + 1];
+    else if (k == "--iters")
+      iters = std::atol(argv[i + 1]);
+    else if (k == "--bytes")
+      bytes = std::strtoul(argv[i + 1], nullptr, 10);
     else {
       std::fprintf(stderr, "infertap-bench-loop: unknown option %s\n", k.c_str());
       return 2;

@@ -1,5 +1,5 @@
-// Accuracy end to end (docs/testing.md, issue 5 item 4): what infertap reports equals what real clients
-// sent and received, request by request.
+// Accuracy end to end (docs/testing.md, issue 5 item 4): what infertap reports equals what real
+// clients sent and received, request by request.
 //
 // Topology (one fresh set per test, all removed on exit, also on failure):
 //
@@ -9,8 +9,9 @@
 // nginx runs in the client namespace, so its upstream connections cross the veth the way a
 // gateway on another node reaches a model server. The agent runs in the test's namespace (BPF sees
 // every namespace) with --target SRV_IP:PORT, once with the default server side (the sim's own
-// sockets, role "server") and once with --capture-side client (nginx's upstream sockets, role
-// "client"); both must yield the same records.
+// sockets, role "server"), once with --capture-side client (nginx's upstream sockets, role
+// "client"), and once with the cgroup backend (--capture-backend cgroup, the sim started inside
+// a test cgroup: its packets, role "server"); all must yield the same records.
 //
 // Matching: records never carry payload text, so every request carries a distinct `model`
 // ("curl-…", "node-…"); the record's target_model_name (the request body's `model`) names the
@@ -23,6 +24,7 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -315,7 +317,9 @@ class AccuracyE2E : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(AccuracyE2E, RecordsAndMetricsMatchWhatClientsSawThroughNginx) {
-  const std::string side = GetParam();
+  // "cgroup": the server side through the cgroup backend (docs/capture.md#the-cgroup-backend).
+  const bool cgroup_backend = GetParam() == "cgroup";
+  const std::string side = cgroup_backend ? "server" : GetParam();
   const auto test_start = std::chrono::steady_clock::now();
   const int64_t wall_start_ns = WallNowNs();
 
@@ -330,7 +334,12 @@ TEST_P(AccuracyE2E, RecordsAndMetricsMatchWhatClientsSawThroughNginx) {
 
   NetnsPair ns;
   ASSERT_TRUE(ns.ok());
-  TempDir tmp("accuracy-" + side);
+  TempDir tmp("accuracy-" + GetParam());
+  std::unique_ptr<TestCgroup> cgroup;
+  if (cgroup_backend) {
+    cgroup = std::make_unique<TestCgroup>();  // removed at the end, also after a failure
+    ASSERT_FALSE(cgroup->path().empty()) << "no cgroup v2 hierarchy to make a test cgroup in";
+  }
   ASSERT_FALSE(tmp.path().empty());
   // On failure the logs, configs and records stay for a post-mortem (also after an ASSERT).
   struct KeepOnFailure {
@@ -348,7 +357,8 @@ TEST_P(AccuracyE2E, RecordsAndMetricsMatchWhatClientsSawThroughNginx) {
 
   // Model server in the server namespace, on an ephemeral port it prints.
   Child sim;
-  ASSERT_TRUE(sim.Start({SimBinary(), "--listen", ns.srv_v4() + ":0"}, ns.srv(), dir + "/sim.out",
+  const std::vector<std::string> sim_argv = {SimBinary(), "--listen", ns.srv_v4() + ":0"};
+  ASSERT_TRUE(sim.Start(cgroup ? cgroup->Wrap(sim_argv) : sim_argv, ns.srv(), dir + "/sim.out",
                         dir + "/sim.err", &err))
       << err;
   std::string sim_addr;
@@ -392,11 +402,15 @@ TEST_P(AccuracyE2E, RecordsAndMetricsMatchWhatClientsSawThroughNginx) {
   const std::string metrics_addr = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
   const std::string inspect_addr = "127.0.0.1:" + std::to_string(FreeLoopbackPort());
   Child agent;
-  ASSERT_TRUE(agent.Start(
-      {InfertapBinary(), "run", "--target", sim_addr, "--capture-side", side, "--metrics-auth",
-       "none", "--metrics-addr", metrics_addr, "--inspect-addr", inspect_addr},
-      "", dir + "/agent.out", dir + "/agent.err", &err))
-      << err;
+  std::vector<std::string> agent_argv = {
+      InfertapBinary(), "run",  "--target",       sim_addr,     "--capture-side", side,
+      "--metrics-auth", "none", "--metrics-addr", metrics_addr, "--inspect-addr", inspect_addr};
+  if (cgroup) {
+    for (const char* a : {"--capture-backend", "cgroup", "--capture-cgroup"})
+      agent_argv.push_back(a);
+    agent_argv.push_back(cgroup->path());
+  }
+  ASSERT_TRUE(agent.Start(agent_argv, "", dir + "/agent.out", dir + "/agent.err", &err)) << err;
   ASSERT_TRUE(WaitUntil(seconds(30), [&] {
     return ReadFileOr(dir + "/agent.err").find("running: tracing") != std::string::npos ||
            agent.Wait(milliseconds(0), nullptr);  // exited: stop waiting
@@ -613,7 +627,8 @@ TEST_P(AccuracyE2E, RecordsAndMetricsMatchWhatClientsSawThroughNginx) {
       EXPECT_EQ(get("inference_model_response_sizes_count"), 1.0);
       EXPECT_EQ(get("inference_model_response_sizes_sum"), double(v.response_bytes));
     }
-    // Tokens are observed only when > 0 (docs/metrics.md#seed-metrics): embeddings report 0 output tokens.
+    // Tokens are observed only when > 0 (docs/metrics.md#seed-metrics): embeddings report 0 output
+    // tokens.
     if (v.input_tokens.value_or(0) > 0 && !v.client_abort) {
       EXPECT_EQ(get("inference_model_input_tokens_count"), 1.0);
       EXPECT_EQ(get("inference_model_input_tokens_sum"), double(*v.input_tokens));
@@ -635,10 +650,10 @@ TEST_P(AccuracyE2E, RecordsAndMetricsMatchWhatClientsSawThroughNginx) {
   sim.Stop(SIGTERM, seconds(5));
   const double took =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - test_start).count();
-  std::printf("accuracy e2e (%s side): %zu requests, %.1f s\n", side.c_str(), views.size(), took);
+  std::printf("accuracy e2e (%s): %zu requests, %.1f s\n", GetParam().c_str(), views.size(), took);
 }
 
-INSTANTIATE_TEST_SUITE_P(Sides, AccuracyE2E, ::testing::Values("server", "client"),
+INSTANTIATE_TEST_SUITE_P(Sides, AccuracyE2E, ::testing::Values("server", "client", "cgroup"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -17,13 +17,10 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -77,54 +74,6 @@ int FreeLoopbackPort() {
   return port;
 }
 
-bool IsCgroup2(const std::string& path) {
-  struct statfs fs {};
-  return statfs(path.c_str(), &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC;
-}
-
-// The cgroup v2 hierarchy: /sys/fs/cgroup/unified on a hybrid layout, /sys/fs/cgroup on a
-// unified one; "" when neither.
-std::string Cgroup2Root() {
-  for (const char* p : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"})
-    if (IsCgroup2(p)) return p;
-  return "";
-}
-
-// A fresh cgroup v2 directory for one test, removed by the destructor: whatever still runs in
-// it (only processes the test started there) is killed first, since a populated cgroup cannot
-// be removed.
-class TestCgroup {
- public:
-  explicit TestCgroup(const std::string& root) {
-    static int n = 0;
-    path_ = root + "/infertap-e2e-" + std::to_string(getpid()) + "-" + std::to_string(++n);
-    if (mkdir(path_.c_str(), 0755) != 0) path_.clear();
-  }
-  ~TestCgroup() {
-    if (path_.empty()) return;
-    for (int i = 0; i < 100; ++i) {
-      const std::vector<pid_t> pids = Pids();
-      if (pids.empty() && rmdir(path_.c_str()) == 0) return;
-      for (pid_t p : pids) kill(p, SIGKILL);
-      std::this_thread::sleep_for(milliseconds(50));
-    }
-    std::fprintf(stderr, "could not remove test cgroup %s\n", path_.c_str());
-  }
-  TestCgroup(const TestCgroup&) = delete;
-  TestCgroup& operator=(const TestCgroup&) = delete;
-  const std::string& path() const { return path_; }
-  std::vector<pid_t> Pids() const {
-    std::vector<pid_t> out;
-    std::ifstream in(path_ + "/cgroup.procs");
-    pid_t p;
-    while (in >> p) out.push_back(p);
-    return out;
-  }
-
- private:
-  std::string path_;
-};
-
 // Records whose target model starts with `prefix`, by target model.
 std::map<std::string, std::vector<Json>> ByModel(const std::vector<Json>& records,
                                                  const std::string& prefix) {
@@ -152,14 +101,14 @@ class CgroupE2E : public ::testing::Test {
   void SetUp() override {
     INFERTAP_REQUIRE_BPF_OR_SKIP();
     INFERTAP_NEED_TOOL("curl");
-    const std::string root = Cgroup2Root();
-    if (root.empty()) INFERTAP_CANNOT_RUN("no cgroup v2 hierarchy is mounted");
+    if (Cgroup2Root().empty()) INFERTAP_CANNOT_RUN("no cgroup v2 hierarchy is mounted");
     ASSERT_FALSE(tmp_.path().empty());
-    cgroup_ = std::make_unique<TestCgroup>(root);
-    ASSERT_FALSE(cgroup_->path().empty()) << "cannot create a cgroup under " << root;
+    cgroup_ = std::make_unique<TestCgroup>();
+    ASSERT_FALSE(cgroup_->path().empty()) << "cannot create a cgroup under " << Cgroup2Root();
     net_ = std::make_unique<NetnsPair>();
     ASSERT_TRUE(net_->ok());
     in_addr_ = net_->srv_v4() + ":" + std::to_string(kInPort);
+    in6_addr_ = "[" + net_->srv_v6() + "]:" + std::to_string(kInPort);
     out_addr_ = net_->srv_v4() + ":" + std::to_string(kOutPort);
     StartSims();
     StartAgent();
@@ -180,12 +129,9 @@ class CgroupE2E : public ::testing::Test {
   // infertap-sim inside the test cgroup (the shell joins it, then execs `ip netns exec`, which
   // execs the simulator: one process, created in the cgroup), and one outside it.
   void StartSims() {
-    std::vector<std::string> in = {
-        "/bin/sh", "-c", "echo $$ > " + cgroup_->path() + "/cgroup.procs && exec \"$@\"", "sh"};
-    for (auto& a : InNetns(net_->srv(), {Bin("infertap-sim"), "--listen", in_addr_, "--model", "m",
-                                         "--threads", "2"}))
-      in.push_back(a);
-    sim_in_ = std::make_unique<ChildProcess>(in);
+    sim_in_ = std::make_unique<ChildProcess>(
+        cgroup_->Wrap(InNetns(net_->srv(), {Bin("infertap-sim"), "--listen", in_addr_, "--listen",
+                                            in6_addr_, "--model", "m", "--threads", "2"})));
     sim_out_ = std::make_unique<ChildProcess>(
         InNetns(net_->srv(), {Bin("infertap-sim"), "--listen", out_addr_, "--model", "m"}));
     std::string error;
@@ -215,6 +161,8 @@ class CgroupE2E : public ::testing::Test {
                                      in_addr_,
                                      "--target",
                                      out_addr_,
+                                     "--target",
+                                     in6_addr_,
                                      "--metrics-auth",
                                      "none",
                                      "--metrics-addr",
@@ -339,7 +287,7 @@ class CgroupE2E : public ::testing::Test {
   TempDir tmp_;
   std::unique_ptr<TestCgroup> cgroup_;
   std::unique_ptr<NetnsPair> net_;
-  std::string in_addr_, out_addr_;
+  std::string in_addr_, in6_addr_, out_addr_;
   std::unique_ptr<ChildProcess> sim_in_, sim_out_, agent_, records_;
   std::string records_file_;
   int metrics_port_ = 0, inspect_port_ = 0;
@@ -353,7 +301,21 @@ TEST_F(CgroupE2E, ManyConcurrentStreamsAreExactAgainstTheClientsTruth) {
           truth);
   ExpectExact("cs-", truth);
   EXPECT_EQ(Metric("infertap_capture_lost_events_total"), 0.0);
-  EXPECT_GT(Metric("infertap_capture_events_total"), 600.0);
+  // Published once a second.
+  EXPECT_TRUE(WaitUntil(milliseconds(3000),
+                        [&] { return Metric("infertap_capture_events_total") > 600.0; }));
+  // The backend's own counters in /v1/state: packets seen, nothing malformed, unreadable or lost.
+  const Json c = Json::parse(State(), nullptr, false)["capture"]["counters"];
+  ASSERT_TRUE(c.is_object()) << State();
+  EXPECT_GT(c.value("kernel_packets", 0), 600 * 20);
+  EXPECT_GT(c.value("pure_acks", 0), 0);
+  EXPECT_EQ(c.value("malformed_records", -1), 0);
+  EXPECT_EQ(c.value("unreadable_packets", -1), 0);
+  EXPECT_EQ(c.value("lost_bytes", -1), 0);
+  // One flow per load connection (plus, when it ran by then, the agent's own scrape of the
+  // simulator's /metrics).
+  EXPECT_GE(c.value("flows", 0), 200);
+  EXPECT_LE(c.value("flows", 0), 201);
 }
 
 TEST_F(CgroupE2E, NonStreamedAndStreamedWithoutUsageAreExact) {
@@ -369,6 +331,19 @@ TEST_F(CgroupE2E, NonStreamedAndStreamedWithoutUsageAreExact) {
       {"-c", "16", "-n", "160", "--stream", "--unique-models", "--model", "cu", "--tokens", "12"},
       nousage);
   ExpectExact("cu-", nousage);
+}
+
+// IPv6 packets (the programs' second header parser) of the same simulator.
+TEST_F(CgroupE2E, IPv6StreamsAreExact) {
+  const std::string truth = tmp_.File("v6.truth.jsonl");
+  RunLoad(in6_addr_,
+          {"-c", "8", "-n", "80", "--stream", "--include-usage", "--unique-models", "--model", "c6",
+           "--tokens", "16"},
+          truth);
+  ExpectExact("c6-", truth);
+  const auto records = ByModel(ReadJsonLines(records_file_), "c6-");
+  ASSERT_FALSE(records.empty());
+  EXPECT_EQ(records.begin()->second[0].value("pod", ""), in6_addr_);
 }
 
 // Bodies far above one 64 KiB GSO/GRO packet: requests of ~200 KB, responses of ~100 KB in one
@@ -427,7 +402,14 @@ TEST_F(CgroupE2E, AServerOutsideTheCgroupProducesNothing) {
            "--tokens", "10"},
           inside);
   ExpectExact("in-", inside);
-  EXPECT_GT(Metric("infertap_capture_bytes_total"), bytes_before + 80 * 100);
+  // The counters are published once a second.
+  double bytes_after = 0;
+  EXPECT_TRUE(WaitUntil(milliseconds(3000),
+                        [&] {
+                          bytes_after = Metric("infertap_capture_bytes_total");
+                          return bytes_after > bytes_before + 80 * 100;
+                        }))
+      << "captured bytes " << bytes_after << ", before " << bytes_before;
 }
 
 TEST_F(CgroupE2E, StateNamesTheBackendAndItsCgroup) {
@@ -439,6 +421,31 @@ TEST_F(CgroupE2E, StateNamesTheBackendAndItsCgroup) {
   const std::string m = Metrics();
   EXPECT_NE(m.find("infertap_capture_lost_events_total"), std::string::npos);
   EXPECT_NE(m.find("infertap_capture_events_total"), std::string::npos);
+}
+
+// Programs attached to the test cgroup, as bpftool lists them ("" when none).
+std::string AttachedTo(const std::string& cgroup) {
+  std::string out;
+  Sh("bpftool cgroup show " + ShellQuote(cgroup), &out);
+  return out;
+}
+
+// The links are the agent's file descriptors: a graceful stop detaches both programs, and so
+// does SIGKILL (nothing pinned, nothing left on the pods' cgroups).
+TEST_F(CgroupE2E, StoppingOrKillingTheAgentDetachesFromTheCgroup) {
+  INFERTAP_NEED_TOOL("bpftool");
+  const std::string attached = AttachedTo(cgroup_->path());
+  EXPECT_NE(attached.find("skb_ingress"), std::string::npos) << attached;
+  EXPECT_NE(attached.find("skb_egress"), std::string::npos) << attached;
+  EXPECT_EQ(agent_->Stop(SIGINT, milliseconds(10000)), 0) << agent_->err();
+  EXPECT_TRUE(WaitUntil(milliseconds(5000), [&] { return AttachedTo(cgroup_->path()).empty(); }))
+      << AttachedTo(cgroup_->path());
+  records_.reset();
+  StartAgent();
+  ASSERT_NE(AttachedTo(cgroup_->path()).find("skb_ingress"), std::string::npos);
+  agent_->Stop(SIGKILL, milliseconds(5000));
+  EXPECT_TRUE(WaitUntil(milliseconds(5000), [&] { return AttachedTo(cgroup_->path()).empty(); }))
+      << AttachedTo(cgroup_->path());
 }
 
 // A ring far smaller than one GSO packet's pieces: each 64 KiB response packet is 16 events of
@@ -512,6 +519,7 @@ TEST_F(CgroupE2ERingLoss, LostPiecesAreCountedAndNeverMisattributed) {
           calm);
   const auto calm_truth = TruthByModel(calm);
   const auto calm_records = ByModel(RecordsFor("calm-", calm_truth.size()), "calm-");
+  std::this_thread::sleep_for(milliseconds(1200));  // the counters are published once a second
   const double lost2 = Metric("infertap_capture_lost_events_total");
   for (const auto& [model, t] : calm_truth) {
     auto it = calm_records.find(model);
@@ -555,6 +563,25 @@ TEST(CgroupCli, BadFlagsAreOneLineUsageErrors) {
     EXPECT_NE(out.find(c.message), std::string::npos) << c.args << ": " << out;
     EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << c.args << ": " << out;
   }
+}
+
+// Without root (nobody, no capabilities) the cgroup backend names what it needs and exits 1.
+TEST(CgroupCli, WithoutPrivilegesExitsOneNamingTheCapabilities) {
+  INFERTAP_REQUIRE_BPF_OR_SKIP();  // root is needed to become nobody
+  INFERTAP_NEED_TOOL("setpriv");
+  const std::string root = Cgroup2Root();
+  if (root.empty()) INFERTAP_CANNOT_RUN("no cgroup v2 hierarchy is mounted");
+  const std::string bin = InfertapBinaryForNobody();
+  ASSERT_FALSE(bin.empty());
+  std::string out;
+  EXPECT_EQ(Sh("setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all " + bin +
+                   " run --metrics-auth none --metrics-addr 127.0.0.1:0 --capture-backend cgroup "
+                   "--capture-cgroup " +
+                   root,
+               &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("needs root or CAP_BPF+CAP_NET_ADMIN"), std::string::npos) << out;
 }
 
 }  // namespace

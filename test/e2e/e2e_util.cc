@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +17,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <thread>
 
 #include "agent/capture/capture_file.hpp"
 
@@ -233,6 +237,48 @@ std::map<uint64_t, CapturedConn> ReadCapture(const std::string& path, std::strin
 
 std::string TempFile(const std::string& name) {
   return "/tmp/infertap-e2e-" + std::to_string(getpid()) + "-" + name;
+}
+
+std::string Cgroup2Root() {
+  for (const char* p : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
+    struct statfs fs {};
+    if (statfs(p, &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return p;
+  }
+  return "";
+}
+
+TestCgroup::TestCgroup() {
+  static std::atomic<int> n{0};
+  const std::string root = Cgroup2Root();
+  if (root.empty()) return;
+  path_ = root + "/infertap-e2e-" + std::to_string(getpid()) + "-" + std::to_string(++n);
+  if (mkdir(path_.c_str(), 0755) != 0) path_.clear();
+}
+
+TestCgroup::~TestCgroup() {
+  if (path_.empty()) return;
+  for (int i = 0; i < 100; ++i) {
+    const std::vector<pid_t> pids = Pids();
+    if (pids.empty() && rmdir(path_.c_str()) == 0) return;
+    for (pid_t p : pids) kill(p, SIGKILL);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::fprintf(stderr, "could not remove test cgroup %s\n", path_.c_str());
+}
+
+std::vector<pid_t> TestCgroup::Pids() const {
+  std::vector<pid_t> out;
+  std::ifstream in(path_ + "/cgroup.procs");
+  pid_t p;
+  while (in >> p) out.push_back(p);
+  return out;
+}
+
+std::vector<std::string> TestCgroup::Wrap(const std::vector<std::string>& argv) const {
+  std::vector<std::string> out = {"/bin/sh", "-c",
+                                  "echo $$ > " + path_ + "/cgroup.procs && exec \"$@\"", "sh"};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
 }
 
 }  // namespace infertap::e2e

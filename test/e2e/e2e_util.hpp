@@ -93,4 +93,28 @@ std::map<uint64_t, CapturedConn> ReadCapture(const std::string& path, std::strin
 
 std::string TempFile(const std::string& name);
 
+// The cgroup v2 hierarchy: /sys/fs/cgroup/unified on a hybrid layout, /sys/fs/cgroup on a
+// unified one; "" when neither is mounted.
+std::string Cgroup2Root();
+
+// A fresh cgroup v2 directory under Cgroup2Root() for one test (the cgroup backend's tests),
+// removed by the destructor: whatever still runs in it — only processes the test started there —
+// is killed first, since a populated cgroup cannot be removed. path() is "" when it could not
+// be made.
+class TestCgroup {
+ public:
+  TestCgroup();
+  ~TestCgroup();
+  TestCgroup(const TestCgroup&) = delete;
+  TestCgroup& operator=(const TestCgroup&) = delete;
+  const std::string& path() const { return path_; }
+  std::vector<pid_t> Pids() const;
+  // argv prefixed so that the process joins this cgroup before it execs argv (its sockets are
+  // then the cgroup's: a socket keeps its creator's cgroup).
+  std::vector<std::string> Wrap(const std::vector<std::string>& argv) const;
+
+ private:
+  std::string path_;
+};
+
 }  // namespace infertap::e2e

@@ -106,4 +106,32 @@ write("exchange", "responses_api", op(0, post(b"/v1/responses", b'{"model":"m","
 write("exchange", "expect_continue", op(0, post(b"/v1/completions", b'{"model":"m"}',
                                                 b"Expect: 100-continue\r\n")) +
       op(1, b"HTTP/1.1 100 Continue\r\n\r\n") + op(1, nonstream_http) + op(4) + op(5, chat_req + nonstream_http))
+# cgroup backend ring records (struct it_skb_event, bpf/infertap_abi.h), framed [u16 len][record].
+def skb(ingress, seq, ack, flags, payload=b"", ts=1000, port=40000, drop=()):
+    out = b""
+    pieces = [payload[i:i + 4096] for i in range(0, len(payload), 4096)] or [b""]
+    for i, piece in enumerate(pieces):
+        if i in drop:
+            continue
+        src, dst = (b"\x02", b"\x01") if ingress else (b"\x01", b"\x02")
+        addr = lambda last: b"\x00" * 10 + b"\xff\xff\x0a\x00\x00" + last
+        rec = struct.pack("<HHBBBBIIQQ16s16sHHHHIIII", 4, 1, 0 if ingress else 1, 2, flags, 0, 1,
+                          len(payload), ts, 7, addr(src), addr(dst),
+                          port if ingress else 8000, 8000 if ingress else port, 65535, 0,
+                          seq, ack, i * 4096, len(piece)) + piece
+        out += struct.pack("<H", len(rec)) + rec
+    return out
+
+
+SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
+big = stream_http * 30
+write("skb", "stream", skb(True, 100, 0, SYN) + skb(False, 900, 101, SYN | ACK) +
+      skb(True, 101, 901, ACK, chat_req, 2000) + skb(False, 901, 101 + len(chat_req), ACK, big, 3000) +
+      skb(True, 101 + len(chat_req), 901 + len(big), ACK | FIN, b"", 4000) +
+      skb(False, 901 + len(big), 102 + len(chat_req), ACK | FIN, b"", 4000))
+write("skb", "lost_pieces", skb(True, 100, 0, SYN) + skb(True, 101, 901, ACK, chat_req, 2000) +
+      skb(False, 901, 101 + len(chat_req), ACK | FIN, big, 3000, drop=(1, 3)) +
+      skb(True, 101 + len(chat_req), 902 + len(big), ACK | FIN, b"", 100000000))
+write("skb", "midstream_rst", skb(True, 5000, 77, ACK, chat_req[40:], 10, 41000) +
+      skb(False, 77, 5000, ACK | RST, b"", 20, 41000) + skb(True, 1, 0, SYN, b"", 30, 41000))
 print("seeds written under", os.path.join(HERE, "corpus"), file=sys.stderr)

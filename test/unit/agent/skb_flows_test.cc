@@ -1,6 +1,8 @@
 // The cgroup backend's user-space half without a kernel: ring records built byte for byte as
 // bpf/capture_skb.bpf.c emits them (struct it_skb_event, pieces of IT_CHUNK_MAX), checked by the
 // decoder (agent/capture/skb_events.hpp) and reassembled by SkbFlows → TcpFlows → Connection.
+#include "agent/capture/skb_flows.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
@@ -12,7 +14,6 @@
 #include <vector>
 
 #include "agent/capture/skb_events.hpp"
-#include "agent/capture/skb_flows.hpp"
 
 namespace infertap {
 namespace {
@@ -61,7 +62,7 @@ std::vector<std::vector<uint8_t>> Records(const Pkt& p, const std::set<size_t>& 
   do {
     const size_t n = std::min<size_t>(IT_CHUNK_MAX, p.payload.size() - off);
     if (!drop.count(i)) {
-      const size_t cls = n <= IT_CHUNK_SMALL ? IT_CHUNK_SMALL
+      const size_t cls = n <= IT_CHUNK_SMALL    ? IT_CHUNK_SMALL
                          : n <= IT_CHUNK_MEDIUM ? IT_CHUNK_MEDIUM
                                                 : IT_CHUNK_MAX;
       h.offset = static_cast<uint32_t>(off);
@@ -247,16 +248,16 @@ TEST_F(SkbFlowsTest, RandomBytesNeverCrashAndAreAllAccountedFor) {
 
 TEST_F(SkbFlowsTest, GsoPacketsInPiecesGiveTheExactStreams) {
   Handshake();
-  const std::string req = Bytes(70000, 6);   // one 64 KiB GRO packet and a tail
-  const std::string resp = Bytes(150000, 7); // three GSO packets, the server's seq wraps
+  const std::string req = Bytes(70000, 6);    // one 64 KiB GRO packet and a tail
+  const std::string resp = Bytes(150000, 7);  // three GSO packets, the server's seq wraps
   Feed({true, cseq(0), sseq(0), pcap::kTcpAck, req.substr(0, 65536), 2 * kMs});
   Feed({true, cseq(65536), sseq(0), pcap::kTcpAck, req.substr(65536), 2 * kMs});
   for (size_t off = 0; off < resp.size(); off += 65536) {
     Feed({false, sseq(off), cseq(req.size()), pcap::kTcpAck, resp.substr(off, 65536), 3 * kMs});
   }
   Feed({true, cseq(req.size()), sseq(resp.size()), pcap::kTcpAck | pcap::kTcpFin, "", 4 * kMs});
-  Feed({false, sseq(resp.size()), cseq(req.size()) + 1, pcap::kTcpAck | pcap::kTcpFin, "",
-        4 * kMs});
+  Feed(
+      {false, sseq(resp.size()), cseq(req.size()) + 1, pcap::kTcpAck | pcap::kTcpFin, "", 4 * kMs});
   ASSERT_EQ(rec.conns.size(), 1u);
   const auto& c = rec.conns.begin()->second;
   EXPECT_TRUE(c.opened);
@@ -274,7 +275,7 @@ TEST_F(SkbFlowsTest, APieceLostToAFullRingIsAGapOfItsExactLength) {
   const std::string resp = Bytes(20000, 8);
   Feed({true, cseq(0), sseq(0), pcap::kTcpAck, "req", 2 * kMs});
   Feed({false, sseq(0), cseq(3), pcap::kTcpAck, resp, 3 * kMs}, {2});  // piece 2 of 5 lost
-  flows.Flush(3 * kMs + 60 * kMs);                                       // past the window
+  flows.Flush(3 * kMs + 60 * kMs);                                     // past the window
   const auto& c = rec.conns.begin()->second;
   EXPECT_EQ(c.out, resp.substr(0, 8192) + "<gap 4096>" + resp.substr(12288));
 }
