@@ -495,19 +495,11 @@ static __always_inline void fill_data_hdr(struct it_data_event *ev, struct emit_
 	ev->_pad = 0;
 }
 
-/*
- * Wakeups: the agent polls the ring on a short timer anyway, so events are submitted without
- * waking it, except when the ring is filling up. Asking the ring how full it is reads the
- * consumer position, a cache line the agent's CPU writes: do it only every 32nd event per CPU.
- */
+/* Wakeup flags for a submit (shared_maps.bpf.h), counted on this object's stats. */
 static __always_inline __u64 submit_flags(void)
 {
 	__u32 idx = IT_STAT_EVENTS;
-	__u64 *n = bpf_map_lookup_elem(&stats, &idx);
-	if (n && (*n & 31))
-		return BPF_RB_NO_WAKEUP;
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									      : BPF_RB_NO_WAKEUP;
+	return ring_submit_flags(bpf_map_lookup_elem(&stats, &idx), wakeup_bytes);
 }
 
 /* One event of a fixed size class. Returns 0 on success. */

@@ -65,18 +65,11 @@ static __always_inline int traced_endpoint(const __u8 *addr, __u16 port)
 	return v && (v->roles & IT_ROLE_SERVER);
 }
 
-/*
- * Wakeups as in capture.bpf.c: submitted without waking the agent (it polls every 100 ms)
- * unless the ring is filling up; the fill level is read only every 32nd event per CPU.
- */
+/* Wakeup flags for a submit (shared_maps.bpf.h), counted on this object's stats. */
 static __always_inline __u64 submit_flags(void)
 {
 	__u32 idx = IT_SKB_STAT_EVENTS;
-	__u64 *n = bpf_map_lookup_elem(&skb_stats, &idx);
-	if (n && (*n & 31))
-		return BPF_RB_NO_WAKEUP;
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									      : BPF_RB_NO_WAKEUP;
+	return ring_submit_flags(bpf_map_lookup_elem(&skb_stats, &idx), wakeup_bytes);
 }
 
 enum emit_result {

@@ -35,4 +35,19 @@ struct {
 	__type(value, struct it_endpoint_value);
 } endpoints SEC(".maps");
 
+/*
+ * Wakeups: the agent polls the ring on a short timer anyway, so events are submitted without
+ * waking it, except when the ring is filling up (at least `wake_at` bytes waiting). Asking the
+ * ring how full it is reads the consumer position, a cache line the agent's CPU writes: do it
+ * only every 32nd event per CPU. `events_so_far` is this CPU's event counter from the object's
+ * stats map (NULL: ask the ring).
+ */
+static __always_inline __u64 ring_submit_flags(const __u64 *events_so_far, __u64 wake_at)
+{
+	if (events_so_far && (*events_so_far & 31))
+		return BPF_RB_NO_WAKEUP;
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wake_at ? BPF_RB_FORCE_WAKEUP
+									 : BPF_RB_NO_WAKEUP;
+}
+
 #endif /* INFERTAP_SHARED_MAPS_BPF_H */
