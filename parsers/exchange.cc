@@ -422,6 +422,7 @@ void ExchangeAssembler::ResetResponseBody() {
   resp_stream_ = false;
   resp_json_type_ = false;
   resp_json_reported_ = false;
+  resp_events_.Reset();
 }
 
 void ExchangeAssembler::ResponseSide::OnMessageBegin() {
@@ -580,7 +581,7 @@ void ExchangeAssembler::ResponseSide::OnEvent(const SseEvent& ev) {
     return;
   }
   if (ev.data == "[DONE]") return;
-  OpenAiResponseInfo info = a.Extractor().ParseResponse(ev.data, /*padded=*/true);
+  const OpenAiResponseInfo& info = a.resp_events_.Parse(a.Extractor(), ev.data, /*padded=*/true);
   if (!info.valid) {
     if (!a.resp_json_reported_) a.observer_.OnParseError("json_invalid");
     a.resp_json_reported_ = true;

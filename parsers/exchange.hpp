@@ -279,6 +279,7 @@ class ExchangeAssembler {
   bool resp_json_reported_ = false;  // one json_invalid per response is enough
   Capture resp_json_;
   Inflater resp_inflate_;
+  StreamEventCache resp_events_;  // the stream's SSE events, parsed once per shape
 };
 
 }  // namespace infertap

@@ -1,5 +1,9 @@
 #include "parsers/openai.hpp"
 
+#include <cstring>
+
+#include "parsers/utf8.hpp"
+
 namespace infertap {
 namespace {
 
@@ -245,6 +249,229 @@ std::optional<std::string> ScanTopLevelModel(std::string_view in) {
     }
   }
   return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------------
+// StreamEventCache
+
+namespace {
+
+// Whether `s` is the body of a JSON string the parser accepts (RFC 8259 escapes, no raw control
+// characters or quotes, valid UTF-8). Conservative: a \u escape of a surrogate half is left to
+// the parser (false), whose pairing rules decide.
+bool WellFormedStringBody(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const uint8_t c = uint8_t(s[i]);
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      ++i;
+      continue;
+    }
+    if (c == '\\') {
+      if (i + 1 >= s.size()) return false;
+      const char e = s[i + 1];
+      if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' ||
+          e == 't') {
+        i += 2;
+        continue;
+      }
+      if (e != 'u' || i + 6 > s.size()) return false;
+      unsigned cp = 0;
+      for (size_t k = i + 2; k < i + 6; ++k) {
+        const char h = s[k];
+        unsigned d;
+        if (h >= '0' && h <= '9') d = unsigned(h - '0');
+        else if (h >= 'a' && h <= 'f') d = unsigned(h - 'a' + 10);
+        else if (h >= 'A' && h <= 'F') d = unsigned(h - 'A' + 10);
+        else return false;
+        cp = cp * 16 + d;
+      }
+      if (cp >= 0xD800 && cp <= 0xDFFF) return false;
+      i += 6;
+      continue;
+    }
+    if (c < 0x80) return false;  // a quote or a control character
+    const size_t n = Utf8SequenceLength(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+// Walks a document the parser has accepted, so it checks bounds but not grammar.
+class ValidJsonCursor {
+ public:
+  explicit ValidJsonCursor(std::string_view s) : s_(s) {}
+
+  size_t pos() const { return i_; }
+  bool At(char c) {
+    SkipSpace();
+    return i_ < s_.size() && s_[i_] == c;
+  }
+  void Take() { ++i_; }
+  // At an opening quote: the raw body, and the cursor after the closing quote.
+  std::string_view String() {
+    const size_t begin = ++i_;
+    while (i_ < s_.size() && s_[i_] != '"') i_ += s_[i_] == '\\' ? 2 : 1;
+    const size_t end = std::min(i_, s_.size());
+    ++i_;
+    return s_.substr(begin, end - begin);
+  }
+  void SkipValue() {
+    SkipSpace();
+    if (i_ >= s_.size()) return;
+    const char c = s_[i_];
+    if (c == '"') {
+      String();
+      return;
+    }
+    if (c != '{' && c != '[') {  // number or literal
+      while (i_ < s_.size() && !IsEnd(s_[i_])) ++i_;
+      return;
+    }
+    size_t depth = 0;
+    while (i_ < s_.size()) {
+      const char d = s_[i_];
+      if (d == '"') {
+        String();
+        continue;
+      }
+      ++i_;
+      if (d == '{' || d == '[') {
+        ++depth;
+      } else if ((d == '}' || d == ']') && --depth == 0) {
+        return;
+      }
+    }
+  }
+  // Calls f(key) for each member of the object at the cursor, with the cursor on the value;
+  // f consumes the value (or not: then it is skipped). Stops early when f returns true.
+  template <typename F>
+  bool Members(F&& f) {
+    if (!At('{')) return false;
+    Take();
+    while (!At('}') && i_ < s_.size()) {
+      if (!At('"')) return false;
+      const std::string_view key = String();
+      if (!At(':')) return false;
+      Take();
+      SkipSpace();
+      const size_t before = i_;
+      if (f(key)) return true;
+      if (i_ == before) SkipValue();
+      if (At(',')) Take();
+    }
+    if (At('}')) Take();
+    return false;
+  }
+
+ private:
+  static bool IsEnd(char c) {
+    return c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
+  }
+  void SkipSpace() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r'))
+      ++i_;
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+};
+
+// The body of the first string at choices[0].delta.{content,reasoning,reasoning_content} or
+// choices[0].text (the first top-level `choices`), as [begin, end) offsets into json.
+bool FindSlot(std::string_view json, size_t* begin, size_t* end) {
+  ValidJsonCursor cur(json);
+  bool found = false;
+  auto string_here = [&]() {
+    if (!cur.At('"')) return false;  // not a string: skipped
+    *begin = cur.pos() + 1;
+    *end = *begin + cur.String().size();
+    found = true;
+    return true;
+  };
+  auto in_delta = [&](std::string_view key) {
+    return (key == "content" || key == "reasoning" || key == "reasoning_content") &&
+           string_here();
+  };
+  auto in_choice = [&](std::string_view key) {
+    if (key == "text") return string_here();
+    return key == "delta" && cur.At('{') && cur.Members(in_delta);
+  };
+  cur.Members([&](std::string_view key) {
+    if (key != "choices" || !cur.At('[')) return false;
+    cur.Take();
+    if (cur.At('{')) cur.Members(in_choice);
+    return true;  // stop at the first `choices`, whatever it held
+  });
+  return found;
+}
+
+// Events in a row that changed shape before the cache stops relearning for this response (a
+// stream whose every event differs outside the slot, e.g. vLLM's continuous usage stats).
+constexpr uint32_t kMaxFailedLearns = 4;
+
+}  // namespace
+
+void StreamEventCache::Reset() {
+  active_ = false;
+  std::string().swap(bytes_);
+  prefix_ = 0;
+  empty_.reset();
+  nonempty_.reset();
+  failed_learns_ = 0;
+}
+
+bool StreamEventCache::Learn(std::string_view json, const OpenAiResponseInfo& info) {
+  size_t begin = 0, end = 0;
+  active_ = false;
+  if (!FindSlot(json, &begin, &end) || begin == 0 || end >= json.size()) return false;
+  bytes_.assign(json.substr(0, begin));
+  bytes_.append(json.substr(end));
+  prefix_ = begin;
+  empty_.reset();
+  nonempty_.reset();
+  (begin == end ? empty_ : nonempty_) = info;
+  active_ = true;
+  return true;
+}
+
+const OpenAiResponseInfo& StreamEventCache::FieldsFor(OpenAiExtractor& extractor, bool empty) {
+  std::optional<OpenAiResponseInfo>& slot = empty ? empty_ : nonempty_;
+  if (!slot) {
+    // Any well-formed text stands for all non-empty ones.
+    std::string doc = bytes_.substr(0, prefix_);
+    if (!empty) doc += 'x';
+    doc.append(bytes_, prefix_);
+    slot = extractor.ParseResponse(doc);
+  }
+  return *slot;
+}
+
+const OpenAiResponseInfo& StreamEventCache::Parse(OpenAiExtractor& extractor,
+                                                  std::string_view json, bool padded) {
+  if (active_ && json.size() >= bytes_.size() && json.size() <= extractor.max_bytes()) {
+    const size_t text_len = json.size() - bytes_.size();
+    const size_t suffix = bytes_.size() - prefix_;
+    if (std::memcmp(json.data(), bytes_.data(), prefix_) == 0 &&
+        std::memcmp(json.data() + prefix_ + text_len, bytes_.data() + prefix_, suffix) == 0 &&
+        WellFormedStringBody(json.substr(prefix_, text_len))) {
+      const OpenAiResponseInfo& info = FieldsFor(extractor, text_len == 0);
+      if (info.valid) {
+        ++stats_.hits;
+        failed_learns_ = 0;
+        return info;
+      }
+      active_ = false;  // cannot happen for a template the parser accepted; parse instead
+    }
+  }
+  ++stats_.misses;
+  parsed_ = extractor.ParseResponse(json, padded);
+  if (parsed_.valid && failed_learns_ < kMaxFailedLearns) {
+    ++failed_learns_;
+    Learn(json, parsed_);
+  }
+  return parsed_;
 }
 
 }  // namespace infertap

@@ -54,12 +54,51 @@ class OpenAiExtractor {
   // `padded`: the caller guarantees SIMDJSON_PADDING readable bytes after json (saves a copy).
   OpenAiRequestInfo ParseRequest(std::string_view json, bool padded = false);
   OpenAiResponseInfo ParseResponse(std::string_view json, bool padded = false);
+  size_t max_bytes() const { return max_bytes_; }
 
  private:
   simdjson::error_code Parse(std::string_view json, bool padded, simdjson::dom::element* out);
 
   size_t max_bytes_;
   simdjson::dom::parser parser_;
+};
+
+// The SSE events of one stream are, as servers write them, the same bytes but for the token
+// text: `{"id":"c1",...,"choices":[{"index":0,"delta":{"content":"<text>"},...}]}`. Parsing a
+// whole DOM for each is most of the agent's CPU per streamed request (bench/RESULTS.md
+// "Profile"). A StreamEventCache keeps the last parsed event cut around that one string (the
+// "slot"); an event that equals it byte for byte outside the slot, with a well-formed JSON string
+// inside, is valid JSON exactly when the cached one was, and ParseResponse would return for it
+// the same fields: what it reads at the slot's paths (`choices[].delta.content` | `reasoning` |
+// `reasoning_content`, `choices[].text`) is only whether the string is empty. So the cache
+// answers from the fields it saw for an empty or a non-empty slot, and anything else (another
+// shape, a changed byte outside the slot, a string it does not check itself) goes to the parser.
+// Results are those of ParseResponse for every input; one cache per response stream.
+class StreamEventCache {
+ public:
+  // What extractor.ParseResponse(json, padded) returns; valid until the next call.
+  const OpenAiResponseInfo& Parse(OpenAiExtractor& extractor, std::string_view json, bool padded);
+  // Forgets the template (a new response, or the end of one: frees its bytes).
+  void Reset();
+
+  struct Stats {
+    uint64_t hits = 0, misses = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  // Cuts `json` (valid: the parser accepted it) around its slot; false when it has none.
+  bool Learn(std::string_view json, const OpenAiResponseInfo& info);
+  // The fields for a slot of the given emptiness, parsed once from the template if not yet seen.
+  const OpenAiResponseInfo& FieldsFor(OpenAiExtractor& extractor, bool empty);
+
+  std::string bytes_;   // the template without the slot's text: prefix + suffix
+  size_t prefix_ = 0;   // prefix = bytes_[0, prefix_) ends with the slot's opening quote
+  bool active_ = false;
+  std::optional<OpenAiResponseInfo> empty_, nonempty_;
+  OpenAiResponseInfo parsed_;   // the last event the parser saw
+  uint32_t failed_learns_ = 0;  // events in a row that changed the template: give up after a few
+  Stats stats_;
 };
 
 // Best effort for a body cut at the capture cap (long prompts): the value of the top-level

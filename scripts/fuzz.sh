@@ -12,7 +12,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/fuzz-build"
-TARGETS=(http sse openai exchange promtext serve_head capture pcap skb)
+TARGETS=(http sse openai stream_events exchange promtext serve_head capture pcap skb)
 CXX="${CXX_FUZZ:-clang++}"
 CC="${CC_FUZZ:-clang}"
 SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
