@@ -7,6 +7,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "parsers/utf8.hpp"
@@ -23,6 +24,10 @@ constexpr size_t kMaxLabelBytes = 256;
 constexpr size_t kMaxParseErrorReasons = 64;
 
 std::string SanitizeLabel(std::string_view v) {
+  // Runs for each label of each record: plain ASCII within the cap is the common case.
+  if (v.size() <= kMaxLabelBytes &&
+      std::all_of(v.begin(), v.end(), [](char c) { return uint8_t(c) < 0x80; }))
+    return std::string(v);
   std::string out;
   out.reserve(std::min(v.size(), kMaxLabelBytes));
   for (size_t i = 0; i < v.size();) {
