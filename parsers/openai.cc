@@ -312,10 +312,18 @@ class ValidJsonCursor {
   // At an opening quote: the raw body, and the cursor after the closing quote.
   std::string_view String() {
     const size_t begin = ++i_;
-    while (i_ < s_.size() && s_[i_] != '"') i_ += s_[i_] == '\\' ? 2 : 1;
-    const size_t end = std::min(i_, s_.size());
-    ++i_;
-    return s_.substr(begin, end - begin);
+    for (;;) {
+      const void* q = i_ < s_.size() ? std::memchr(s_.data() + i_, '"', s_.size() - i_) : nullptr;
+      if (q == nullptr) {
+        i_ = s_.size() + 1;
+        return s_.substr(begin);
+      }
+      const size_t quote = size_t(static_cast<const char*>(q) - s_.data());
+      size_t backslashes = 0;  // an odd run before the quote escapes it
+      while (quote - backslashes > begin && s_[quote - backslashes - 1] == '\\') ++backslashes;
+      i_ = quote + 1;
+      if (backslashes % 2 == 0) return s_.substr(begin, quote - begin);
+    }
   }
   void SkipValue() {
     SkipSpace();
