@@ -620,6 +620,47 @@ TEST(Exchange, InvalidJsonIsReportedButRecorded) {
   EXPECT_EQ(c.rec.CountErrors("json_invalid"), 2);  // one for the request, one per response
 }
 
+// Token chunks that repeat the previous chunk's bytes are answered by the stream's event cache
+// (parsers/openai.hpp): chunks, TTFT, json_invalid and usage must come out as with a full parse,
+// and a second response on the connection starts from nothing.
+TEST(Exchange, RepeatedChunksCountAsParsedOnes) {
+  auto chunk = [](std::string_view id, std::string_view text) {
+    return test::Chunk("data: {\"id\":\"" + std::string(id) +
+                       "\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":[{"
+                       "\"index\":0,\"delta\":{\"content\":\"" +
+                       std::string(text) + "\"},\"finish_reason\":null}]}\n\n");
+  };
+  auto usage = [](std::string_view id, int out) {
+    return test::Chunk("data: {\"id\":\"" + std::string(id) +
+                       "\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":" +
+                       std::to_string(out) + "}}\n\n");
+  };
+  Conn c;
+  const std::string req = test::PostJson(
+      "/v1/chat/completions", R"({"model":"m","stream":true,"stream_options":{"include_usage":true}})");
+  c.Req(1, req);
+  c.Resp(2, test::SseHead() + chunk("a", ""));
+  c.Resp(3, chunk("a", ""));  // still nothing generated
+  c.Resp(4, chunk("a", "Hi"));
+  c.Resp(5, chunk("a", " there") + chunk("a", "\\n") + chunk("a", "\xc3\xa9"));
+  c.Resp(6, chunk("a", "\x01") + chunk("a", "\xc3"));  // not JSON: one json_invalid
+  c.Resp(7, chunk("a", "!") + usage("a", 5) + test::Chunk("data: [DONE]\n\n") + test::LastChunk());
+  c.Req(8, req);
+  c.Resp(9, test::SseHead() + chunk("b", "x") + chunk("b", "") + chunk("b", "y") +
+                usage("b", 2) + test::LastChunk());
+  ASSERT_EQ(c.rec.records.size(), 2u);
+  const RequestRecord& first = c.rec.records[0];
+  EXPECT_EQ(first.chunks, 5u);  // Hi, " there", \n, é, !
+  EXPECT_EQ(first.first_token_ns, 4u);
+  EXPECT_EQ(first.output_tokens, 5u);
+  EXPECT_EQ(first.input_tokens, 7u);
+  EXPECT_EQ(c.rec.CountErrors("json_invalid"), 1);
+  const RequestRecord& second = c.rec.records[1];
+  EXPECT_EQ(second.chunks, 2u);
+  EXPECT_EQ(second.first_token_ns, 9u);
+  EXPECT_EQ(second.output_tokens, 2u);
+}
+
 TEST(Exchange, TargetModelFallsBackToResponseModel) {
   Conn c;
   c.Req(1, test::PostJson("/v1/embeddings", R"({"input":"x"})"));
