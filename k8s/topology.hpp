@@ -49,12 +49,12 @@ inline constexpr char kEngineTypeLabel[] = "inference.networking.k8s.io/engine-t
 
 struct Endpoint {
   std::string pod, ns;
-  std::string uid;  // the pod's metadata.uid (its cgroup's name, agent/capture/pod_cgroup.hpp)
   std::string ip;
   uint16_t port = 0;
   std::string engine = "auto";
   uint16_t metrics_port = 0;
   std::string metrics_path = "/metrics";
+  std::string uid;  // the pod's metadata.uid (its cgroup's name, agent/capture/pod_cgroup.hpp)
   bool operator==(const Endpoint&) const = default;
 };
 

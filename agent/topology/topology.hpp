@@ -25,14 +25,16 @@ namespace infertap::topology {
 
 // One model server endpoint of a pool on this node.
 struct TopologyEndpoint {
-  Endpoint address;     // traced (IP, port); the wildcard (any local address) only in standalone
-  std::string pod;      // record `pod`, label `model_server_pod` (standalone: the scrape address)
-  std::string ns;       // the pod's namespace ("" standalone)
-  std::string pod_uid;  // Kubernetes: the pod's metadata.uid (where its cgroup is); "" standalone
+  Endpoint address;  // traced (IP, port); the wildcard (any local address) only in standalone
+  std::string pod;   // record `pod`, label `model_server_pod` (standalone: the scrape address)
+  std::string ns;    // the pod's namespace ("" standalone)
   poller::Engine engine = poller::Engine::kAuto;  // kAuto: detected from the scrape
   std::string metrics_address;                    // host:port of the model server's metrics
   std::string metrics_path = "/metrics";
   std::string origin;  // where this endpoint came from
+  // Kubernetes: the pod's metadata.uid (where its cgroup is, agent/capture/pod_cgroup.hpp); ""
+  // standalone.
+  std::string pod_uid;
   bool operator==(const TopologyEndpoint&) const = default;
 };
 
