@@ -287,8 +287,8 @@ void Agent::SyncPodCgroups(uint64_t now_ns) {
     pc.status = found.error;
     if (!found.path.empty()) cgroups.push_back(found.path);
   }
-  const CgroupSetChange change = capture_->SetCgroups(cgroups, now_ns);
-  (void)change;  // CgroupAttachments logs attaches, detaches and the first failure of each
+  // CgroupAttachments logs attaches, detaches and the first failure of each cgroup.
+  capture_->SetCgroups(cgroups, now_ns);
   std::map<std::string, CgroupAttachmentState> states;
   for (const CgroupAttachmentState& st : capture_->CgroupStates()) states[st.path] = st;
   for (PodCgroupStatus& pc : pods) {
@@ -297,7 +297,7 @@ void Agent::SyncPodCgroups(uint64_t now_ns) {
     pc.attached = it != states.end() && it->second.attached;
     pc.status = pc.attached          ? "attached"
                 : it == states.end() ? "not attached"
-                                     : "attach failed (retrying every second): " + it->second.error;
+                                     : "attach failed: " + it->second.error;
   }
   // A pod's first unresolved pass is logged once, and again when that changes.
   std::map<std::string, std::string> before;
