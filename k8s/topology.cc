@@ -156,6 +156,7 @@ Topology ComputeTopology(const TopologyInputs& in) {
         Endpoint e;
         e.pod = pod->name;
         e.ns = pod->ns;
+        e.uid = pod->uid;
         e.ip = pod->ip;
         e.port = port;
         e.metrics_port = port;

@@ -54,6 +54,7 @@ struct Endpoint {
   std::string engine = "auto";
   uint16_t metrics_port = 0;
   std::string metrics_path = "/metrics";
+  std::string uid;  // the pod's metadata.uid (its cgroup's name, agent/capture/pod_cgroup.hpp)
   bool operator==(const Endpoint&) const = default;
 };
 

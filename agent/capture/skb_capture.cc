@@ -41,21 +41,75 @@ std::string CheckCgroupDirectory(const std::string& path) {
   return "";
 }
 
+namespace {
+
+// Both programs' links on one cgroup.
+class SkbLinks : public CgroupAttacher::Attachment {
+ public:
+  ~SkbLinks() override {
+    for (bpf_link* l : links)
+      if (l) bpf_link__destroy(l);
+  }
+  bpf_link* links[2] = {nullptr, nullptr};
+};
+
+}  // namespace
+
 SkbCapture::~SkbCapture() {
   ring_.reset();
-  for (bpf_link* l : links_) bpf_link__destroy(l);
-  links_.clear();
+  attachments_.reset();
   if (skel_) capture_skb_bpf__destroy(skel_);
+}
+
+std::unique_ptr<CgroupAttacher::Attachment> SkbCapture::Attach(const std::string& path,
+                                                               uint64_t* cgroup_id,
+                                                               std::string* error) {
+  if (std::string why = CheckCgroupDirectory(path); !why.empty()) {
+    *error = why;
+    return nullptr;
+  }
+  const int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    *error = "cannot open cgroup directory " + path + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  // The cgroup v2 id bpf_skb_cgroup_id() reports is the directory's kernfs id, its inode number.
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    *error = "cannot stat cgroup directory " + path + ": " + std::strerror(errno);
+    close(fd);
+    return nullptr;
+  }
+  *cgroup_id = uint64_t(st.st_ino);
+  // A BPF link per program and cgroup (5.7): attached with BPF_F_ALLOW_MULTI semantics, so
+  // programs others attached to the same cgroup (systemd's, a CNI's) keep running, and the
+  // link goes away with our fd even if we are killed. The cgroup fd is not needed after.
+  auto links = std::make_unique<SkbLinks>();
+  int i = 0;
+  for (bpf_program* prog : {skel_->progs.skb_ingress, skel_->progs.skb_egress}) {
+    bpf_link* link = bpf_program__attach_cgroup(prog, fd);
+    if (!link) {
+      const int err = errno;
+      *error = "cannot attach " + std::string(bpf_program__name(prog)) + " to " + path + ": " +
+               std::strerror(err) +
+               (err == EPERM || err == EACCES ? " (needs root or CAP_BPF+CAP_NET_ADMIN)" : "");
+      close(fd);
+      return nullptr;  // `links` detaches the program attached already
+    }
+    links->links[i++] = link;
+  }
+  close(fd);
+  return links;
+}
+
+CgroupSetChange SkbCapture::SetCgroups(const std::vector<std::string>& wanted) {
+  return attachments_->Set(wanted);
 }
 
 std::unique_ptr<SkbCapture> SkbCapture::Start(const SkbCaptureOptions& options, Status* status) {
   InstallLibbpfLogging();
   if (Status s = CheckSkbCapturePrivileges(); !s) {
     *status = s;
-    return nullptr;
-  }
-  if (options.cgroups.empty()) {
-    *status = Status::Error("the cgroup backend needs at least one cgroup directory");
     return nullptr;
   }
   for (const std::string& path : options.cgroups) {
@@ -92,30 +146,12 @@ std::unique_ptr<SkbCapture> SkbCapture::Start(const SkbCaptureOptions& options, 
         "cannot load the cgroup capture BPF programs (" + LastLibbpfMessage() + ")", err);
     return nullptr;
   }
-  for (const std::string& path : options.cgroups) {
-    const int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-      *status = Status::FromErrno("cannot open cgroup directory " + path, errno);
-      return nullptr;
-    }
-    // A BPF link per program and cgroup (5.7): attached with BPF_F_ALLOW_MULTI semantics, so
-    // programs others attached to the same cgroup (systemd's, a CNI's) keep running, and the
-    // link goes away with our fd even if we are killed. The cgroup fd is not needed after.
-    for (bpf_program* prog : {cap->skel_->progs.skb_ingress, cap->skel_->progs.skb_egress}) {
-      bpf_link* link = bpf_program__attach_cgroup(prog, fd);
-      if (!link) {
-        const int err = errno;
-        close(fd);
-        *status = Status::Error(
-            "cannot attach " + std::string(bpf_program__name(prog)) + " to " + path + ": " +
-            std::strerror(err) +
-            (err == EPERM || err == EACCES ? " (needs root or CAP_BPF+CAP_NET_ADMIN)" : ""));
-        return nullptr;
-      }
-      cap->links_.push_back(link);
-    }
-    close(fd);
-    cap->cgroups_.push_back(path);
+  CgroupAttacher& attacher = *cap;  // a private base: reachable here, not from make_unique
+  cap->attachments_ = std::make_unique<CgroupAttachments>(attacher);
+  // The cgroups given at start are required: a failure here is the caller's error.
+  if (CgroupSetChange c = cap->attachments_->Set(options.cgroups); !c.failed.empty()) {
+    *status = Status::Error(c.first_error);
+    return nullptr;
   }
   cap->ring_ = std::make_unique<RingReader>();
   if (Status st = cap->ring_->Open(bpf_map__fd(cap->skel_->maps.events)); !st) {
@@ -124,8 +160,9 @@ std::unique_ptr<SkbCapture> SkbCapture::Start(const SkbCaptureOptions& options, 
   }
   cap->wall_offset_ns_ = CurrentWallOffsetNs();
   std::string list;
-  for (const std::string& c : cap->cgroups_) list += (list.empty() ? "" : ", ") + c;
-  LOG_INFO("capture programs: cgroup_skb ingress+egress on %s", list.c_str());
+  for (const std::string& c : cap->cgroups()) list += (list.empty() ? "" : ", ") + c;
+  LOG_INFO("capture programs: cgroup_skb ingress+egress on %s",
+           list.empty() ? "no cgroup yet (attached as they are found)" : list.c_str());
   *status = Status::Ok();
   return cap;
 }

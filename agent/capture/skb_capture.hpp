@@ -1,7 +1,9 @@
 // RAII owner of the cgroup backend's kernel programs (bpf/capture_skb.bpf.c; docs/capture.md
 // "The cgroup backend"): open → configure → load → attach `cgroup_skb/ingress` and
-// `cgroup_skb/egress` to every given cgroup v2 directory in Start(); the destructor detaches
-// every link and frees every map (links, not pins: nothing stays in the kernel).
+// `cgroup_skb/egress` to every given cgroup v2 directory in Start(); SetCgroups() changes that
+// set later by a diff (agent/capture/cgroup_attachments.hpp: Kubernetes mode follows the pods);
+// the destructor detaches every link and frees every map (links, not pins: nothing stays in the
+// kernel).
 //
 // What it delivers through the EventSource seam are raw ring records (struct it_skb_event);
 // agent/capture/skb_flows.hpp turns them into connections.
@@ -13,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/capture/cgroup_attachments.hpp"
 #include "agent/capture/endpoint_map.hpp"
 #include "agent/capture/event_source.hpp"
 #include "agent/common/status.hpp"
@@ -26,7 +29,8 @@ class RingReader;
 
 struct SkbCaptureOptions {
   // cgroup v2 directories (e.g. a pod's /sys/fs/cgroup/kubepods.slice/...): the programs see
-  // the packets of sockets created by processes inside them or their descendants.
+  // the packets of sockets created by processes inside them or their descendants. Attached in
+  // Start(), where a failure is fatal; may be empty when SetCgroups() provides them later.
   std::vector<std::string> cgroups;
   uint32_t ring_buffer_bytes = 16u << 20;  // power of two, >= IT_RING_MIN_BYTES
 };
@@ -45,7 +49,7 @@ Status CheckSkbCapturePrivileges();
 // what is wrong (missing, not a directory, not cgroup v2, permission).
 std::string CheckCgroupDirectory(const std::string& path);
 
-class SkbCapture : public EventSource {
+class SkbCapture : public EventSource, private CgroupAttacher {
  public:
   ~SkbCapture() override;
   static std::unique_ptr<SkbCapture> Start(const SkbCaptureOptions& options, Status* status);
@@ -59,17 +63,23 @@ class SkbCapture : public EventSource {
   int64_t WallOffsetNs() const override { return wall_offset_ns_; }
   SkbKernelStats ReadStats() const;
 
-  const std::vector<std::string>& cgroups() const { return cgroups_; }
-  size_t attached_links() const { return links_.size(); }
+  // The attached cgroups become `wanted` (attach new, detach gone, retry failed; never fatal:
+  // agent/capture/cgroup_attachments.hpp). The result names what changed.
+  CgroupSetChange SetCgroups(const std::vector<std::string>& wanted);
+  // Attached now, in path order.
+  std::vector<std::string> cgroups() const { return attachments_->AttachedPaths(); }
+  std::vector<CgroupAttachmentState> cgroup_states() const { return attachments_->States(); }
+  uint64_t cgroup_attach_failures() const { return attachments_->attach_failures(); }
   // Name and fd of both programs (benchmarks read the kernel's run-time accounting).
   std::vector<std::pair<std::string, int>> ProgramFds() const;
 
  private:
   SkbCapture() = default;
+  std::unique_ptr<Attachment> Attach(const std::string& path, uint64_t* cgroup_id,
+                                     std::string* error) override;
 
   capture_skb_bpf* skel_ = nullptr;
-  std::vector<bpf_link*> links_;
-  std::vector<std::string> cgroups_;
+  std::unique_ptr<CgroupAttachments> attachments_;  // before skel_ goes: the links use it
   std::unique_ptr<RingReader> ring_;
   std::vector<TracedEndpoint> endpoints_;
   int64_t wall_offset_ns_ = 0;

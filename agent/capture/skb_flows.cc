@@ -25,8 +25,8 @@ void SkbFlows::OnEvent(std::span<const uint8_t> record) {
   }
   ++stats_.events;
   const SkbSegments s = SegmentsOf(piece);
-  flows_.OnSegment(s.data, piece.hdr.ts_ns, s.local);
-  if (s.has_fin) flows_.OnSegment(s.fin, piece.hdr.ts_ns, s.local);
+  flows_.OnSegment(s.data, piece.hdr.ts_ns, s.local, piece.hdr.cgroup_id);
+  if (s.has_fin) flows_.OnSegment(s.fin, piece.hdr.ts_ns, s.local, piece.hdr.cgroup_id);
 }
 
 }  // namespace infertap

@@ -7,7 +7,8 @@
 // Each record is checked and decoded (agent/capture/skb_events.hpp); a bad one is counted by
 // reason and skipped. The kernel matched each packet's local endpoint, so that endpoint is the
 // flow's server: no list of servers is kept here, and an endpoint change needs nothing from this
-// class (new packets simply stop or start arriving).
+// class (new packets simply stop or start arriving). Each flow remembers the cgroup id of its
+// first record, so the connections of a cgroup the programs leave can be ended at once.
 #pragma once
 
 #include <array>
@@ -40,6 +41,11 @@ class SkbFlows : public EventSink {
   void Flush(uint64_t now_ns) { flows_.Flush(now_ns); }
   // Ends every connection (end of capture).
   void FinishAll(uint64_t ts_ns) { flows_.FinishAll(ts_ns); }
+  // Ends the connections of sockets in cgroup `cgroup_id` (the record's cgroup_id when the
+  // connection started): the programs were detached from it, none of its packets will come.
+  size_t FinishCgroup(uint64_t cgroup_id, uint64_t ts_ns) {
+    return flows_.FinishTagged(cgroup_id, ts_ns);
+  }
 
   size_t connections() const { return flows_.open_flows(); }
   const SkbFlowStats& stats() const { return stats_; }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/capture/pod_cgroup.hpp"
 #include "agent/capture/skb_capture.hpp"
 #include "agent/cli/commands.hpp"
 #include "agent/cli/targets.hpp"
@@ -44,6 +45,7 @@ struct RunArgs {
   uint32_t syscall_cap = IT_DEFAULT_SYSCALL_CAP;
   std::string capture_backend;  // "": cgroup when --capture-cgroup is given, else syscall
   std::vector<std::string> capture_cgroups;
+  std::string cgroup_root;  // Kubernetes mode, cgroup backend: where the pods' cgroups are
   std::vector<std::string> extra_paths;
   std::string kubeconfig;
   std::string kube_context;
@@ -88,8 +90,13 @@ Status ChooseMode(const RunArgs& a, bool in_cluster, Mode* out) {
   return Status::Ok();
 }
 
-// --capture-backend and --capture-cgroup, checked before anything starts (usage errors).
-Status ChooseBackend(const RunArgs& a, CaptureBackend* out) {
+// --capture-backend, --capture-cgroup and --cgroup-root, checked before anything starts (usage
+// errors). In Kubernetes mode the cgroup backend attaches to each model-server pod's cgroup,
+// found from its UID under the cgroup root (*pod_cgroup_root; docs/kubernetes.md).
+// --capture-cgroup is refused there: every pod is found already, and a directory above the
+// pods' (kubepods.slice) would run the programs twice for each of their packets.
+Status ChooseBackend(const RunArgs& a, bool kubernetes, CaptureBackend* out,
+                     std::string* pod_cgroup_root) {
   // docs/capture-backends.md#decision: where the model servers' cgroup is given, the cgroup
   // backend is the default; everywhere else the syscall backend.
   if (a.capture_backend.empty()) {
@@ -98,13 +105,24 @@ Status ChooseBackend(const RunArgs& a, CaptureBackend* out) {
     return Status::Error("--capture-backend must be syscall or cgroup, not '" + a.capture_backend +
                          "'");
   }
+  if (!a.capture_cgroups.empty() && kubernetes)
+    return Status::Error(
+        "--capture-cgroup is for standalone mode; in Kubernetes mode --capture-backend cgroup "
+        "finds each model-server pod's cgroup from its UID under --cgroup-root");
+  if (!a.cgroup_root.empty() && !kubernetes)
+    return Status::Error(
+        "--cgroup-root is for Kubernetes mode (pods' cgroups found from their UIDs); standalone, "
+        "give the model servers' cgroup v2 directories with --capture-cgroup PATH");
   if (*out == CaptureBackend::kSyscall) {
     if (!a.capture_cgroups.empty())
       return Status::Error(
           "--capture-cgroup is for the cgroup backend, not --capture-backend syscall");
+    if (!a.cgroup_root.empty())
+      return Status::Error(
+          "--cgroup-root is for --capture-backend cgroup, not the syscall backend");
     return Status::Ok();
   }
-  if (a.capture_cgroups.empty())
+  if (a.capture_cgroups.empty() && !kubernetes)
     return Status::Error(
         "--capture-backend cgroup needs --capture-cgroup PATH (the model-server pods' cgroup v2 "
         "directory)");
@@ -114,6 +132,18 @@ Status ChooseBackend(const RunArgs& a, CaptureBackend* out) {
   for (const std::string& path : a.capture_cgroups)
     if (std::string why = CheckCgroupDirectory(path); !why.empty())
       return Status::Error("--capture-cgroup: " + why);
+  if (!kubernetes) return Status::Ok();
+  std::string root = a.cgroup_root;
+  if (root.empty()) {
+    root = FindCgroup2Mount();
+    if (root.empty())
+      return Status::Error(
+          "no cgroup v2 mount in /proc/self/mountinfo: give --cgroup-root PATH (the host's cgroup "
+          "v2 hierarchy, e.g. /host/sys/fs/cgroup in the DaemonSet)");
+  }
+  if (std::string why = CheckCgroupDirectory(root); !why.empty())
+    return Status::Error("--cgroup-root: " + why);
+  *pod_cgroup_root = root;
   return Status::Ok();
 }
 
@@ -126,7 +156,15 @@ int RunAgent(const RunArgs& a) {
   Mode mode;
   if (Status s = ChooseMode(a, in_cluster, &mode); !s) return Fail(s.message(), 2);
   CaptureBackend backend = CaptureBackend::kSyscall;
-  if (Status s = ChooseBackend(a, &backend); !s) return Fail(s.message(), 2);
+  std::string pod_cgroup_root;
+  if (Status s = ChooseBackend(a, mode.kubernetes, &backend, &pod_cgroup_root); !s)
+    return Fail(s.message(), 2);
+  if (!pod_cgroup_root.empty())
+    LOG_INFO(
+        "capture: cgroup backend on this node's model-server pods, their cgroups found from "
+        "their UIDs under %s%s",
+        pod_cgroup_root.c_str(),
+        a.cgroup_root.empty() ? " (the cgroup v2 mount, /proc/self/mountinfo)" : "");
 
   std::string node = a.attribution.node;
   if (mode.kubernetes) {
@@ -226,6 +264,7 @@ int RunAgent(const RunArgs& a) {
   o.capture.syscall_cap = a.syscall_cap;
   o.capture_backend = backend;
   o.capture_cgroups = a.capture_cgroups;
+  o.pod_cgroup_root = pod_cgroup_root;
   if (backend == CaptureBackend::kCgroup && a.cmd && a.cmd->count("--syscall-cap"))
     LOG_WARN("--syscall-cap is ignored by the cgroup backend (packets are copied whole)");
 
@@ -298,11 +337,19 @@ Runner RegisterRun(CLI::App& app) {
   cmd->add_option("--capture-backend", args->capture_backend,
                   "How to capture: syscall (tracepoints on every process's socket syscalls) or "
                   "cgroup (cgroup_skb programs on the model-server pods' cgroup v2 directories, "
-                  "TCP reassembled in user space; server side only; docs/capture.md). "
-                  "Default: cgroup when --capture-cgroup is given, else syscall");
+                  "TCP reassembled in user space; server side only; needs CAP_NET_ADMIN too; "
+                  "docs/capture.md). Default: cgroup when --capture-cgroup is given, else "
+                  "syscall. In Kubernetes mode the cgroup backend finds each model-server pod's "
+                  "cgroup from its UID under --cgroup-root");
   cmd->add_option("--capture-cgroup", args->capture_cgroups,
                   "cgroup v2 directory whose sockets are captured by the cgroup backend "
-                  "(repeatable; e.g. a pod's directory under /sys/fs/cgroup)");
+                  "(repeatable; e.g. the model server's directory under /sys/fs/cgroup). "
+                  "Standalone mode only (Kubernetes mode finds the pods' cgroups itself)");
+  cmd->add_option("--cgroup-root", args->cgroup_root,
+                  "Kubernetes mode, --capture-backend cgroup: the host's cgroup v2 hierarchy, "
+                  "where the kubelet's kubepods cgroups are looked for (at it and one level "
+                  "down; e.g. /host/sys/fs/cgroup in a pod). Default: the cgroup v2 mount in "
+                  "/proc/self/mountinfo");
   cmd->add_option("--inference-path", args->extra_paths,
                   "Extra POST path counted as inference traffic (repeatable)");
   return [args] { return RunAgent(*args); };

@@ -9,6 +9,7 @@
 #include <set>
 #include <string_view>
 
+#include "agent/capture/pod_cgroup.hpp"
 #include "agent/capture/skb_capture.hpp"
 #include "agent/common/log.hpp"
 #include "agent/common/version.hpp"
@@ -189,6 +190,9 @@ Status Agent::Start() {
   std::string backend = info.backend + " backend";
   for (size_t i = 0; i < info.cgroups.size(); ++i)
     backend += (i == 0 ? " on " : ", ") + info.cgroups[i];
+  if (!opt_.pod_cgroup_root.empty())
+    backend += (info.cgroups.empty() ? " on " : " and ") + std::string("the pods' cgroups under ") +
+               opt_.pod_cgroup_root;
   LOG_INFO(
       "infertap %s running: tracing %s side of %s (%s); metrics on %s (auth %s%s), inspect on %s",
       kVersion, opt_.side.c_str(), what.c_str(), backend.c_str(), opt_.metrics_addr.c_str(),
@@ -255,6 +259,63 @@ void Agent::ApplyPending(uint64_t now_ns) {
              (unsigned long long)t->version, t->source.c_str(), t->pools.size(), eps);
   }
   for (const std::string& n : t->notes) LOG_WARN("topology: %s", n.c_str());
+  // 5. The pods' cgroups, after the endpoints: a new pod's packets are matched as soon as its
+  // programs run, a gone pod's endpoints are already out of the filter.
+  if (!opt_.pod_cgroup_root.empty()) SyncPodCgroups(now_ns);
+}
+
+void Agent::SyncPodCgroups(uint64_t now_ns) {
+  last_cgroup_sync_ns_ = now_ns;
+  // The pods of the topology, once each (a pod serving several ports or pools has one cgroup).
+  std::vector<PodCgroupStatus> pods;
+  std::set<std::string> seen;
+  if (wanted_)
+    for (const topology::TopologyPool& p : wanted_->pools)
+      for (const topology::TopologyEndpoint& e : p.endpoints)
+        if (seen.insert(e.pod_uid.empty() ? e.ns + "/" + e.pod : e.pod_uid).second)
+          pods.push_back({e.ns, e.pod, e.pod_uid, "", false, ""});
+  const PodCgroupResolver resolver(opt_.pod_cgroup_root);
+  const std::vector<std::string> kubepods = resolver.KubepodsDirs();  // one scan per pass
+  std::vector<std::string> cgroups = opt_.capture_cgroups;
+  for (PodCgroupStatus& pc : pods) {
+    if (pc.uid.empty()) {
+      pc.status = "the pod has no metadata.uid";
+      continue;
+    }
+    PodCgroupLookup found = resolver.Find(pc.uid, kubepods);
+    pc.cgroup = found.path;
+    pc.status = found.error;
+    if (!found.path.empty()) cgroups.push_back(found.path);
+  }
+  // CgroupAttachments logs attaches, detaches and the first failure of each cgroup.
+  capture_->SetCgroups(cgroups, now_ns);
+  std::map<std::string, CgroupAttachmentState> states;
+  for (const CgroupAttachmentState& st : capture_->CgroupStates()) states[st.path] = st;
+  for (PodCgroupStatus& pc : pods) {
+    if (pc.cgroup.empty()) continue;
+    const auto it = states.find(pc.cgroup);
+    pc.attached = it != states.end() && it->second.attached;
+    pc.status = pc.attached          ? "attached"
+                : it == states.end() ? "not attached"
+                                     : "attach failed: " + it->second.error;
+  }
+  // A pod's first unresolved pass is logged once, and again when that changes.
+  std::map<std::string, std::string> before;
+  for (const PodCgroupStatus& pc : pod_cgroups_) before[pc.ns + "/" + pc.pod] = pc.status;
+  for (const PodCgroupStatus& pc : pods) {
+    const auto it = before.find(pc.ns + "/" + pc.pod);
+    if (it != before.end() && it->second == pc.status) continue;
+    if (pc.attached)
+      LOG_INFO("pod %s/%s (uid %s): capturing cgroup %s", pc.ns.c_str(), pc.pod.c_str(),
+               pc.uid.c_str(), pc.cgroup.c_str());
+    else
+      LOG_WARN("pod %s/%s (uid %s): %s; retrying every second", pc.ns.c_str(), pc.pod.c_str(),
+               pc.uid.c_str(), pc.status.c_str());
+  }
+  pod_cgroups_ = pods;
+  std::lock_guard lock(state_mu_);
+  shared_.pod_cgroups = std::move(pods);
+  shared_.capture.cgroups = capture_->Info().cgroups;
 }
 
 Status Agent::Run(const std::function<bool()>& stop) {
@@ -272,6 +333,10 @@ Status Agent::Run(const std::function<bool()>& stop) {
       last_flush_ns_ = now;
     }
     ApplyPending(now);
+    // Pods whose cgroup was not there yet (containers start after the pod object is seen), or
+    // whose attach failed, and cgroups that vanished: looked at again every second.
+    if (!opt_.pod_cgroup_root.empty() && now - last_cgroup_sync_ns_ >= kSecondNs)
+      SyncPodCgroups(now);
     if (now - last_publish_ns_ >= kSecondNs) Publish(now);
   }
   return Status::Ok();
@@ -323,7 +388,24 @@ std::string Agent::StateJson() const {
   j["capture"] = {{"backend", shared_.capture.backend},
                   {"variant", shared_.capture.variant},
                   {"reason", shared_.capture.reason}};
-  if (!shared_.capture.cgroups.empty()) j["capture"]["cgroups"] = shared_.capture.cgroups;
+  if (!shared_.capture.cgroups.empty() || !opt_.pod_cgroup_root.empty())
+    j["capture"]["cgroups"] = shared_.capture.cgroups;
+  if (!opt_.pod_cgroup_root.empty()) {
+    j["capture"]["cgroup_root"] = opt_.pod_cgroup_root;
+    nlohmann::ordered_json pods = nlohmann::json::array();
+    for (const PodCgroupStatus& pc : shared_.pod_cgroups) {
+      nlohmann::ordered_json jp;
+      jp["namespace"] = pc.ns;
+      jp["pod"] = pc.pod;
+      jp["uid"] = pc.uid;
+      jp["cgroup"] =
+          pc.cgroup.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(pc.cgroup);
+      jp["attached"] = pc.attached;
+      jp["status"] = pc.status;
+      pods.push_back(std::move(jp));
+    }
+    j["capture"]["pods"] = std::move(pods);
+  }
   nlohmann::ordered_json detail = nlohmann::ordered_json::object();
   for (const auto& [name, value] : shared_.capture_detail) detail[name] = value;
   j["capture"]["counters"] = std::move(detail);

@@ -11,7 +11,10 @@
 //   2. events already in the ring are drained with a table holding both sets, so a connection
 //      opened just before the change is attributed as it was;
 //   3. the pipeline's attribution table (open connections keep the entry they had at open);
-//   4. the poller's targets (a pod that left loses its per-pod gauges).
+//   4. the poller's targets (a pod that left loses its per-pod gauges);
+//   5. with the cgroup backend in Kubernetes mode, the pods' cgroups (attach new pods', detach
+//      gone pods' and end their connections), also retried every second for pods whose cgroup
+//      is not there yet (the kubelet creates it after the pod object is seen).
 // A failed step is logged, shown in /v1/state, and retried every second.
 #pragma once
 
@@ -56,6 +59,21 @@ struct AgentOptions {
   // (docs/capture.md "Backends"; server side only).
   CaptureBackend capture_backend = CaptureBackend::kSyscall;
   std::vector<std::string> capture_cgroups;
+  // Kubernetes mode with the cgroup backend: the cgroup v2 root under which each model-server
+  // pod's cgroup is found from its UID (agent/capture/pod_cgroup.hpp). The pods' cgroups are
+  // attached (with capture_cgroups, which the CLI leaves empty in Kubernetes mode) when the
+  // topology changes, and pods whose cgroup is not there yet (or whose attach failed) are
+  // retried every second. "": no per-pod cgroups.
+  std::string pod_cgroup_root;
+};
+
+// One model-server pod's cgroup as /v1/state shows it (capture.pods).
+struct PodCgroupStatus {
+  std::string ns, pod, uid;
+  std::string cgroup;  // its directory, "" when not found
+  bool attached = false;
+  std::string status;  // "attached", "cgroup not found under ROOT (...)", "attach failed: ..."
+  bool operator==(const PodCgroupStatus&) const = default;
 };
 
 // What the pipeline, the kernel filter and the poller get for one topology.
@@ -94,6 +112,9 @@ class Agent {
   void OnTopology(std::shared_ptr<const topology::Topology> t);
   void ApplyPending(uint64_t now_ns);
   void Publish(uint64_t now_ns);
+  // Resolves the cgroup of every pod of the wanted topology and makes the attached set follow
+  // (AgentOptions::pod_cgroup_root).
+  void SyncPodCgroups(uint64_t now_ns);
 
   const AgentOptions opt_;
   const std::unique_ptr<topology::TopologySource> source_;
@@ -118,7 +139,8 @@ class Agent {
   // Capture-loop state.
   std::shared_ptr<const topology::Topology> wanted_;  // last received; retried while failing
   bool apply_failed_ = false;
-  uint64_t last_retry_ns_ = 0, last_publish_ns_ = 0, last_flush_ns_ = 0;
+  uint64_t last_retry_ns_ = 0, last_publish_ns_ = 0, last_flush_ns_ = 0, last_cgroup_sync_ns_ = 0;
+  std::vector<PodCgroupStatus> pod_cgroups_;  // the last SyncPodCgroups pass (logs changes)
   uint64_t published_events_ = 0, published_bytes_ = 0;
 
   // What /v1/state shows, refreshed by the capture loop.
@@ -128,6 +150,7 @@ class Agent {
     std::string apply_error;                             // "" when the last apply succeeded
     std::vector<std::string> kernel_endpoints;           // what the kernel filter holds
     LiveCaptureInfo capture;                             // which capture programs run, why
+    std::vector<PodCgroupStatus> pod_cgroups;            // Kubernetes mode, cgroup backend
     std::vector<std::pair<std::string, uint64_t>> capture_detail;  // LiveCaptureCounters::detail
     size_t connections = 0;
     uint64_t capture_events = 0, lost_events = 0, parse_errors = 0, requests = 0, records = 0,

@@ -73,6 +73,23 @@ class CgroupCapture : public LiveCapture {
     return skb_->SetEndpoints(e);
   }
   const std::vector<TracedEndpoint>& endpoints() const override { return skb_->endpoints(); }
+  CgroupSetChange SetCgroups(const std::vector<std::string>& wanted, uint64_t now_ns) override {
+    CgroupSetChange change = skb_->SetCgroups(wanted);
+    if (!change.detached_ids.empty()) {
+      // Whatever the ring holds from those cgroups was emitted before the detach: deliver it
+      // first, then end their connections (an exchange cut short is reported incomplete, as at
+      // the end of a capture), instead of holding them until the 300 s idle timeout.
+      for (int i = 0; i < 64; ++i) {
+        PollResult r = skb_->Poll(flows_, 0);
+        if (!r.status || r.events == 0) break;
+      }
+      for (uint64_t id : change.detached_ids) detach_closed_ += flows_.FinishCgroup(id, now_ns);
+    }
+    return change;
+  }
+  std::vector<CgroupAttachmentState> CgroupStates() const override {
+    return skb_->cgroup_states();
+  }
   PollResult Poll(int timeout_ms) override { return skb_->Poll(flows_, timeout_ms); }
   void Flush(uint64_t now_ns) override { flows_.Flush(now_ns); }
   LiveCaptureCounters Counters() const override {
@@ -97,7 +114,10 @@ class CgroupCapture : public LiveCapture {
                 {"acked_gap_bytes", f.acked_gap_bytes},
                 {"retransmitted_bytes", f.retransmitted_bytes},
                 {"idle_closed", f.idle_closed},
-                {"dropped_packets", f.dropped_packets}};
+                {"dropped_packets", f.dropped_packets},
+                {"cgroups_attached", skb_->cgroups().size()},
+                {"cgroup_attach_failures", skb_->cgroup_attach_failures()},
+                {"detach_closed", detach_closed_}};
     return c;
   }
   LiveCaptureInfo Info() const override {
@@ -107,9 +127,17 @@ class CgroupCapture : public LiveCapture {
  private:
   std::unique_ptr<SkbCapture> skb_;
   SkbFlows flows_;
+  uint64_t detach_closed_ = 0;  // connections ended because their cgroup was detached
 };
 
 }  // namespace
+
+CgroupSetChange LiveCapture::SetCgroups(const std::vector<std::string>& wanted, uint64_t) {
+  CgroupSetChange change;
+  change.failed = wanted;
+  if (!wanted.empty()) change.first_error = "the syscall backend attaches to no cgroup";
+  return change;
+}
 
 std::string_view CaptureBackendName(CaptureBackend b) {
   return b == CaptureBackend::kCgroup ? "cgroup" : "syscall";

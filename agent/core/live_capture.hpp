@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "agent/capture/bpf_capture.hpp"
+#include "agent/capture/cgroup_attachments.hpp"
 #include "agent/capture/connection.hpp"
 #include "agent/capture/endpoint_map.hpp"
 #include "agent/capture/event_source.hpp"
@@ -30,8 +31,10 @@ bool ParseCaptureBackend(std::string_view name, CaptureBackend* out);
 
 struct LiveCaptureOptions {
   CaptureBackend backend = CaptureBackend::kSyscall;
-  CaptureOptions capture;            // ring size for both; the rest is the syscall backend's
-  std::vector<std::string> cgroups;  // cgroup backend: the cgroup v2 directories to attach to
+  CaptureOptions capture;  // ring size for both; the rest is the syscall backend's
+  // cgroup backend: the cgroup v2 directories to attach to at start (required to attach; may be
+  // empty when SetCgroups() provides them later, as Kubernetes mode does).
+  std::vector<std::string> cgroups;
 };
 
 struct LiveCaptureCounters {
@@ -47,10 +50,10 @@ struct LiveCaptureCounters {
 
 // What /v1/state shows under "capture".
 struct LiveCaptureInfo {
-  std::string backend;  // "syscall" | "cgroup"
-  std::string variant;  // syscall: "modern" | "compat"; cgroup: "cgroup_skb"
-  std::string reason;   // why this variant
-  std::vector<std::string> cgroups;
+  std::string backend;               // "syscall" | "cgroup"
+  std::string variant;               // syscall: "modern" | "compat"; cgroup: "cgroup_skb"
+  std::string reason;                // why this variant
+  std::vector<std::string> cgroups;  // cgroup backend: attached now
 };
 
 class LiveCapture {
@@ -66,6 +69,13 @@ class LiveCapture {
   virtual void Flush(uint64_t now_ns) = 0;
   virtual LiveCaptureCounters Counters() const = 0;
   virtual LiveCaptureInfo Info() const = 0;
+  // cgroup backend: the attached cgroups become `wanted`, by a diff (attach new, detach gone,
+  // retry failed; agent/capture/cgroup_attachments.hpp), and the connections of every cgroup it
+  // detached end now (`now_ns` CLOCK_MONOTONIC) instead of at the idle timeout. The syscall
+  // backend attaches to no cgroup: every wanted one is reported failed.
+  virtual CgroupSetChange SetCgroups(const std::vector<std::string>& wanted, uint64_t now_ns);
+  // Every wanted cgroup and whether it is attached (none for the syscall backend).
+  virtual std::vector<CgroupAttachmentState> CgroupStates() const { return {}; }
 };
 
 // Checks privileges, loads and attaches the backend's programs. `consumers` (the Pipeline)

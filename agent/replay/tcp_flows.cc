@@ -121,7 +121,13 @@ void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns, const Endpoint& 
   Process(seg, ts_ns, &server);
 }
 
-void TcpFlows::Process(const TcpSegment& seg, uint64_t ts_ns, const Endpoint* known_server) {
+void TcpFlows::OnSegment(const TcpSegment& seg, uint64_t ts_ns, const Endpoint& server,
+                         uint64_t tag) {
+  Process(seg, ts_ns, &server, tag);
+}
+
+void TcpFlows::Process(const TcpSegment& seg, uint64_t ts_ns, const Endpoint* known_server,
+                       uint64_t tag) {
   const Key key = MakeKey(seg.src, seg.dst);
   const bool syn_only = (seg.flags & (kTcpSyn | kTcpAck)) == kTcpSyn;
   auto it = flows_.find(key);
@@ -164,6 +170,7 @@ void TcpFlows::Process(const TcpSegment& seg, uint64_t ts_ns, const Endpoint* kn
       ++stats_.dropped_packets;
       return;
     }
+    f->tag = tag;
   }
 
   f->last_ts = ts_ns;
@@ -343,6 +350,20 @@ void TcpFlows::FinishAll(uint64_t ts_ns) {
   });
   for (Flow* f : open) CloseFlow(*f, ts_ns);
   flows_.clear();
+}
+
+size_t TcpFlows::FinishTagged(uint64_t tag, uint64_t ts_ns) {
+  std::vector<std::pair<uint64_t, Key>> open;  // by connection id, as FinishAll
+  for (auto& [key, f] : flows_)
+    if (f.tag == tag && !f.closed()) open.emplace_back(f.conn.info().conn_id, key);
+  std::sort(open.begin(), open.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (const auto& [id, key] : open) {
+    auto it = flows_.find(key);
+    CloseFlow(it->second, ts_ns);
+    flows_.erase(it);
+  }
+  return open.size();
 }
 
 }  // namespace infertap::pcap

@@ -76,10 +76,17 @@ class TcpFlows {
   // The same, with the server endpoint known (`server` is seg.src or seg.dst): a new flow takes
   // it instead of consulting the `servers` list or guessing.
   void OnSegment(const TcpSegment& seg, uint64_t ts_ns, const Endpoint& server);
+  // The same, and a new flow is tagged with `tag` (the cgroup backend: the socket's cgroup id),
+  // which FinishTagged() selects by.
+  void OnSegment(const TcpSegment& seg, uint64_t ts_ns, const Endpoint& server, uint64_t tag);
   // Live capture's periodic step (see the top of this file). `now_ns` is on the segments' clock.
   void Flush(uint64_t now_ns);
   // End of capture: every open connection's holes become gaps, then OnClose, in conn_id order.
   void FinishAll(uint64_t ts_ns);
+  // Ends and forgets every open flow tagged `tag` (its capture stopped: no segment of it will
+  // come), as FinishAll does; returns how many. Not kept as tombstones: if capture of the tag
+  // resumes, a later segment starts a new flow mid-connection.
+  size_t FinishTagged(uint64_t tag, uint64_t ts_ns);
 
   FlowStats stats() const;
   size_t open_flows() const;
@@ -108,6 +115,7 @@ class TcpFlows {
     DirState dir[2];         // by Direction
     uint64_t last_ts = 0;    // newest segment of the flow
     uint64_t closed_ts = 0;  // when it was closed (tombstone age)
+    uint64_t tag = 0;        // OnSegment's tag when the flow started
     bool closed() const { return conn.closed(); }
   };
   struct Key {
@@ -122,7 +130,7 @@ class TcpFlows {
   // The server endpoint for a new flow whose first seen packet is `seg`; false if untraced.
   bool ChooseServer(const TcpSegment& seg, Endpoint* server) const;
   Flow* NewFlow(const Key& key, const TcpSegment& seg, const Endpoint& server, uint64_t ts_ns);
-  void Process(const TcpSegment& seg, uint64_t ts_ns, const Endpoint* server);
+  void Process(const TcpSegment& seg, uint64_t ts_ns, const Endpoint* server, uint64_t tag = 0);
   void OnPayload(Flow& f, Direction d, uint32_t seq, const TcpSegment& seg, uint64_t ts_ns);
   // Flush's step for one open flow: held holes, acknowledged-but-missing bytes.
   void FlushFlow(Flow& f, uint64_t now_ns);

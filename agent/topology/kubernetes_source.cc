@@ -28,6 +28,7 @@ Topology FromKubernetes(const k8s::Topology& k, const std::map<std::string, std:
       e.address = *addr;
       e.pod = ke.pod;
       e.ns = ke.ns;
+      e.pod_uid = ke.uid;
       auto engine = poller::ParseEngine(ke.engine);
       if (!engine) {
         t.notes.push_back("pod " + ke.ns + "/" + ke.pod + ": unknown engine-type '" + ke.engine +

@@ -32,6 +32,9 @@ struct TopologyEndpoint {
   std::string metrics_address;                    // host:port of the model server's metrics
   std::string metrics_path = "/metrics";
   std::string origin;  // where this endpoint came from
+  // Kubernetes: the pod's metadata.uid (where its cgroup is, agent/capture/pod_cgroup.hpp); ""
+  // standalone.
+  std::string pod_uid;
   bool operator==(const TopologyEndpoint&) const = default;
 };
 

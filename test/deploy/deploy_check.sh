@@ -8,7 +8,9 @@
 #    of kubernetes-models (deploy/validate, pinned by package-lock.json);
 # 3. every rendered object is accepted by the fake API server (`kubectl apply`, the server's
 #    strict field validation where it has a schema) and reads back;
-# 4. the DaemonSet's container args are `run` and flags that `infertap run --help` lists;
+# 4. the DaemonSet's container args (base and every overlay) are `run` and flags that
+#    `infertap run --help` lists; the cgroup-backend overlay adds CAP_NET_ADMIN, the host's
+#    /sys/fs/cgroup read-only at --cgroup-root and --capture-backend=cgroup, the base none of it;
 # 5. the PrometheusRule's spec, extracted from the rendered object, passes `promtool check rules`
 #    and `promtool test rules` (test/deploy/rules_test.yaml).
 # (The ClusterRole is checked against the API calls the agent made in test/e2e/image_e2e.sh.)
@@ -104,15 +106,32 @@ ok "the reader's token Secret has a token (README: TOKEN=\$(kubectl ... get secr
 
 # ---- 4: DaemonSet args are flags `infertap run` accepts ----
 "$INFERTAP" run --help >"$W/run-help" 2>&1 || fail "infertap run --help failed"
-args=$(jq -r '.[] | select(.kind == "DaemonSet") | .spec.template.spec.containers[] | select(.name == "infertap") | .args[]' "$BASE_JSON")
-[ "$(echo "$args" | head -1)" = run ] || fail "the DaemonSet's first arg is not 'run': $args"
-for a in $(echo "$args" | tail -n +2); do
-  case $a in
-    --*) flag=${a%%=*}; grep -qE "^ +(-[a-zA-Z],)?$flag([ ,=]|$)" "$W/run-help" || fail "DaemonSet arg $a: $flag is not a flag of 'infertap run' (infertap run --help)" ;;
-    *) fail "DaemonSet arg '$a' is not a --flag=value" ;;
-  esac
+for d in "${dirs[@]}"; do
+  name=$(basename "$d")
+  args=$(jq -r '.[] | select(.kind == "DaemonSet") | .spec.template.spec.containers[] | select(.name == "infertap") | .args[]' "$W/$name.json")
+  [ "$(echo "$args" | head -1)" = run ] || fail "$name: the DaemonSet's first arg is not 'run': $args"
+  for a in $(echo "$args" | tail -n +2); do
+    case $a in
+      --*) flag=${a%%=*}; grep -qE "^ +(-[a-zA-Z],)?$flag([ ,=]|$)" "$W/run-help" || fail "$name: DaemonSet arg $a: $flag is not a flag of 'infertap run' (infertap run --help)" ;;
+      *) fail "$name: DaemonSet arg '$a' is not a --flag=value" ;;
+    esac
+  done
+  ok "$name DaemonSet args: $(echo $args) — every flag is in 'infertap run --help'"
 done
-ok "DaemonSet args: $(echo $args) — every flag is in 'infertap run --help'"
+# The cgroup-backend overlay opts in to the cgroup backend; the base keeps the syscall backend
+# without CAP_NET_ADMIN (docs/capture-backends.md#decision).
+container() { jq -c '.[] | select(.kind == "DaemonSet") | .spec.template.spec as $s | $s.containers[] | select(.name == "infertap") | {args, caps: .securityContext.capabilities.add, mounts: .volumeMounts, volumes: $s.volumes}' "$W/$1.json"; }
+base=$(container daemonset)
+echo "$base" | jq -e '(.caps | index("NET_ADMIN") | not) and ([.args[] | select(startswith("--capture-backend") or startswith("--cgroup-root"))] == [])' >/dev/null ||
+  fail "the base DaemonSet is not the syscall backend without NET_ADMIN: $base"
+cg=$(container cgroup-backend)
+echo "$cg" | jq -e '
+  (.caps | index("NET_ADMIN")) and (.caps | index("BPF")) and
+  (.args | index("--capture-backend=cgroup")) and (.args | index("--cgroup-root=/host/sys/fs/cgroup")) and
+  ([.mounts[] | select(.mountPath == "/host/sys/fs/cgroup" and .readOnly == true) | .name] as $m |
+   [.volumes[] | select(.hostPath.path == "/sys/fs/cgroup") | .name] as $v | ($m | length) == 1 and $m == $v)' >/dev/null ||
+  fail "the cgroup-backend overlay: want NET_ADMIN, --capture-backend=cgroup, --cgroup-root=/host/sys/fs/cgroup on a read-only hostPath /sys/fs/cgroup: $cg"
+ok "cgroup-backend overlay: +NET_ADMIN, the host's /sys/fs/cgroup read-only at /host/sys/fs/cgroup = --cgroup-root, --capture-backend=cgroup; the base stays syscall without NET_ADMIN"
 # The checker must fail on a wrong flag too.
 grep -qE "^ +--metrics-adress([ ,=]|$)" "$W/run-help" && fail "flag check accepts a misspelt flag"
 

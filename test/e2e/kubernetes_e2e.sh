@@ -33,6 +33,20 @@
 #     only; a real Prometheus scrapes both agents with `authorization: credentials_file` (the
 #     reader service account's token) and sums them.
 #
+#   kubernetes_e2e.sh BUILD_DIR SOURCE_DIR cgroup
+#     The cgroup backend in Kubernetes mode (docs/kubernetes.md "The cgroup backend"): `infertap
+#     run --kubeconfig ... --node n1 --capture-backend cgroup --cgroup-root <the cgroup v2 mount>`.
+#     Pod vllm-0's cgroup is made where a systemd kubelet puts a Burstable pod
+#     (kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice, uid from the
+#     API), infertap-sim started inside it in a network namespace as the pod IP: attached, records
+#     and request_total exact. Pod vllm-1 is Ready before its cgroup exists (cgroupfs spelling,
+#     kubepods one level down, as the kubelet's --cgroup-root puts it): "cgroup not found", a
+#     server outside any pod cgroup on its IP is not captured; its cgroup is created later and
+#     picked up by the periodic retry, its requests exact. vllm-0 deleted → detached (/v1/state,
+#     `bpftool cgroup show`), its open stream ended at once; vllm-1's cgroup removed under it
+#     (pod torn down) → detached cleanly; at the end nothing is attached and every cgroup the
+#     test made is gone.
+#
 # Exit 0 pass, 1 fail, 77 skip (not root / no BPF / missing tool).
 set -u
 BUILD=$1
@@ -67,9 +81,21 @@ NS=""
 VETH=""
 EXTRA_NS=()
 EXTRA_LINKS=()
+CGROUPS_MADE=()  # cgroup directories this test created, parents first
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  # Deepest first; a process still inside (it should not be) is killed so the cgroup can go.
+  for ((i = ${#CGROUPS_MADE[@]} - 1; i >= 0; i--)); do
+    c=${CGROUPS_MADE[$i]}
+    [ -d "$c" ] || continue
+    for _ in $(seq 50); do
+      [ -s "$c/cgroup.procs" ] && xargs -r kill -9 <"$c/cgroup.procs" 2>/dev/null
+      rmdir "$c" 2>/dev/null && break
+      sleep 0.05
+    done
+    [ -d "$c" ] && echo "could not remove test cgroup $c" >&2
+  done
   [ -n "$NS" ] && ip netns del "$NS" 2>/dev/null
   [ -n "$VETH" ] && ip link del "$VETH" 2>/dev/null
   for n in "${EXTRA_NS[@]}"; do ip netns del "$n" 2>/dev/null; done
@@ -83,7 +109,15 @@ now_ms() { date +%s%3N; }
 
 # ---- the fake API server ----
 BIND=127.0.0.1
-if [ "$PHASE" = topology ]; then
+if [ "$PHASE" = cgroup ]; then
+  CGROOT=""
+  for c in /sys/fs/cgroup/unified /sys/fs/cgroup; do
+    [ "$(stat -f -c %T "$c" 2>/dev/null)" = cgroup2fs ] && { CGROOT=$c; break; }
+  done
+  [ -n "$CGROOT" ] || skip "no cgroup v2 hierarchy mounted"
+  command -v bpftool >/dev/null || fail "missing tool bpftool (scripts/install-deps.sh)"
+fi
+if [ "$PHASE" = topology ] || [ "$PHASE" = cgroup ]; then
   S=$(( ($$ % 200) + 20 ))
   NS="itk8s-$$"
   VETH="itk8r$$"
@@ -592,6 +626,193 @@ YAML
   [ "$up" = 2 ] || fail "Prometheus up: $up"
   ok "Prometheus (credentials_file) scrapes both agents: up 2, sum(request_total) = 23 = requests sent"
   for a in $AGENT1 $AGENT2; do kill -TERM "$a"; wait "$a" || fail "agent exit after SIGTERM"; done
+  echo PASS
+  exit 0
+fi
+
+if [ "$PHASE" = cgroup ]; then
+  [ -x "$SIM" ] || fail "no $SIM"
+  # Makes each missing directory of a cgroup path (relative to $CGROOT), remembering the ones it
+  # made for the cleanup.
+  make_cgroup() {
+    local rel=$1 p=$CGROOT part
+    IFS=/ read -ra parts <<<"$rel"
+    for part in "${parts[@]}"; do
+      p=$p/$part
+      [ -d "$p" ] && continue
+      mkdir "$p" || fail "mkdir $p"
+      CGROUPS_MADE+=("$p")
+    done
+  }
+  # infertap-sim inside cgroup $1 (the shell joins it, then execs `ip netns exec`, which execs
+  # the simulator: one process, its sockets created in the cgroup) listening on $2; pid in SIMPID.
+  sim_in() {
+    sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$1" ip netns exec "$NS" "$SIM" \
+      --listen "$2:8000" --model llama-3-8b --tokens 4 >"$W/sim-$2.log" 2>&1 &
+    SIMPID=$!
+    PIDS+=($SIMPID)
+    for _ in $(seq 100); do grep -q listening "$W/sim-$2.log" && return 0; sleep 0.05; done
+    fail "sim on $2 did not start: $(cat "$W/sim-$2.log")"
+  }
+  pod_yaml() {  # NAME
+    printf -- '---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: ml\n  labels:\n    app: vllm\nspec:\n  nodeName: n1\n  containers:\n  - name: vllm\n    image: vllm/vllm-openai\n' "$1"
+  }
+  uid_of() { kubectl -n ml get pod "$1" -o jsonpath='{.metadata.uid}'; }
+  state() { curl -s "http://127.0.0.1:$IPORT/v1/state"; }
+  pod_state() { state | jq -c --arg p "$1" '.capture.pods[] | select(.pod == $p)'; }
+  attached_to() { bpftool cgroup show "$1" 2>/dev/null | grep -oE 'skb_(ingress|egress)' | sort | tr '\n' ' '; }
+  send_to() {  # IP N → prints how many got a 200
+    for _ in $(seq "$2"); do
+      curl -s -o /dev/null -w '%{http_code}\n' "http://$1:8000/v1/chat/completions" \
+        -H 'Content-Type: application/json' \
+        -d '{"model":"llama-3-8b","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
+    done | grep -c '^200$'
+  }
+  records_for() { jq -c --arg p "$1" 'select(.pod == $p and .output_tokens == 4)' "$W/records.jsonl" 2>/dev/null | wc -l; }
+  request_total() {
+    curl -s "http://127.0.0.1:$MPORT/metrics" |
+      awk '/^inference_model_request_total\{.*model_name="chat"/ {s += $NF} END {print s + 0}'
+  }
+
+  # Flag mistakes: one line, exit 2, before anything starts.
+  usage() {  # WANT_SUBSTRING ARGS...
+    local want=$1
+    shift
+    NODE_NAME= "$INFERTAP" run --metrics-auth none "$@" >"$W/usage.out" 2>&1
+    local rc=$?
+    [ $rc = 2 ] || fail "infertap run $*: exit $rc (want 2): $(cat "$W/usage.out")"
+    [ "$(wc -l <"$W/usage.out")" = 1 ] && grep -qF -- "$want" "$W/usage.out" ||
+      fail "infertap run $*: $(cat "$W/usage.out") (want one line with '$want')"
+  }
+  usage "--cgroup-root is for Kubernetes mode" --target 127.0.0.1:1 --cgroup-root "$CGROOT"
+  usage "--capture-cgroup is for standalone mode" --kubeconfig "$KUBECONFIG" --node n1 --capture-cgroup "$CGROOT"
+  usage "--cgroup-root is for --capture-backend cgroup" --kubeconfig "$KUBECONFIG" --node n1 --cgroup-root "$CGROOT"
+  usage "--cgroup-root: /proc is not on a cgroup v2" --kubeconfig "$KUBECONFIG" --node n1 --capture-backend cgroup --cgroup-root /proc
+  ok "flag errors: --cgroup-root standalone or with the syscall backend, --capture-cgroup in Kubernetes mode, a --cgroup-root not on cgroup v2"
+
+  { pool_and_model_yaml; pod_yaml vllm-0; pod_yaml vllm-1; } | kubectl apply -f - >"$W/kubectl.out" 2>&1 ||
+    fail "kubectl apply: $(cat "$W/kubectl.out")"
+  UID0=$(uid_of vllm-0)
+  UID1=$(uid_of vllm-1)
+  [ -n "$UID0" ] && [ -n "$UID1" ] || fail "pods without metadata.uid"
+  # vllm-0: a Burstable pod of a systemd-driver kubelet.
+  CG0_REL=kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID0//-/_}.slice
+  CG0=$CGROOT/$CG0_REL
+  make_cgroup "$CG0_REL"
+  sim_in "$CG0" "$POD_IP"
+  SIM0=$SIMPID
+  pod_ready ml vllm-0 "$POD_IP"
+  pod_ready ml vllm-1 "$POD_IP2"
+  ok "pods vllm-0 (uid $UID0, cgroup $CG0_REL, infertap-sim inside) and vllm-1 (uid $UID1, no cgroup yet) Ready"
+
+  start_agent --metrics-auth none --capture-backend cgroup --cgroup-root "$CGROOT"
+  grep -q "cgroup backend on this node's model-server pods, their cgroups found from their UIDs under $CGROOT" "$AGENT_LOG" ||
+    fail "no cgroup-root line in the log"
+  curl -sN "http://127.0.0.1:$IPORT/v1/records" >"$W/records.jsonl" 2>/dev/null &
+  PIDS+=($!)
+  for _ in $(seq 100); do [ "$(pod_state vllm-0 | jq -r .status)" = attached ] && break; sleep 0.05; done
+  s0=$(pod_state vllm-0)
+  echo "$s0" | jq -e --arg c "$CG0" --arg u "$UID0" '.attached and .cgroup == $c and .uid == $u and .namespace == "ml"' >/dev/null ||
+    fail "vllm-0 in /v1/state: $s0"
+  [ "$(attached_to "$CG0")" = "skb_egress skb_ingress " ] || fail "bpftool cgroup show $CG0: $(bpftool cgroup show "$CG0")"
+  s1=$(pod_state vllm-1)
+  echo "$s1" | jq -e --arg r "$CGROOT" '(.attached | not) and .cgroup == null and (.status | startswith("cgroup not found under " + $r))' >/dev/null ||
+    fail "vllm-1 in /v1/state: $s1"
+  state | jq -e --arg c "$CG0" --arg r "$CGROOT" '.capture.backend == "cgroup" and .capture.cgroup_root == $r and .capture.cgroups == [$c]' >/dev/null ||
+    fail "/v1/state capture: $(state | jq -c .capture)"
+  ok "vllm-0's cgroup attached (/v1/state, bpftool: skb_ingress + skb_egress); vllm-1: $(echo "$s1" | jq -r .status)"
+
+  sleep 0.3
+  [ "$(send_to "$POD_IP" 5)" = 5 ] || fail "requests to vllm-0"
+  for _ in $(seq 50); do [ "$(records_for vllm-0)" -ge 5 ] && break; sleep 0.1; done
+  [ "$(records_for vllm-0)" = 5 ] || fail "records for vllm-0: $(records_for vllm-0) (want 5)"
+  bad=$(jq -c 'select(.pool != "llama" or .namespace != "ml" or .pod != "vllm-0" or .model_name != "chat" or .target_model_name != "llama-3-8b" or .node != "n1" or .status != 200 or .stream or .output_tokens != 4)' "$W/records.jsonl")
+  [ -z "$bad" ] || fail "records: $bad"
+  for _ in $(seq 30); do [ "$(request_total)" = 5 ] && break; sleep 0.1; done
+  [ "$(request_total)" = 5 ] || fail "request_total $(request_total) (want 5)"
+  ok "5 requests to vllm-0: 5 records (pool llama, ns ml, pod vllm-0, model chat, status 200, 4 tokens), request_total 5"
+
+  # vllm-1's IP served by a process in no pod cgroup: in the endpoint filter, never captured.
+  sim_in "$CGROOT" "$POD_IP2"
+  [ "$(send_to "$POD_IP2" 3)" = 3 ] || fail "requests to the outside server"
+  sleep 0.5
+  [ "$(records_for vllm-1)" = 0 ] || fail "a server outside the pod cgroups was captured"
+  kill "$SIMPID"; wait "$SIMPID" 2>/dev/null
+  ok "a server on vllm-1's IP outside any pod cgroup: 3 requests, 0 records"
+
+  # The kubelet creates vllm-1's cgroup after the pod object (cgroupfs spelling, kubepods moved
+  # one level down by the kubelet's --cgroup-root): the periodic retry attaches it.
+  CG1_REL=infertap-e2e-$$/kubepods/besteffort/pod$UID1
+  CG1=$CGROOT/$CG1_REL
+  t0=$(now_ms)
+  make_cgroup "$CG1_REL"
+  sim_in "$CG1" "$POD_IP2"
+  SIM1=$SIMPID
+  for _ in $(seq 150); do [ "$(pod_state vllm-1 | jq -r .status)" = attached ] && break; sleep 0.02; done
+  dt=$(( $(now_ms) - t0 ))
+  pod_state vllm-1 | jq -e --arg c "$CG1" '.attached and .cgroup == $c' >/dev/null || fail "vllm-1 not attached: $(pod_state vllm-1)"
+  [ "$dt" -le 2500 ] || fail "vllm-1's cgroup attached after $dt ms (retry every second)"
+  [ "$(attached_to "$CG1")" = "skb_egress skb_ingress " ] || fail "bpftool cgroup show $CG1: $(bpftool cgroup show "$CG1")"
+  grep -q "pod ml/vllm-1 (uid $UID1): capturing cgroup $CG1" "$AGENT_LOG" || fail "no attach line for vllm-1"
+  ok "vllm-1's cgroup created later ($CG1_REL) → attached on retry after $dt ms"
+  [ "$(send_to "$POD_IP2" 4)" = 4 ] || fail "requests to vllm-1"
+  for _ in $(seq 50); do [ "$(records_for vllm-1)" -ge 4 ] && break; sleep 0.1; done
+  [ "$(records_for vllm-1)" = 4 ] || fail "records for vllm-1: $(records_for vllm-1) (want 4)"
+  for _ in $(seq 30); do [ "$(request_total)" = 9 ] && break; sleep 0.1; done
+  [ "$(request_total)" = 9 ] || fail "request_total $(request_total) (want 9)"
+  [ "$(records_for vllm-0)" = 5 ] || fail "vllm-0 records changed"
+  ok "4 requests to vllm-1: 4 records, request_total 9"
+
+  # A stream open on vllm-0 when it is deleted: its connection ends with the detach (not at the
+  # 300 s idle timeout).
+  curl -s -o /dev/null "http://$POD_IP:8000/v1/chat/completions" -H 'Content-Type: application/json' \
+    -H 'x-sim-ttft-ms: 100' -H 'x-sim-itl-ms: 1500' \
+    -d '{"model":"llama-3-8b","messages":[{"role":"user","content":"s"}],"max_tokens":3,"stream":true}' &
+  SLOW=$!
+  PIDS+=($SLOW)
+  for _ in $(seq 50); do [ "$(state | jq .connections)" -ge 1 ] && break; sleep 0.05; done
+  [ "$(state | jq .connections)" -ge 1 ] || fail "the open stream is not tracked"
+  t0=$(now_ms)
+  c=$(api DELETE /api/v1/namespaces/ml/pods/vllm-0)
+  [ "$c" = 200 ] || fail "delete: $c"
+  for _ in $(seq 100); do [ -z "$(pod_state vllm-0)" ] && [ -z "$(attached_to "$CG0")" ] && break; sleep 0.02; done
+  dt=$(( $(now_ms) - t0 ))
+  [ -z "$(pod_state vllm-0)" ] || fail "deleted pod still in /v1/state: $(pod_state vllm-0)"
+  [ -z "$(attached_to "$CG0")" ] || fail "still attached to $CG0: $(bpftool cgroup show "$CG0")"
+  state | jq -e --arg c "$CG1" '.capture.cgroups == [$c]' >/dev/null || fail "cgroups after delete: $(state | jq -c .capture.cgroups)"
+  [ "$dt" -le 1500 ] || fail "vllm-0 detached after $dt ms"
+  for _ in $(seq 40); do [ "$(state | jq .capture.counters.detach_closed)" -ge 1 ] && break; sleep 0.05; done
+  [ "$(state | jq .capture.counters.detach_closed)" -ge 1 ] || fail "the open stream's connection did not end: $(state | jq -c '{connections, capture}')"
+  grep -q "capture programs detached from $CG0" "$AGENT_LOG" || fail "no detach line"
+  ok "vllm-0 deleted → detached in $dt ms (/v1/state, bpftool cgroup show empty), its open stream's connection ended ($(state | jq .capture.counters.detach_closed) by the detach)"
+  wait $SLOW
+  # The kubelet then removes the pod's cgroup.
+  kill "$SIM0"; wait "$SIM0" 2>/dev/null
+  rmdir "$CG0" || fail "rmdir $CG0"
+
+  # vllm-1's containers and cgroup go first (the kubelet tearing the pod down) while the pod is
+  # still in the topology: the vanished cgroup detaches cleanly, the pod reads "not found".
+  kill "$SIM1"; wait "$SIM1" 2>/dev/null
+  for _ in $(seq 50); do rmdir "$CG1" 2>/dev/null && break; sleep 0.05; done
+  [ -d "$CG1" ] && fail "cannot remove $CG1"
+  for _ in $(seq 150); do [ "$(state | jq -c .capture.cgroups)" = "[]" ] && break; sleep 0.02; done
+  state | jq -e '.capture.cgroups == []' >/dev/null || fail "vanished cgroup still attached: $(state | jq -c .capture)"
+  pod_state vllm-1 | jq -e '(.attached | not) and (.status | startswith("cgroup not found"))' >/dev/null ||
+    fail "vllm-1 after its cgroup vanished: $(pod_state vllm-1)"
+  kill -0 $AGENT 2>/dev/null || fail "agent exited"
+  ok "vllm-1's cgroup removed under it → detached cleanly; $(pod_state vllm-1 | jq -r .status)"
+  c=$(api DELETE /api/v1/namespaces/ml/pods/vllm-1)
+  [ "$c" = 200 ] || fail "delete vllm-1: $c"
+  for _ in $(seq 100); do [ "$(state | jq -c .capture.pods)" = "[]" ] && break; sleep 0.02; done
+  state | jq -e '.capture.pods == [] and .capture.cgroups == [] and .endpoints == []' >/dev/null ||
+    fail "after both pods: $(state | jq -c '{endpoints, capture}')"
+  grep -q "cannot attach" "$AGENT_LOG" && fail "an attach failed: $(grep 'cannot attach' "$AGENT_LOG")"
+  for c in "${CGROUPS_MADE[@]}"; do
+    [ -d "$c" ] && [ -n "$(attached_to "$c")" ] && fail "still attached to $c: $(bpftool cgroup show "$c")"
+  done
+  ok "both pods gone: no pod, no cgroup attached, nothing in bpftool on the test's cgroups"
+  kill -TERM $AGENT; wait $AGENT; rc=$?
+  [ $rc = 0 ] || fail "agent exit $rc after SIGTERM"
   echo PASS
   exit 0
 fi

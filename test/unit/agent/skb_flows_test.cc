@@ -38,6 +38,7 @@ struct Pkt {
   std::string payload;
   uint64_t ts = 0;
   uint16_t client_port = 40000;
+  uint64_t cgroup = 0;  // the socket's cgroup id (bpf_skb_cgroup_id)
 };
 
 // The records of one packet, split into IT_CHUNK_MAX pieces; pieces listed in `drop` are left
@@ -51,6 +52,7 @@ std::vector<std::vector<uint8_t>> Records(const Pkt& p, const std::set<size_t>& 
   h.tcp_flags = p.flags;
   h.payload_len = static_cast<uint32_t>(p.payload.size());
   h.ts_ns = p.ts;
+  h.cgroup_id = p.cgroup;
   V4(p.ingress ? h.saddr : h.daddr, 2);
   V4(p.ingress ? h.daddr : h.saddr, 1);
   h.sport = p.ingress ? p.client_port : 8000;
@@ -124,6 +126,32 @@ class SkbFlowsTest : public ::testing::Test {
   SinkConsumers consumers{rec};
   SkbFlows flows{consumers};
 };
+
+// ---- connections of a detached cgroup ---------------------------------------------------------
+
+TEST_F(SkbFlowsTest, FinishCgroupEndsThatCgroupsConnectionsOnly) {
+  // Two connections, one from each of two pods' cgroups (7 and 9).
+  for (uint16_t port : {40000, 40001}) {
+    const uint64_t cg = port == 40000 ? 7 : 9;
+    Feed({true, kClientIsn, 0, pcap::kTcpSyn, "", 1 * kMs, port, cg});
+    Feed({false, kServerIsn, kClientIsn + 1, pcap::kTcpSyn | pcap::kTcpAck, "", 1 * kMs, port, cg});
+    Feed({true, cseq(0), sseq(0), pcap::kTcpAck, "GET / HTTP/1.1\r\n", 2 * kMs, port, cg});
+  }
+  ASSERT_EQ(flows.connections(), 2u);
+  EXPECT_EQ(flows.FinishCgroup(7, 3 * kMs), 1u);
+  EXPECT_EQ(flows.connections(), 1u);
+  ASSERT_EQ(rec.conns.size(), 2u);
+  for (const auto& [id, c] : rec.conns) {
+    EXPECT_EQ(c.in, "GET / HTTP/1.1\r\n");
+    EXPECT_EQ(c.closed, c.info.remote.port == 40000) << c.info.remote.ToString();
+  }
+  EXPECT_EQ(flows.FinishCgroup(7, 3 * kMs), 0u);  // nothing left of cgroup 7
+  // Capture of cgroup 7 resumed (attached again): its next segment starts a new flow
+  // mid-connection rather than being swallowed by a tombstone.
+  Feed({true, cseq(16), sseq(0), pcap::kTcpAck, "more", 4 * kMs, 40000, 7});
+  EXPECT_EQ(flows.connections(), 2u);
+  EXPECT_EQ(rec.conns.size(), 3u);
+}
 
 // ---- the decoder ------------------------------------------------------------------------------
 

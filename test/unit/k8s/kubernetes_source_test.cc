@@ -30,6 +30,7 @@ TEST(FromKubernetesTest, TranslatesPoolsEndpointsAndModels) {
   p.endpoints.push_back({"vllm-0", "a", "10.0.0.1", 8000, "vllm", 0, "/metrics"});
   p.endpoints.push_back({"vllm-0", "a", "10.0.0.1", 8001, "bogus", 9100, "/m"});
   p.endpoints.push_back({"bad", "a", "not-an-ip", 8000, "auto", 0, "/metrics"});
+  p.endpoints[0].uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
   p.models.target_to_model = {{"llama-3-8b", "chat"}, {"twice", "twice"}};
   p.models.ambiguous = {"twice"};
   k.pools.push_back(p);
@@ -47,6 +48,7 @@ TEST(FromKubernetesTest, TranslatesPoolsEndpointsAndModels) {
   EXPECT_EQ(tp.endpoints[0].address.ToString(), "10.0.0.1:8000");
   EXPECT_EQ(tp.endpoints[0].pod, "vllm-0");
   EXPECT_EQ(tp.endpoints[0].ns, "a");
+  EXPECT_EQ(tp.endpoints[0].pod_uid, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
   EXPECT_EQ(tp.endpoints[0].engine, poller::Engine::kVllm);
   EXPECT_EQ(tp.endpoints[0].metrics_address, "10.0.0.1:8000");
   EXPECT_EQ(tp.endpoints[0].origin, "kubernetes pod a/vllm-0");

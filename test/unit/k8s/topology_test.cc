@@ -72,6 +72,8 @@ TEST(Topology, SeveralPortsEngineLabelAndSortedEndpoints) {
   TopologyInputs in;
   in.pods = {Pod("ns", "b", "10.0.0.2", {{"app", "x"}, {kEngineTypeLabel, "sglang"}}),
              Pod("ns", "a", "10.0.0.1", {{"app", "x"}})};
+  in.pods[0].uid = "uid-b";
+  in.pods[1].uid = "uid-a";
   in.pools = {PoolV1("ns", "p", {{"app", "x"}}, {8001, 8000, 8001})};
   Topology t = ComputeTopology(in);
   ASSERT_EQ(t.pools.size(), 1u);
@@ -85,6 +87,9 @@ TEST(Topology, SeveralPortsEngineLabelAndSortedEndpoints) {
   EXPECT_EQ(eps[2].pod, "b");
   EXPECT_EQ(eps[2].engine, "sglang");
   EXPECT_EQ(eps[3].metrics_port, 8001);
+  // Every endpoint carries its pod's UID (the cgroup backend finds the pod's cgroup by it).
+  EXPECT_EQ(eps[1].uid, "uid-a");
+  EXPECT_EQ(eps[2].uid, "uid-b");
 }
 
 TEST(Topology, SameNameInTwoNamespacesGetsQualifiedLabels) {
