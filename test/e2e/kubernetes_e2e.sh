@@ -63,6 +63,15 @@ fail() {
 }
 ok() { echo "ok: $*"; }
 
+# A pod's chat endpoint, N sequential requests: prints how many got a 200 (twonode, cgroup).
+send_to() {  # IP N
+  for _ in $(seq "$2"); do
+    curl -s -o /dev/null -w '%{http_code}\n' "http://$1:8000/v1/chat/completions" \
+      -H 'Content-Type: application/json' \
+      -d '{"model":"llama-3-8b","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
+  done | grep -c '^200$'
+}
+
 skip() {  # INFERTAP_REQUIRE_BPF=1 (what .ci/run sets): every test must run
   [ "${INFERTAP_REQUIRE_BPF:-}" = 1 ] && fail "INFERTAP_REQUIRE_BPF=1, but this test cannot run: $*"
   echo "SKIP: $*"
@@ -566,13 +575,6 @@ YAML
     --web.listen-address="127.0.0.1:$PPORT" >"$W/prometheus.log" 2>&1 &
   PIDS+=($!)
 
-  send_to() {  # IP N → prints how many got a 200
-    for _ in $(seq "$2"); do
-      curl -s -o /dev/null -w '%{http_code}\n' "http://$1:8000/v1/chat/completions" \
-        -H 'Content-Type: application/json' \
-        -d '{"model":"llama-3-8b","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
-    done | grep -c '^200$'
-  }
   # Both nodes' pods at once, from the root namespace (the "gateway").
   send_to "$P1_IP" 7 >"$W/sent1" &
   s1=$!
@@ -661,13 +663,6 @@ if [ "$PHASE" = cgroup ]; then
   state() { curl -s "http://127.0.0.1:$IPORT/v1/state"; }
   pod_state() { state | jq -c --arg p "$1" '.capture.pods[] | select(.pod == $p)'; }
   attached_to() { bpftool cgroup show "$1" 2>/dev/null | grep -oE 'skb_(ingress|egress)' | sort | tr '\n' ' '; }
-  send_to() {  # IP N → prints how many got a 200
-    for _ in $(seq "$2"); do
-      curl -s -o /dev/null -w '%{http_code}\n' "http://$1:8000/v1/chat/completions" \
-        -H 'Content-Type: application/json' \
-        -d '{"model":"llama-3-8b","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
-    done | grep -c '^200$'
-  }
   records_for() { jq -c --arg p "$1" 'select(.pod == $p and .output_tokens == 4)' "$W/records.jsonl" 2>/dev/null | wc -l; }
   request_total() {
     curl -s "http://127.0.0.1:$MPORT/metrics" |
