@@ -63,17 +63,38 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define IT_NR_RECVMSG 47
 #define IT_NR_ACCEPT4 288
 #define IT_NR_DUP3 292
-#define IT_ARG1(regs) BPF_CORE_READ((regs), di)
-#define IT_ARG2(regs) BPF_CORE_READ((regs), si)
-#define IT_ARG3(regs) BPF_CORE_READ((regs), dx)
-#define IT_EXIT_NR(regs) ((long)BPF_CORE_READ((regs), orig_ax))
 #define IT_TS_COMPAT 0x0002
+
+#ifndef IT_VARIANT_COMPAT
+/*
+ * The modern variant's enter/exit programs are BTF-typed raw tracepoints (tp_btf, 5.5+): their
+ * `regs` argument is a typed kernel pointer read with plain loads, and the current task is read
+ * the same way, where an untyped raw tracepoint pays a bpf_probe_read_kernel per field (~25 ns
+ * each, bench/RESULTS.md "Captured-syscall kernel cost"). Every syscall on the node runs these
+ * programs, so this is the cost everyone pays.
+ */
+#define IT_SYSCALL_SEC(name) SEC("tp_btf/" name)
+#define IT_REG(regs, field) ((regs)->field)
+
+static __always_inline int current_is_ia32(void)
+{
+	return (bpf_get_current_task_btf()->thread_info.status & IT_TS_COMPAT) != 0;
+}
+#else
+/* The compatible variant: untyped raw tracepoints (no bpf_get_current_task_btf before 5.11). */
+#define IT_SYSCALL_SEC(name) SEC("raw_tracepoint/" name)
+#define IT_REG(regs, field) BPF_CORE_READ((regs), field)
 
 static __always_inline int current_is_ia32(void)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	return (BPF_CORE_READ(task, thread_info.status) & IT_TS_COMPAT) != 0;
 }
+#endif
+#define IT_ARG1(regs) IT_REG((regs), di)
+#define IT_ARG2(regs) IT_REG((regs), si)
+#define IT_ARG3(regs) IT_REG((regs), dx)
+#define IT_EXIT_NR(regs) ((long)IT_REG((regs), orig_ax))
 #else
 #error "capture.bpf.c: syscall numbers and registers are defined for x86-64 only"
 #endif
@@ -550,13 +571,10 @@ struct {
  */
 #define COMPAT_EMIT_STEPS ((4u << 20) / IT_CHUNK_MAX + 2 * 64 + 2)
 
-/* bpf_loop body: emits one piece (or steps to the next iovec). Returns 1 to stop. */
-static long emit_step(__u32 i, void *arg)
+/* Emits one piece (or steps to the next iovec). Returns 1 to stop. */
+static __always_inline long emit_piece(struct emit_ctx *e)
 {
-	__u32 zero = 0;
-	struct emit_ctx *e = bpf_map_lookup_elem(&emit_scratch, &zero);
-
-	if (!e || !e->remaining || e->failed)
+	if (!e->remaining || e->failed)
 		return 1;
 	if (!e->cur_len) {
 		struct iovec iv = {};
@@ -592,6 +610,15 @@ static long emit_step(__u32 i, void *arg)
 	e->cur_len -= n;
 	e->remaining -= n;
 	return 0;
+}
+
+/* bpf_loop body: one piece of the copy state in emit_scratch. */
+static long emit_step(__u32 i, void *arg)
+{
+	__u32 zero = 0;
+	struct emit_ctx *e = bpf_map_lookup_elem(&emit_scratch, &zero);
+
+	return e ? emit_piece(e) : 1;
 }
 
 #ifdef IT_VARIANT_COMPAT
@@ -690,6 +717,14 @@ static __always_inline int exit_io(long ret)
 			e->iov_cnt = mh.msg_iovlen;
 		}
 	}
+	/*
+	 * The common case, a plain read/write of at most one piece, is one direct step: a loop
+	 * helper costs more than the piece's bookkeeping (~24 ns, bench/RESULTS.md).
+	 */
+	if (io.vectored == 0 && e->remaining <= IT_CHUNK_MAX) {
+		emit_piece(e);
+		goto done;
+	}
 	/* Each piece is one step, plus one step per iovec switch; a short iovec can end a piece
 	 * early, so allow two steps per iovec on top of the full-size pieces. */
 	__u32 steps = syscall_cap / IT_CHUNK_MAX + 2 * max_iovecs + 2;
@@ -701,6 +736,7 @@ static __always_inline int exit_io(long ret)
 		if (emit_step_global(i))
 			break;
 #endif
+done:
 	if (e->failed) {
 		stat_add(IT_STAT_LOST_EVENTS, 1);
 		if (end > e->pos)
@@ -877,13 +913,12 @@ int on_process_exit(void *ctx)
  * The I/O syscalls record their arguments for the exit (enter_io); close() and dup2()/dup3()
  * over an fd end its connection.
  */
-SEC("raw_tracepoint/sys_enter")
-int sys_enter(struct bpf_raw_tracepoint_args *ctx)
+IT_SYSCALL_SEC("sys_enter")
+int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 {
-	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
 	__u8 sys, dir, vectored = 0;
 
-	switch ((long)ctx->args[1]) {
+	switch (id) {
 	case IT_NR_READ:
 		sys = IT_SYS_READ, dir = IT_DIR_INGRESS;
 		break;
@@ -939,12 +974,9 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
  * traced syscall is in flight anywhere); a freshly accepted fd must never inherit a stale
  * decision for its number.
  */
-SEC("raw_tracepoint/sys_exit")
-int sys_exit(struct bpf_raw_tracepoint_args *ctx)
+IT_SYSCALL_SEC("sys_exit")
+int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 {
-	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-	long ret = (long)ctx->args[1];
-
 	switch (IT_EXIT_NR(regs)) {
 	case IT_NR_READ:
 	case IT_NR_WRITE:

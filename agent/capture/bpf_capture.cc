@@ -282,6 +282,24 @@ std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Sta
       }
     }
   }
+  int attach_err = bpf_object__attach_skeleton(obj.skeleton);
+  if (attach_err && want == BpfVariant::kAuto && chosen == BpfVariant::kModern) {
+    // The modern object's BTF-typed tracepoints (tp_btf) loaded but a kernel refused to
+    // attach them: the compatible object uses untyped raw tracepoints.
+    const std::string why = LastLibbpfMessage();
+    LOG_WARN("the modern capture programs failed to attach (%s); trying the compatible ones",
+             why.c_str());
+    obj.destroy(obj.skel);
+    obj = LoadedObject{};
+    chosen = BpfVariant::kCompat;
+    reason = "the modern programs failed to attach: " + why;
+    if (Status st = LoadChosen(chosen, options, ring, &obj); !st) {
+      *status = st;
+      return nullptr;
+    }
+    attach_err = bpf_object__attach_skeleton(obj.skeleton);
+  }
+  // From here the capture owns the object (its destructor destroys it).
   cap->skel_ = obj.skel;
   cap->destroy_ = obj.destroy;
   cap->skeleton_ = obj.skeleton;
@@ -291,14 +309,13 @@ std::unique_ptr<BpfCapture> BpfCapture::Start(const CaptureOptions& options, Sta
   cap->filter_epoch_ = obj.filter_epoch;
   cap->variant_ = chosen;
   cap->variant_reason_ = reason;
-  LOG_INFO("capture programs: %s variant (%s)", std::string(BpfVariantName(chosen)).c_str(),
-           reason.c_str());
-
-  if (int err = bpf_object__attach_skeleton(cap->skeleton_); err) {
+  if (attach_err) {
     *status = Status::FromErrno(
-        "cannot attach the capture tracepoints (" + LastLibbpfMessage() + ")", err);
+        "cannot attach the capture tracepoints (" + LastLibbpfMessage() + ")", attach_err);
     return nullptr;
   }
+  LOG_INFO("capture programs: %s variant (%s)", std::string(BpfVariantName(chosen)).c_str(),
+           reason.c_str());
   cap->links_ = cap->CountLinks();
 
   cap->ring_ = std::make_unique<RingReader>();
