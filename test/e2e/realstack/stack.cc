@@ -594,8 +594,13 @@ FamilySums SumsFromMetrics(const std::string& exposition, const std::set<std::st
   return f;
 }
 
+std::string PairKey(const std::string& model, const std::string& target) {
+  return Pair(model, target);
+}
+
 std::string DiffSeconds(const FamilySums& got, const FamilySums& want, double tol_s,
-                        const std::string& got_name, const std::string& want_name) {
+                        const std::string& got_name, const std::string& want_name,
+                        const std::map<std::string, double>& extra_s) {
   std::vector<std::string> lines;
   std::map<std::string, std::string> count_family;
   for (const auto& [metric, names] : kSecondsFamilies) count_family[names.first] = names.second;
@@ -607,7 +612,9 @@ std::string DiffSeconds(const FamilySums& got, const FamilySums& want, double to
     const double n = c == want.values.end() ? 1 : c->second;
     auto g = got.seconds.find(key);
     const double gv = g == got.seconds.end() ? 0 : g->second;
-    if (std::fabs(gv - w) > tol_s * std::max(1.0, n)) {
+    auto extra = extra_s.find(pair);
+    const double allowed = tol_s * std::max(1.0, n) + (extra == extra_s.end() ? 0 : extra->second);
+    if (std::fabs(gv - w) > allowed) {
       char buf[160];
       std::snprintf(buf, sizeof buf, ": %s %.6f, %s %.6f (%.0f observations)", got_name.c_str(), gv,
                     want_name.c_str(), w, n);

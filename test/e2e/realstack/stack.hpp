@@ -118,9 +118,13 @@ FamilySums SumsFromTruth(const std::map<std::string, Truth>& truth);
 // Only pairs with a side in `models` (every pair when it is empty).
 FamilySums SumsFromMetrics(const std::string& exposition, const std::set<std::string>& models);
 FamilySums SumsFromRecords(const std::vector<json>& records);
-// Differences of the seconds sums, each within `tol_s` per observation of `want` (pairs that
-// `want` marks untimed are skipped); "" when none.
+// Differences of the seconds sums, each within `tol_s` per observation of `want` plus
+// `extra_s[pair]` (the allowance of that pair's accepted timing outliers; pairs that `want`
+// marks untimed are skipped); "" when none.
 std::string DiffSeconds(const FamilySums& got, const FamilySums& want, double tol_s,
-                        const std::string& got_name, const std::string& want_name);
+                        const std::string& got_name, const std::string& want_name,
+                        const std::map<std::string, double>& extra_s = {});
+// The "pair" key the sums use for a model and its target.
+std::string PairKey(const std::string& model, const std::string& target);
 
 }  // namespace infertap::e2e::realstack
