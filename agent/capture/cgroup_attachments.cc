@@ -10,7 +10,8 @@ CgroupAttachments::~CgroupAttachments() {
   for (auto& [path, e] : entries_) e.link.reset();
 }
 
-CgroupSetChange CgroupAttachments::Set(const std::vector<std::string>& wanted) {
+CgroupSetChange CgroupAttachments::Set(const std::vector<std::string>& wanted,
+                                       Failure on_failure) {
   CgroupSetChange change;
   const std::set<std::string> want(wanted.begin(), wanted.end());
   for (auto it = entries_.begin(); it != entries_.end();) {
@@ -46,8 +47,9 @@ CgroupSetChange CgroupAttachments::Set(const std::vector<std::string>& wanted) {
       change.attached.push_back(path);
       continue;
     }
-    // Logged once per cgroup (the first failure), not on every retry of every tick.
-    if (e.state.failures == 0)
+    // Logged once per cgroup (the first failure), not on every retry of every tick; a failure
+    // the caller reports is its to tell.
+    if (on_failure == Failure::kRetry && e.state.failures == 0)
       LOG_WARN("cannot attach the capture programs to %s (retrying): %s", path.c_str(),
                error.c_str());
     ++e.state.failures;

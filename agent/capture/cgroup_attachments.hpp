@@ -62,9 +62,13 @@ class CgroupAttachments {
   CgroupAttachments(const CgroupAttachments&) = delete;
   CgroupAttachments& operator=(const CgroupAttachments&) = delete;
 
+  // What a failed attach is: retried later (logged once per cgroup, "retrying"), or the
+  // caller's error to report (not logged here: the caller fails with it, e.g. at start).
+  enum class Failure { kRetry, kReport };
+
   // Makes `wanted` (duplicates ignored) the attached set: detach gone ones first, then attach
   // the new ones and retry the failed ones.
-  CgroupSetChange Set(const std::vector<std::string>& wanted);
+  CgroupSetChange Set(const std::vector<std::string>& wanted, Failure on_failure = Failure::kRetry);
 
   // Every wanted cgroup, in path order.
   std::vector<CgroupAttachmentState> States() const;

@@ -148,8 +148,11 @@ std::unique_ptr<SkbCapture> SkbCapture::Start(const SkbCaptureOptions& options, 
   }
   CgroupAttacher& attacher = *cap;  // a private base: reachable here, not from make_unique
   cap->attachments_ = std::make_unique<CgroupAttachments>(attacher);
-  // The cgroups given at start are required: a failure here is the caller's error.
-  if (CgroupSetChange c = cap->attachments_->Set(options.cgroups); !c.failed.empty()) {
+  // The cgroups given at start are required: a failure here is the caller's error, reported
+  // once by it (no "retrying" warning first: nothing retries it).
+  if (CgroupSetChange c =
+          cap->attachments_->Set(options.cgroups, CgroupAttachments::Failure::kReport);
+      !c.failed.empty()) {
     *status = Status::Error(c.first_error);
     return nullptr;
   }

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -118,6 +119,32 @@ TEST(CgroupAttachments, AFailedAttachIsCountedNotFatalAndRetried) {
   EXPECT_TRUE(fake.log.empty());
   EXPECT_TRUE(c.detached.empty());
   EXPECT_EQ(set.States().size(), 2u);
+}
+
+// A failure to retry is logged once per cgroup, not on every retry; one the caller reports
+// (the cgroups required at start) is not logged at all: the caller fails with it.
+TEST(CgroupAttachments, AFailureIsLoggedOnceOrLeftToTheCallerToReport) {
+  FakeAttacher fake;
+  fake.failing = {"/cg/bad"};
+  CgroupAttachments set(fake);
+  testing::internal::CaptureStderr();
+  (void)set.Set({"/cg/bad"});
+  (void)set.Set({"/cg/bad"});
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_NE(err.find("cannot attach the capture programs to /cg/bad (retrying): cannot attach "
+                     "skb_ingress to /cg/bad: Operation not permitted"),
+            std::string::npos)
+      << err;
+
+  CgroupAttachments required(fake);
+  testing::internal::CaptureStderr();
+  CgroupSetChange c = required.Set({"/cg/bad"}, CgroupAttachments::Failure::kReport);
+  err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err, "");
+  EXPECT_EQ(c.failed, std::vector<std::string>{"/cg/bad"});
+  EXPECT_EQ(c.first_error, "cannot attach skb_ingress to /cg/bad: Operation not permitted");
+  EXPECT_EQ(required.attach_failures(), 1u);
 }
 
 TEST(CgroupAttachments, DestructionDetachesEverything) {
